@@ -197,8 +197,8 @@ def check_label_map(label_map: np.ndarray, *, name: str = "label_map") -> np.nda
 
     Examples
     --------
-    >>> check_label_map(np.array([0.0, 2.0, 4.0])).dtype.kind
-    'i'
+    >>> check_label_map(np.array([0.0, 2.0, 4.0])).dtype
+    dtype('uint8')
     >>> check_label_map(np.array([0.5]))
     Traceback (most recent call last):
     ...
