@@ -1,0 +1,341 @@
+"""The ``qe-nb`` command: batch runs over folders of segmentations.
+
+``qe-nb demo``      synthetic glioma cohort -> scores -> calibrated alpha -> tables, worklist, figures
+``qe-nb score``     a folder of NIfTI files -> scores.nc
+``qe-nb sweep``     the alpha sweep of a scores file (the paper's Tables 1-2)
+``qe-nb worklist``  cases sorted by risk at a given alpha
+``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import QeNbError
+
+PAPER_ALPHAS = (-3.0, -2.0, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0)
+
+
+class CommandError(Exception):
+    """A failure the command reports in one line (exit status 2)."""
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _format_table(df, float_format="{:.2f}") -> str:
+    import pandas as pd
+
+    with pd.option_context("display.width", 250, "display.max_columns", 60):
+        return df.to_string(index=False, float_format=lambda v: float_format.format(v), na_rep="NA")
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import qe_nb
+
+    from .scoring import label_mean
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    _print(f"qe-nb demo: a synthetic glioma cohort of {args.cases} cases x {args.algorithms} algorithms "
+           f"(seed {args.seed}) in {out / 'cohort'}")
+    ensemble = qe_nb.synthetic_cohort(
+        out / "cohort", kind="glioma", n_cases=args.cases, n_algorithms=args.algorithms,
+        seed=args.seed, overwrite=True,
+    )
+    t1 = time.perf_counter()
+    _print(f"  written in {t1 - t0:.1f} s; scoring (majority-vote fusion, Dice + HD95, BraTS regions) ...")
+    scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=args.jobs,
+                         progress=not args.quiet)
+    t2 = time.perf_counter()
+    qe_nb.save_scores(scores, out / "scores.nc")
+    _print(f"  scored in {t2 - t1:.1f} s -> {out / 'scores.nc'}")
+
+    # As in the paper's MR experiment: one value per algorithm and metric (mean over the
+    # tumour structures), quality = the fusion's mean Dice with the ground truth.
+    similarity = label_mean(scores["similarity"])
+    quality = scores["quality"].sel(metric="dice").mean("label")
+    alpha = qe_nb.calibrate(similarity, objective="entropy")
+    _print()
+    _print(f"Alpha sweep (the paper's Table 1 layout; entropy-calibrated alpha = {alpha:.2f}):")
+    table = qe_nb.sweep_table(similarity, alphas=sorted(set(PAPER_ALPHAS) | {round(float(alpha), 2)}),
+                              quality=quality)
+    _print(_format_table(table))
+    _print()
+    _print(f"Thresholds per algorithm at alpha = {alpha:.2f} (the paper's Table 3):")
+    _print(qe_nb.threshold_table(similarity, alpha).to_string(float_format=lambda v: f"{v:.4f}"))
+    flags = qe_nb.alarms(similarity, alpha)
+    risk = qe_nb.risk(flags)
+    r = np.corrcoef(risk.values, quality.sel(case=risk.case).values)[0, 1]
+    _print()
+    _print(f"Pearson r between alarm count and the fusion's true Dice: {r:.2f} "
+           f"(the paper: -0.72 on 68 real glioma cases)")
+    worklist = qe_nb.worklist(scores["similarity"], alpha, quality=quality)
+    from .io import atomic_write
+
+    with atomic_write(out / "worklist.csv", mode="w") as fh:
+        worklist.to_csv(fh, index=False)
+    _print()
+    _print(f"Top of the worklist (all {len(worklist)} cases in {out / 'worklist.csv'}):")
+    cols = [c for c in ("case", "risk", "quality", "reasons") if c in worklist.columns]
+    top = worklist[cols].head(args.top).copy()
+    if "reasons" in top:
+        top["reasons"] = top["reasons"].str.slice(0, 90)
+    _print(_format_table(top))
+    written = _write_demo_figures(out, risk, scores, quality, table, alpha, similarity)
+    if written:
+        _print()
+        _print("Figures: " + ", ".join(str(p) for p in written))
+    _print()
+    _print(f"Done in {time.perf_counter() - t0:.1f} s.")
+    return 0
+
+
+def _write_demo_figures(out, risk, scores, quality, table, alpha, similarity) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from . import plots
+    except ImportError:
+        return []
+    hd = scores["quality"].sel(metric="hd95").mean("label")
+    figures = {
+        "figure4_alarms_vs_quality.png": lambda: plots.alarm_count_vs_quality(risk, quality, hd),
+        "alpha_sweep.png": lambda: plots.sweep_plot(table, chosen_alpha=alpha),
+        "thresholds.png": lambda: plots.threshold_plot(__import__("qe_nb").thresholds(similarity, alpha)),
+    }
+    written = []
+    for name, make in figures.items():
+        fig = make()
+        from .io import atomic_write
+
+        with atomic_write(out / name, mode="wb") as fh:
+            fig.savefig(fh, dpi=110, bbox_inches="tight", format="png")
+        plt.close(fig)
+        written.append(out / name)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# score, sweep, worklist, fetch
+
+
+def _client(scheduler: str | None):
+    if not scheduler:
+        return None
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise CommandError('--scheduler needs dask.distributed: pip install "qe-nb[dask]"') from None
+    return Client(scheduler)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import qe_nb
+
+    ensemble = qe_nb.open_ensemble(
+        args.root, masks=args.masks, reference=args.reference, images=args.images, labels=args.labels,
+    )
+    _print(f"{ensemble.sizes['case']} cases x {ensemble.sizes['algorithm']} algorithms "
+           f"({', '.join(map(str, ensemble.algorithm.values))}); structures: "
+           f"{ensemble.attrs.get('label_scheme_text', '')}"
+           + (" (inferred)" if int(ensemble.attrs.get("labels_inferred", 0)) else ""))
+    client = _client(args.scheduler)
+    try:
+        scores = qe_nb.score(
+            ensemble, fusion=args.fusion, metrics=args.metrics, client=client, n_jobs=args.jobs,
+            progress=not args.quiet, on_error="raise" if args.strict else "record", cache=args.cache,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    qe_nb.save_scores(scores, args.out)
+    failed = [(str(c), str(e)) for c, e in zip(scores.case.values, scores["error"].values) if str(e)]
+    _print(f"wrote {args.out}: {scores.sizes['case'] - len(failed)} cases scored"
+           + (f", {len(failed)} failed" if failed else ""))
+    if failed:
+        _print("failed cases:")
+        for case, err in failed:
+            _print(f"  {case}: {err}")
+        return 1
+    return 0
+
+
+def _similarity_for(scores, args):
+    sim = scores["similarity"]
+    if getattr(args, "label_mean", False):
+        from .scoring import label_mean
+
+        sim = label_mean(sim)
+    return sim
+
+
+def _quality_for(scores, metric: str = "dice"):
+    if "quality" not in scores:
+        return None
+    return scores["quality"].sel(metric=metric).mean("label") if metric in scores.metric.values else None
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import qe_nb
+
+    scores = qe_nb.load_scores(args.scores)
+    sim = _similarity_for(scores, args)
+    quality = _quality_for(scores)
+    table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality)
+    _print(_format_table(table))
+    if args.csv:
+        from .io import atomic_write
+
+        with atomic_write(args.csv, mode="w") as fh:
+            table.to_csv(fh, index=False)
+    return 0
+
+
+def _cmd_worklist(args: argparse.Namespace) -> int:
+    import qe_nb
+
+    scores = qe_nb.load_scores(args.scores)
+    sim = _similarity_for(scores, args)
+    alpha = args.alpha
+    if alpha is None:
+        alpha = qe_nb.calibrate(sim, objective="entropy")
+        _print(f"alpha calibrated by entropy: {alpha:.2f}")
+    table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores))
+    if args.csv:
+        from .io import atomic_write
+
+        with atomic_write(args.csv, mode="w") as fh:
+            table.to_csv(fh, index=False)
+        _print(f"wrote {args.csv} ({len(table)} cases)")
+    shown = table.head(args.top) if args.top else table
+    _print(_format_table(shown))
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    import qe_nb
+
+    path = qe_nb.fetch_dataset(args.name, manifest=args.manifest, cache=args.cache,
+                               base_url=args.base_url, progress=not args.quiet)
+    _print(str(path))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qe-nb",
+        description="Unsupervised quality estimation for segmentation ensembles (Kofler et al. 2021).",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"qe-nb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("demo", help="run the whole method on a synthetic glioma cohort",
+                       description="Make a synthetic glioma cohort with ground truth, score it, calibrate "
+                       "alpha by entropy, print the alpha sweep (Table 1), the thresholds (Table 3) and the "
+                       "top of the worklist, and write scores.nc, worklist.csv and figures to --out.")
+    p.add_argument("--out", default="qe-nb-demo", help="output folder (default: %(default)s)")
+    p.add_argument("--cases", type=int, default=68, help="number of cases (default: %(default)s)")
+    p.add_argument("--algorithms", type=int, default=5, help="number of algorithms (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--top", type=int, default=10, help="worklist rows to print (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("score", help="score a folder of segmentations",
+                       description="Fuse each case's candidates, measure each candidate against the fusion "
+                       "(and the fusion against the reference, when given) and write the scores cube.")
+    p.add_argument("root", help="the folder holding the cohort")
+    p.add_argument("--masks", default="{case}/{algorithm}.nii.gz",
+                   help="pattern of candidate files, with {case} and {algorithm} (default: %(default)s)")
+    p.add_argument("--reference", default=None, help="pattern of reference files, with {case}")
+    p.add_argument("--images", default=None, help="pattern of image files, with {case} and {modality}")
+    p.add_argument("--labels", default=None,
+                   help="label scheme: brats, brats-regions, brats2023, brats2023-regions, binary "
+                   "(default: inferred from the files)")
+    p.add_argument("--fusion", default="mav", choices=["mav", "simple", "brats-simple", "staple"])
+    p.add_argument("--metrics", default="dice,hd95", help="comma-separated metric ids (default: %(default)s)")
+    p.add_argument("--out", default="scores.nc", help="output NetCDF file (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--cache", default=None, help="folder to cache per-case results (resume after a crash)")
+    p.add_argument("--strict", action="store_true", help="stop at the first case that fails")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("sweep", help="alarm counts, entropy and correlation over a grid of alpha",
+                       description="Print the alpha sweep of a scores file in the layout of the paper's "
+                       "Tables 1-2 (r columns only when the scores hold a reference).")
+    p.add_argument("scores", help="a scores file written by `qe-nb score`")
+    p.add_argument("--alphas", type=_float_list, default=None, help="comma-separated alphas (default: the paper's)")
+    p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("worklist", help="cases sorted by risk",
+                       description="Print (and optionally save) the cases sorted by their alarm count.")
+    p.add_argument("scores", help="a scores file written by `qe-nb score`")
+    p.add_argument("--alpha", type=float, default=None, help="alpha (default: calibrated by entropy)")
+    p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
+    p.add_argument("--csv", default=None, help="write the worklist to this CSV file")
+    p.add_argument("--top", type=int, default=20, help="rows to print, 0 for all (default: %(default)s)")
+    p.set_defaults(func=_cmd_worklist)
+
+    p = sub.add_parser("fetch", help="download a data set named in data_manifest.yml",
+                       description="Download a data set with sha256 verification into a cache and print "
+                       "its folder.")
+    p.add_argument("name", help="data set name, e.g. brats-example")
+    p.add_argument("--manifest", default=None, help="manifest file (default: the package's data_manifest.yml)")
+    p.add_argument("--cache", default=None, help="cache folder (default: QE_NB_CACHE or the user cache)")
+    p.add_argument("--base-url", default=None, help="override the base URL (or set QE_NB_DATA_URL)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qe-nb`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (QeNbError, CommandError, FileNotFoundError, PermissionError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"qe-nb {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"qe-nb {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
