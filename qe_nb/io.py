@@ -1,0 +1,753 @@
+"""Reading and writing images with SimpleITK, geometry checks and atomic file output.
+
+Arrays follow the numpy order of SimpleITK arrays: ``(z, y, x)``. A :class:`Geometry` holds
+the grid of one image in that same order, so ``geometry.spacing[0]`` is the slice thickness.
+
+Every reading failure becomes an :class:`~qe_nb.exceptions.ImageReadError` whose message
+names the case and the role of the file (when given), the file and the problem in words.
+SimpleITK reads some broken files without complaint (a truncated ``.nii`` or ``.nii.gz``
+comes back padded with zeros), so :func:`read_image` checks gzip streams and NIfTI data
+sizes itself before trusting the voxels.
+
+Every writer here is atomic: the data go to a hidden temporary file in the target folder,
+which then replaces the target in one ``os.replace``. A crash leaves either the old file or
+the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import struct
+import tempfile
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .exceptions import GeometryError, ImageReadError, InputError
+
+__all__ = [
+    "Geometry",
+    "read_image",
+    "write_image",
+    "check_geometry",
+    "resample_to",
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "image_suffix",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+"""File name endings of the volume formats SimpleITK reads and writes that qe_nb expects."""
+
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The voxel grid of a 3-D image, in numpy ``(z, y, x)`` order.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        Number of voxels along ``(z, y, x)``.
+    spacing : tuple of 3 float
+        Voxel size in mm along ``(z, y, x)``.
+    origin : tuple of 3 float
+        Physical position (mm) of the first voxel, components in ``(z, y, x)`` order
+        (SimpleITK's ``GetOrigin()`` reversed).
+    direction : tuple of 9 float
+        Direction cosines as a row-major 3x3 matrix in ``(z, y, x)`` order: SimpleITK's
+        ``GetDirection()`` matrix with both its rows and its columns reversed, so that
+        ``point_zyx = origin + direction @ (index_zyx * spacing)``.
+
+    Examples
+    --------
+    >>> g = Geometry((2, 3, 4), spacing=(3.0, 1.0, 1.0))
+    >>> g.spacing
+    (3.0, 1.0, 1.0)
+    >>> g.direction
+    (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    >>> g.as_attrs()["origin"]
+    (0.0, 0.0, 0.0)
+    """
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        fields = {
+            "shape": (self.shape, 3, int),
+            "spacing": (self.spacing, 3, float),
+            "origin": (self.origin, 3, float),
+            "direction": (self.direction, 9, float),
+        }
+        for name, (value, n, kind) in fields.items():
+            try:
+                clean = tuple(kind(v) for v in np.asarray(value).ravel())
+            except (TypeError, ValueError):
+                clean = ()
+            if len(clean) != n:
+                raise InputError(
+                    f"Geometry `{name}` must hold {n} numbers in (z, y, x) order; got {value!r}."
+                )
+            object.__setattr__(self, name, clean)
+        if any(s < 0 for s in self.shape):
+            raise InputError(f"Geometry `shape` must be non-negative; got {self.shape}.")
+        if not all(np.isfinite(self.spacing)) or any(s <= 0 for s in self.spacing):
+            raise InputError(f"Geometry `spacing` must be positive and finite; got {self.spacing}.")
+
+    def as_attrs(self) -> dict[str, tuple[float, ...]]:
+        """``spacing``, ``origin`` and ``direction`` as a dict, for a DataArray's attrs."""
+        return {"spacing": self.spacing, "origin": self.origin, "direction": self.direction}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], shape: tuple[int, ...]) -> Geometry:
+        """Rebuild a geometry from attrs made by :meth:`as_attrs` and a ``(z, y, x)`` shape.
+
+        Missing ``origin`` / ``direction`` default to zero / identity.
+        """
+        if "spacing" not in attrs:
+            raise InputError(
+                f"attrs must hold `spacing` (and optionally `origin`, `direction`); got keys "
+                f"{sorted(attrs)}."
+            )
+        kwargs = {k: attrs[k] for k in ("spacing", "origin", "direction") if k in attrs}
+        return cls(tuple(shape[-3:]), **kwargs)
+
+
+def _geometry_of(image: sitk.Image) -> Geometry:
+    d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[::-1, ::-1]
+    return Geometry(
+        shape=tuple(image.GetSize()[::-1]),
+        spacing=tuple(image.GetSpacing()[::-1]),
+        origin=tuple(image.GetOrigin()[::-1]),
+        direction=tuple(d.ravel()),
+    )
+
+
+def _apply_geometry(image: sitk.Image, geometry: Geometry) -> None:
+    d = np.asarray(geometry.direction, dtype=float).reshape(3, 3)[::-1, ::-1]
+    image.SetSpacing(tuple(geometry.spacing[::-1]))
+    image.SetOrigin(tuple(geometry.origin[::-1]))
+    image.SetDirection(tuple(d.ravel()))
+
+
+def _fmt(values: tuple) -> str:
+    return str(tuple(round(v, 6) if isinstance(v, float) else v for v in values))
+
+
+def _first_difference(
+    geometry: Geometry, first: Geometry, *, rtol: float, shape_only: bool
+) -> str | None:
+    """Name the first grid property in which ``geometry`` differs from ``first``."""
+    if geometry.shape != first.shape:
+        return "shape"
+    if shape_only:
+        return None
+    if not np.allclose(geometry.spacing, first.spacing, rtol=rtol, atol=0.0):
+        return "spacing"
+    # Origins are compared relative to the voxel size: a shift of 1e-4 voxel is noise.
+    if not np.allclose(geometry.origin, first.origin, rtol=0.0, atol=rtol * max(first.spacing)):
+        return "origin"
+    # Direction cosines lie in [-1, 1], so an absolute tolerance is a relative one.
+    if not np.allclose(geometry.direction, first.direction, rtol=0.0, atol=rtol):
+        return "direction"
+    return None
+
+
+def _where(case: str | None, role: str | None) -> str:
+    parts = []
+    if case is not None:
+        parts.append(f"case {case!r}")
+    if role:
+        parts.append(role)
+    return ", ".join(parts)
+
+
+def check_geometry(
+    geometries: Mapping[str, Geometry],
+    *,
+    case: str | None,
+    role: str = "algorithm",
+    rtol: float = 1e-4,
+    shape_only: bool = False,
+) -> Geometry:
+    """Check that every image of a case lies on the same voxel grid; return that grid.
+
+    Parameters
+    ----------
+    geometries : mapping of str to Geometry
+        Name (an algorithm, a modality) -> the geometry of its image; the first entry is the
+        one the others are compared with.
+    case : str or None
+        The case id, for the message.
+    role : str, default "algorithm"
+        What the names are, for the message (``"algorithm"``, ``"image"``).
+    rtol : float, default 1e-4
+        Relative tolerance: on spacing relative to the spacing, on origin relative to the
+        largest voxel size, on the direction cosines absolute.
+    shape_only : bool, default False
+        Compare only the shapes (what ``check_geometry=False`` still needs: voxels of
+        different grids sizes cannot be compared at all).
+
+    Returns
+    -------
+    Geometry
+        The first entry's geometry.
+
+    Raises
+    ------
+    GeometryError
+        Naming the case, the image, the property that differs and both values.
+    InputError
+        When ``geometries`` is empty.
+
+    Examples
+    --------
+    >>> a = Geometry((2, 3, 4))
+    >>> check_geometry({"a": a, "b": a}, case="c1").shape
+    (2, 3, 4)
+    >>> check_geometry({"a": a, "b": Geometry((2, 3, 4), spacing=(3.0, 1.0, 1.0))}, case="c1")
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.GeometryError: case 'c1', algorithm 'b': spacing (3.0, 1.0, 1.0) differs from the first candidate's (1.0, 1.0, 1.0) (algorithm 'a'); resample it, pass `resample=True`, or pass `check_geometry=False` to ignore the difference.
+    """
+    if not geometries:
+        raise InputError(f"case {case!r}: `geometries` is empty; expected at least one image.")
+    items = iter(geometries.items())
+    first_name, first = next(items)
+    for name, geometry in items:
+        what = _first_difference(geometry, first, rtol=rtol, shape_only=shape_only)
+        if what is None:
+            continue
+        where = _where(case, f"{role} {name!r}")
+        first_label = "first candidate's" if role == "algorithm" else f"first {role}'s"
+        raise GeometryError(
+            f"{where}: {what} {_fmt(getattr(geometry, what))} differs from the {first_label} "
+            f"{_fmt(getattr(first, what))} ({role} {first_name!r}); {_fix_hint(what)}"
+        )
+    return first
+
+
+def _fix_hint(what: str) -> str:
+    if what == "shape":
+        return (
+            "resample it or pass `resample=True` (`check_geometry=False` cannot help: "
+            "grids of different sizes cannot be compared voxel by voxel)."
+        )
+    return (
+        "resample it, pass `resample=True`, or pass `check_geometry=False` to ignore the "
+        "difference."
+    )
+
+
+def resample_to(
+    image_array: np.ndarray, geometry: Geometry, target_geometry: Geometry, *, default_value: float = 0
+) -> np.ndarray:
+    """Resample an image onto another grid with nearest-neighbour interpolation (SimpleITK).
+
+    Nearest neighbour keeps label values intact, which is what label maps need.
+
+    Parameters
+    ----------
+    image_array : ndarray, dims (z, y, x)
+        The image on ``geometry``.
+    geometry : Geometry
+        The grid of ``image_array``.
+    target_geometry : Geometry
+        The grid to resample onto.
+    default_value : float, default 0
+        Value of target voxels that fall outside the source image.
+
+    Returns
+    -------
+    ndarray, shape ``target_geometry.shape``, same dtype as ``image_array``
+
+    Raises
+    ------
+    GeometryError
+        When ``image_array.shape`` is not ``geometry.shape``.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 2, 2), np.uint8); a[1, 1, 1] = 4
+    >>> fine = Geometry((2, 4, 4), spacing=(1.0, 0.5, 0.5), origin=(0.0, -0.25, -0.25))
+    >>> out = resample_to(a, Geometry((2, 2, 2)), fine)
+    >>> out.shape, int(out.sum() // 4)
+    ((2, 4, 4), 4)
+    """
+    arr = np.asarray(image_array)
+    if arr.shape != tuple(geometry.shape):
+        raise GeometryError(
+            f"`image_array` has shape {arr.shape} but `geometry.shape` is {geometry.shape}; "
+            "they must describe the same image."
+        )
+    dtype = arr.dtype
+    work = arr.astype(np.uint8) if dtype.kind == "b" else arr
+    image = sitk.GetImageFromArray(work)
+    _apply_geometry(image, geometry)
+    reference = sitk.Image([int(s) for s in target_geometry.shape[::-1]], image.GetPixelID())
+    _apply_geometry(reference, target_geometry)
+    out = sitk.Resample(
+        image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, float(default_value)
+    )
+    return sitk.GetArrayFromImage(out).astype(dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+
+def _sitk_message(error: Exception) -> str:
+    """The first useful line of SimpleITK's multi-line C++ error text."""
+    lines = []
+    for raw in str(error).splitlines():
+        line = raw.strip()
+        if not line or line.startswith("Exception thrown in SimpleITK"):
+            continue
+        if line.endswith(":") and (".cxx" in line or ".h:" in line):
+            continue  # a C++ source location
+        for marker in ("sitk::ERROR:", "ITK ERROR:"):
+            if marker in line:
+                line = line.split(marker, 1)[1].strip()
+                # drop "NrrdImageIO(0x55...): "
+                head, sep, rest = line.partition("): ")
+                if sep and "(0x" in head:
+                    line = rest.strip()
+        line = line.removeprefix("[nrrd]").strip()
+        if line:
+            lines.append(line)
+    if not lines:
+        return "SimpleITK gave no reason"
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        # "Read: Error reading x.nrrd:" says nothing; the deepest cause is on the last line
+        first = lines[-1]
+    return first.rstrip(".:")
+
+
+def _check_gzip(path: str) -> tuple[bytes, int]:
+    """Decompress a gzip file fully; return its first 544 bytes and its decompressed size.
+
+    Raises ``ValueError`` with a reason when the stream is truncated or corrupt.
+    """
+    d = zlib.decompressobj(wbits=31)
+    head = b""
+    total = 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            try:
+                out = d.decompress(chunk)
+            except zlib.error as exc:
+                raise ValueError(f"the gzip data are corrupt ({exc})") from None
+            total += len(out)
+            if len(head) < 544:
+                head += out[: 544 - len(head)]
+            if d.eof:
+                break
+    if not d.eof:
+        raise ValueError("the gzip stream is truncated (it ends before its end marker)")
+    return head, total
+
+
+def _nifti_expected_size(head: bytes) -> int | None:
+    """Bytes a single-file NIfTI needs according to its header, or None if not NIfTI."""
+    if len(head) < 348:
+        return None
+    for endian in "<>":
+        (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
+        if sizeof_hdr == 348 and head[344:348] == b"n+1\x00":
+            dims = struct.unpack(endian + "8h", head[40:56])
+            (bitpix,) = struct.unpack(endian + "h", head[72:74])
+            (vox_offset,) = struct.unpack(endian + "f", head[108:112])
+            break
+        if sizeof_hdr == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
+            (bitpix,) = struct.unpack(endian + "h", head[14:16])
+            dims = struct.unpack(endian + "8q", head[16:80])
+            (vox_offset,) = struct.unpack(endian + "q", head[168:176])
+            break
+    else:
+        return None
+    ndim = int(dims[0])
+    if not 1 <= ndim <= 7 or bitpix <= 0:
+        return None
+    n = 1
+    for k in range(1, ndim + 1):
+        n *= max(int(dims[k]), 1)
+    return int(vox_offset) + (n * int(bitpix) + 7) // 8
+
+
+@contextlib.contextmanager
+def _sitk_readable(path: str) -> Iterator[str]:
+    """A path SimpleITK can be given safely.
+
+    SimpleITK aborts the whole process when handed a file name that is not valid UTF-8
+    (a ``str`` holding surrogate escapes), so such files are read through an ASCII-named
+    symbolic link in a temporary folder.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        folder = tempfile.mkdtemp(prefix="qe_nb-")
+        alias = os.path.join(folder, "image" + image_suffix(path, ascii_only=True))
+        try:
+            os.symlink(os.path.abspath(path), alias)
+            yield alias
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        yield path
+
+
+def read_image(
+    path: PathLike, *, case: str | None = None, role: str | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """Read a 3-D scalar image with SimpleITK; return its voxels ``(z, y, x)`` and grid.
+
+    Any format SimpleITK reads works (``.nii``, ``.nii.gz``, ``.nrrd``, ``.mha``, ...).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    case : str, optional
+        The case id, named in error messages.
+    role : str, optional
+        What the file is, named in error messages: ``"algorithm 'isen-20'"``,
+        ``"reference"``, ``"image 't1'"``.
+
+    Returns
+    -------
+    array : ndarray, dims (z, y, x)
+        The voxels in the file's pixel type.
+    geometry : Geometry
+        The grid, in ``(z, y, x)`` order.
+
+    Raises
+    ------
+    ImageReadError
+        When the file is missing, a broken symbolic link, a directory, empty, unreadable
+        (permission denied), a truncated or corrupt gzip stream, truncated NIfTI data, not
+        an image SimpleITK reads, not 3-D, or not scalar. The message names the case and
+        role (when given), the file and the problem.
+
+    Notes
+    -----
+    SimpleITK silently pads truncated ``.nii`` / ``.nii.gz`` files with zeros, so gzip files
+    are decompressed once to verify their checksum and NIfTI files are checked against
+    the data size their header promises.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> folder = tempfile.mkdtemp()
+    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(folder, "a.nii.gz"),
+    ...             geometry=Geometry((2, 3, 4), spacing=(3.0, 1.0, 0.5)))
+    >>> array, geometry = read_image(os.path.join(folder, "a.nii.gz"))
+    >>> array.shape, geometry.spacing
+    ((2, 3, 4), (3.0, 1.0, 0.5))
+    >>> read_image(os.path.join(folder, "b.nii.gz"), case="c1", role="reference")
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.ImageReadError: case 'c1', reference: cannot read '.../b.nii.gz': the file does not exist.
+    """
+    p = os.fsdecode(os.fspath(path))
+    where = _where(case, role)
+    prefix = f"{where}: " if where else ""
+
+    def fail(problem: str) -> ImageReadError:
+        return ImageReadError(f"{prefix}cannot read {p!r}: {problem}.")
+
+    if not os.path.lexists(p):
+        raise fail("the file does not exist")
+    if os.path.islink(p) and not os.path.exists(p):
+        raise fail(f"it is a broken symbolic link (it points to {os.readlink(p)!r}, which does not exist)")
+    if os.path.isdir(p):
+        raise fail("it is a directory, not an image file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(544)
+    except PermissionError:
+        raise fail("permission denied (the file cannot be opened for reading)") from None
+    except OSError as exc:
+        raise fail(f"the file cannot be opened ({exc.strerror or exc})") from None
+    if not head:
+        raise fail("the file is empty (0 bytes)")
+    data_size = os.path.getsize(p)
+    if head[:2] == _GZIP_MAGIC:
+        try:
+            head, data_size = _check_gzip(p)
+        except ValueError as exc:
+            raise fail(f"it is a truncated or corrupt gzip file: {exc}") from None
+        except PermissionError:
+            raise fail("permission denied (the file cannot be opened for reading)") from None
+
+    with _sitk_readable(p) as readable:
+        try:
+            image = sitk.ReadImage(readable)
+        except RuntimeError as exc:
+            reason = _sitk_message(exc)
+            if "Unable to determine ImageIO reader" in reason:
+                raise fail(
+                    "it is not an image SimpleITK can read (expected a volume such as "
+                    ".nii.gz, .nii, .nrrd or .mha)"
+                ) from None
+            raise fail(f"SimpleITK could not read it ({reason})") from None
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise fail(
+            f"it has {image.GetNumberOfComponentsPerPixel()} components per voxel (size "
+            f"{' x '.join(map(str, image.GetSize()[::-1]))}); expected a scalar 3-D image"
+        )
+    if image.GetDimension() != 3:
+        raise fail(
+            f"it is {image.GetDimension()}-D (size {' x '.join(map(str, image.GetSize()[::-1]))}); "
+            "expected a 3-D image"
+        )
+    expected = _nifti_expected_size(head)
+    if expected is not None and data_size < expected:
+        raise fail(
+            f"the NIfTI data are truncated: it holds {data_size} bytes, its header promises "
+            f"{expected}"
+        )
+    return sitk.GetArrayFromImage(image), _geometry_of(image)
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+
+def image_suffix(path: PathLike, *, ascii_only: bool = False) -> str:
+    """The file-name ending that selects a format: ``'.nii.gz'``, ``'.csv'``, ``''``.
+
+    A compression suffix (``.gz``, ``.bz2``, ``.xz``, ``.zst``) includes the suffix before it.
+
+    Examples
+    --------
+    >>> image_suffix("a/b.nii.gz"), image_suffix("scores.nc"), image_suffix("README")
+    ('.nii.gz', '.nc', '')
+    """
+    name = Path(os.fsdecode(os.fspath(path))).name
+    suffixes = Path(name).suffixes
+    if not suffixes:
+        return ""
+    suffix = suffixes[-1]
+    if suffix.lower() in _COMPRESSION_SUFFIXES and len(suffixes) > 1:
+        suffix = suffixes[-2] + suffix
+    if ascii_only and not suffix.isascii():
+        return ""
+    return suffix
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success move it over ``path`` atomically.
+
+    For writers that want a file name (SimpleITK, ``Dataset.to_netcdf``). The temporary
+    file is hidden (its name starts with ``.``), keeps the target's suffix so format-by-
+    extension writers pick the right format, and has an ASCII name. If the block raises,
+    the temporary file is removed and the target is left untouched.
+
+    Raises
+    ------
+    InputError
+        When the target folder does not exist or ``path`` is a directory.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
+    >>> with atomic_path(target) as tmp:
+    ...     with open(tmp, "w") as f:
+    ...         _ = f.write("done")
+    >>> open(target).read()
+    'done'
+    """
+    target = os.path.abspath(os.fsdecode(os.fspath(path)))
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise InputError(
+            f"cannot write {target!r}: the folder {folder!r} does not exist; create it first."
+        )
+    if os.path.isdir(target):
+        raise InputError(f"cannot write {target!r}: it is a directory; expected a file path.")
+    tmp = os.path.join(
+        folder, f".qe_nb-tmp-{uuid.uuid4().hex[:12]}{image_suffix(target, ascii_only=True)}"
+    )
+    # Created with the default mode (0o666 & ~umask) rather than mkstemp's 0o600, so the
+    # final file gets the permissions any ordinary new file would.
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: PathLike, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None
+) -> Iterator[IO[Any]]:
+    """Open a file for writing so that it appears at ``path`` complete or not at all.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final file.
+    mode : {"w", "wb", "wt"}, default "w"
+        Text or binary.
+    encoding : str or None, default "utf-8"
+        Text encoding (ignored in binary mode).
+    newline : str or None
+        As for :func:`open` (``""`` for the csv module).
+
+    Yields
+    ------
+    file object
+        Write to it; it is flushed, fsynced and moved over ``path`` when the block ends.
+
+    Raises
+    ------
+    InputError
+        For a mode that is not a write mode, or a missing folder.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "worklist.csv")
+    >>> with atomic_write(target, newline="") as f:
+    ...     _ = f.write("case,risk\\n")
+    >>> open(target).read()
+    'case,risk\\n'
+    """
+    if mode not in {"w", "wb", "wt"}:
+        raise InputError(f"`mode` must be one of ['w', 'wb', 'wt']; got {mode!r}.")
+    binary = "b" in mode
+    with atomic_path(path) as tmp:
+        if binary:
+            f = open(tmp, "wb")
+        else:
+            f = open(tmp, "w", encoding=encoding, newline=newline)
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "x.bin")
+    >>> atomic_write_bytes(target, b"\\x00\\x01")
+    >>> open(target, "rb").read()
+    b'\\x00\\x01'
+    """
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: PathLike, text: str, *, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "x.txt")
+    >>> atomic_write_text(target, "hello")
+    >>> open(target).read()
+    'hello'
+    """
+    with atomic_write(path, "w", encoding=encoding) as f:
+        f.write(text)
+
+
+def write_image(
+    array: np.ndarray, path: PathLike, *, geometry: Geometry | None = None, compress: bool = True
+) -> None:
+    """Write a 3-D array ``(z, y, x)`` as an image file, atomically.
+
+    The format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``).
+
+    Parameters
+    ----------
+    array : ndarray, dims (z, y, x)
+        Voxels; bool is written as uint8 and float16 as float32 (SimpleITK has neither).
+    path : str or path-like
+        The output file; its folder must exist.
+    geometry : Geometry, optional
+        The grid; default unit spacing, zero origin, identity direction.
+    compress : bool, default True
+        Ask SimpleITK to compress (for ``.nrrd`` / ``.mha``; ``.nii.gz`` is always gzip).
+
+    Raises
+    ------
+    InputError
+        When ``array`` is not 3-D or the suffix is not a format SimpleITK writes.
+    GeometryError
+        When ``geometry.shape`` is not ``array.shape``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> target = os.path.join(tempfile.mkdtemp(), "mask.nrrd")
+    >>> write_image(np.zeros((2, 3, 4), bool), target)
+    >>> read_image(target)[0].dtype
+    dtype('uint8')
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 3:
+        raise InputError(f"`array` must be 3-D (z, y, x); got shape {arr.shape}.")
+    if geometry is not None and tuple(geometry.shape) != arr.shape:
+        raise GeometryError(
+            f"`geometry.shape` {geometry.shape} does not match `array.shape` {arr.shape}."
+        )
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    image = sitk.GetImageFromArray(arr)
+    if geometry is not None:
+        _apply_geometry(image, geometry)
+    target = os.fsdecode(os.fspath(path))
+    with atomic_path(target) as tmp:
+        try:
+            sitk.WriteImage(image, tmp, bool(compress))
+        except RuntimeError as exc:
+            raise InputError(
+                f"cannot write {target!r}: {_sitk_message(exc)}; use a suffix SimpleITK "
+                f"writes, e.g. {list(IMAGE_SUFFIXES[:4])}."
+            ) from None
