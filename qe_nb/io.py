@@ -246,17 +246,21 @@ def check_geometry(
         first_label = "first candidate's" if role == "algorithm" else f"first {role}'s"
         raise GeometryError(
             f"{where}: {what} {_fmt(getattr(geometry, what))} differs from the {first_label} "
-            f"{_fmt(getattr(first, what))} ({role} {first_name!r}); {_fix_hint(what)}"
+            f"{_fmt(getattr(first, what))} ({role} {first_name!r}); {_fix_hint(what, role)}"
         )
     return first
 
 
-def _fix_hint(what: str) -> str:
+def _fix_hint(what: str, role: str) -> str:
     if what == "shape":
+        if role != "algorithm":
+            return "resample it or pass `resample=True`."
         return (
             "resample it or pass `resample=True` (`check_geometry=False` cannot help: "
             "grids of different sizes cannot be compared voxel by voxel)."
         )
+    if role != "algorithm":
+        return "resample it or pass `resample=True`."
     return (
         "resample it, pass `resample=True`, or pass `check_geometry=False` to ignore the "
         "difference."
