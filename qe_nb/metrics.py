@@ -1,0 +1,1046 @@
+"""Similarity metrics between two binary masks, fast on cropped boxes.
+
+One pair of masks (a fusion and a candidate, or a reference and a fusion) gives Dice,
+Jaccard, Hausdorff distances (exact, robust, MedPy's), the average symmetric surface
+distance, the normalised surface Dice and the absolute volume difference. The semantics are
+those of DESIGN §2:
+
+- ``hd`` is the exact symmetric Hausdorff distance between the two voxel *sets* (as
+  SimpleITK's ``HausdorffDistanceImageFilter``);
+- ``hd95``, ``assd`` and ``nsd`` follow DeepMind's ``surface-distance`` (surfels on the
+  2x2x2 corner grid, weighted by their area), as pymia and the paper did;
+- ``hd95_medpy`` follows ``medpy.metric.binary.hd95`` (pooled voxel surface distances);
+- both masks empty: Dice, Jaccard and NSD 1, every distance 0; exactly one empty: Dice,
+  Jaccard and NSD 0, every distance ``inf``. These are results, never errors.
+
+Spacing is in millimetres in numpy order ``(z, y, x)``.
+
+How it is fast: every mask is cropped to its bounding box padded by one voxel; nearest
+distances are exact k-d tree queries (float64) between the few points that need them (the
+voxels of one mask outside the other, the surface points of one mask that are not surface
+points of the other) and the 6-connected boundary voxels or surface corners of the other
+mask, so no distance transform of the whole box is needed. A fused mask's surfaces and trees
+are built once and reused for every candidate (:func:`compute_metrics_many`).
+
+The ``edt`` package was considered for distance transforms and rejected: it returns float32,
+which misses the 1e-6 mm agreement with the reference implementations on distances of tens
+of millimetres.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .exceptions import InputError
+
+__all__ = [
+    "METRICS",
+    "MetricSpec",
+    "metric_spec",
+    "dice",
+    "jaccard",
+    "hausdorff",
+    "assd",
+    "nsd",
+    "abs_volume_diff",
+    "compute_metrics",
+    "compute_metrics_many",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a metric id means: its direction, units and a human description.
+
+    Parameters
+    ----------
+    id : str
+        The fixed metric id (``"dice"``, ``"hd95"``, ...), the ``metric`` coordinate.
+    higher_is_better : bool
+        True for overlaps (Dice, Jaccard, NSD); False for distances and volume differences,
+        which are negated before a threshold is applied.
+    units : str
+        ``"1"`` (dimensionless), ``"mm"`` or ``"mm3"``.
+    long_name : str
+        A short human-readable name, for plot labels.
+    description : str
+        One sentence saying exactly what is computed and after whom.
+
+    Examples
+    --------
+    >>> METRICS["hd95"].units
+    'mm'
+    >>> METRICS["dice"].higher_is_better
+    True
+    """
+
+    id: str
+    higher_is_better: bool
+    units: str
+    long_name: str
+    description: str
+
+
+METRICS: dict[str, MetricSpec] = {
+    spec.id: spec
+    for spec in (
+        MetricSpec(
+            "dice", True, "1", "Dice coefficient",
+            "2|A & B| / (|A| + |B|) over voxels; 1 when both masks are empty.",
+        ),
+        MetricSpec(
+            "jaccard", True, "1", "Jaccard index",
+            "|A & B| / |A | B| over voxels; 1 when both masks are empty.",
+        ),
+        MetricSpec(
+            "hd", False, "mm", "Hausdorff distance",
+            "Exact symmetric Hausdorff distance between the two voxel sets, as SimpleITK's "
+            "HausdorffDistanceImageFilter.",
+        ),
+        MetricSpec(
+            "hd95", False, "mm", "95th percentile Hausdorff distance",
+            "Larger of the two surfel-area-weighted 95th percentiles of the directed surface "
+            "distances, as surface-distance's compute_robust_hausdorff (and pymia).",
+        ),
+        MetricSpec(
+            "hd95_medpy", False, "mm", "95th percentile Hausdorff distance (MedPy)",
+            "95th percentile of the pooled voxel surface distances of both directions, as "
+            "medpy.metric.binary.hd95.",
+        ),
+        MetricSpec(
+            "assd", False, "mm", "Average symmetric surface distance",
+            "Mean of the two surfel-area-weighted directed average surface distances of "
+            "surface-distance's compute_average_surface_distance.",
+        ),
+        MetricSpec(
+            "nsd", True, "1", "Normalised surface Dice",
+            "Surface Dice at a tolerance in mm, as surface-distance's "
+            "compute_surface_dice_at_tolerance.",
+        ),
+        MetricSpec(
+            "abs_volume_diff", False, "mm3", "Absolute volume difference",
+            "| |A| - |B| | times the voxel volume, in mm^3.",
+        ),
+    )
+}
+"""Every metric id qe_nb computes, mapped to its :class:`MetricSpec`."""
+
+_OVERLAPS = ("dice", "jaccard", "nsd")
+_DISTANCES = ("hd", "hd95", "hd95_medpy", "assd")
+_DEFINITIONS = ("surface-distance", "medpy")
+
+
+def metric_spec(metric: str) -> MetricSpec:
+    """Return the :class:`MetricSpec` of a metric id.
+
+    Parameters
+    ----------
+    metric : str
+        One of the ids in :data:`METRICS`.
+
+    Raises
+    ------
+    InputError
+        For an unknown id; the message lists the valid ones.
+
+    Examples
+    --------
+    >>> metric_spec("nsd").long_name
+    'Normalised surface Dice'
+    >>> metric_spec("hd99")
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.InputError: Unknown metric 'hd99'; expected one of ['abs_volume_diff', 'assd', 'dice', 'hd', 'hd95', 'hd95_medpy', 'jaccard', 'nsd'].
+    """
+    if not isinstance(metric, str) or metric not in METRICS:
+        raise InputError(f"Unknown metric {metric!r}; expected one of {sorted(METRICS)}.")
+    return METRICS[metric]
+
+
+# ----------------------------------------------------------------------------------------
+# Input checks
+
+
+def _as_mask(mask: object, name: str) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "iu":
+            raise InputError(
+                f"`{name}` must be a boolean mask (or an integer array of 0 and 1); got dtype "
+                f"{arr.dtype}. Compare a label map with a label first, e.g. `{name} == 1`."
+            )
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            bad = arr[(arr != 0) & (arr != 1)].flat[0]
+            raise InputError(
+                f"`{name}` must be a boolean mask (or an integer array of 0 and 1); got an "
+                f"integer array holding {bad}. Compare a label map with a label first, e.g. "
+                f"`{name} == {bad}`."
+            )
+        arr = arr.view(bool) if arr.dtype.itemsize == 1 else arr.astype(bool)
+    if arr.ndim == 0:
+        raise InputError(f"`{name}` must be an array with at least one axis; got a scalar.")
+    return arr
+
+
+def _check_pair(a: object, b: object, names: tuple[str, str] = ("a", "b")) -> tuple[np.ndarray, np.ndarray]:
+    a = _as_mask(a, names[0])
+    b = _as_mask(b, names[1])
+    if a.shape != b.shape:
+        raise InputError(
+            f"`{names[0]}` and `{names[1]}` must have the same shape; got {a.shape} and "
+            f"{b.shape}. Resample them onto one grid first."
+        )
+    return a, b
+
+
+def _check_spacing(spacing: object, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    try:
+        values = np.asarray(spacing, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"`spacing` must be {ndim} numbers in mm, in numpy (z, y, x) order; got {spacing!r}."
+        ) from None
+    if values.shape != (ndim,):
+        raise InputError(
+            f"`spacing` must hold one value per mask axis ({ndim}, in numpy (z, y, x) order); "
+            f"got {spacing!r}."
+        )
+    if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+        raise InputError(f"`spacing` must hold finite positive millimetres; got {spacing!r}.")
+    return tuple(float(v) for v in values)
+
+
+def _check_number(value: object, name: str, *, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"`{name}` must be a number; got {value!r}.")
+    value = float(value)
+    if not (math.isfinite(value) and low <= value <= high):
+        upper = f" and <= {high:g}" if math.isfinite(high) else ""
+        raise InputError(f"`{name}` must be a finite number >= {low:g}{upper}; got {value!r}.")
+    return value
+
+
+def _check_metrics(metrics: object) -> tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    try:
+        ids = tuple(metrics)  # type: ignore[arg-type]
+    except TypeError:
+        raise InputError(
+            f"`metrics` must be a metric id or a sequence of them (e.g. ('dice', 'hd95')); got "
+            f"{metrics!r}."
+        ) from None
+    for m in ids:
+        metric_spec(m)
+    return ids
+
+
+# ----------------------------------------------------------------------------------------
+# Surfel areas: DeepMind surface-distance's lookup tables.
+#
+# _NORMALS_TEXT encodes surface_distance.lookup_tables._NEIGHBOUR_CODE_TO_NORMALS
+# (Copyright 2018 Google Inc., Apache License 2.0, https://github.com/google-deepmind/
+# surface-distance), the marching-cubes surfel normals of every 2x2x2 neighbour code, whose
+# lengths are the surfel areas. One token per code (0..255), three letters per normal, each
+# letter a component in eighths: 'a' = -4/8 ... 'e' = 0 ... 'i' = +4/8. The conformance
+# tests compare the decoded table with surface-distance's.
+_NORMALS_TEXT = (
+    "eee fff ddf ccegge fdf cecgeg fdfddf ieegggfff dff fffdff cegceg ieeccgddf gcegce "
+    "ieegcgdfd aeecggdff ieeiee fdd eccegg ddffdd eaegggfff fdffdd eeagggddd ddffdffdd "
+    "dddcccgggfff dfffdd ecceggdff cegcegfdd fffhhhecgceg fddgcegce hhhegcdddcge aeedddcccfff "
+    "aeedddccc fdf ffffdf ecgegc eaeffdggc fdffdf fdfcecgeg ecgegcfdf bbheggffdcec dfffdf "
+    "ffffdfdff eeiccgddf ggcggcffdddf fdfgcegce ieegcgdfdfdf egchbbdffgge aeeccgddf gcecge "
+    "eiecggfdd eiefdfcgc eieeae gcecgefdf bbbcegdddcge fffeaecccddd eaecccddd dffgcecge "
+    "eieggcddfddf bhbccedfdceg eieggcddf gcecgegcegce ccecceddf fffccecce ccecce ddf fffddf "
+    "ddfddf ddfccegge ecgecg eeigcgfdf ecgecgddf hbheccdfdgge ddfdff fffddfdff ddfcegceg "
+    "ieeccgddfddf eiecgcfdf cgccgcdfddfd cechbbegcdff ieecgcfdf ceggec eeicggdff ddfceggec "
+    "cecbhhccedff eeaggcddf eeieei ffffffgggeei fffgggeei ceggecdff eeigcgfdffdf cegcegceggec "
+    "fdfgeggeg gegbbhcgeddf eeigcgfdf fffgeggeg geggeg ddffdf fffddffdf ddfecgegc "
+    "eaeffdggcddf ecgecgfdf eeigcgfdffdf ecgecgecgegc eggeggfdd dfffdfddf dfffdfddffff "
+    "eeiccgddfddf ffffdffdd eiecgcfdffdf fffddffdd ecceggfff ffffdd ieegccfdd cggdffcggfdd "
+    "hbheggdfdceg eaecggdff bbhgceeggddf dffcggeei fffeggegg eggegg ieegggffffff fdfddffff "
+    "cecgegfff ffffdf cceggefff fffddf ffffff fff fff ffffff fffddf cceggefff ffffdf "
+    "cecgegfff fdfddffff ieegggffffff eggegg fffeggegg dffcggeei bbhgceeggddf eaecggdff "
+    "hbheggdfdceg cggdffcggfdd ieegccfdd ffffdd ecceggfff fffddffdd eiecgcfdffdf ffffdffdd "
+    "eeiccgddfddf dfffdfddffff dfffdfddf eggeggfdd ecceggeggegg eeigcgfdffdf ecgecgfdf "
+    "eaeffdggcddf ddfecgegc fffddffdf ddffdf geggeg fffgeggeg eeigcgfdf gegbbhcgeddf "
+    "fdfgeggeg cecgeggeggeg eeigcgfdffdf ceggecdff fffgggeei ffffffgggeei eeieei eeaggcddf "
+    "cecbhhccedff ddfceggec eeicggdff ceggec ieecgcfdf cechbbegcdff cgccgcdfddfd eiecgcfdf "
+    "ieeccgddfddf ddfcegceg fffddfdff ddfdff hbheccdfdgge ecgecgddf eeigcgfdf ecgecg "
+    "ddfccegge ddfddf fffddf ddf ccecce fffccecce ccecceddf ccecceccegge eieggcddf "
+    "bhbccedfdceg eieggcddfddf dffgcecge eaecccddd fffeaecccddd bbbcegdddcge gcecgefdf eieeae "
+    "eiefdfcgc eiecggfdd gcecge aeeccgddf egchbbdffgge ieegcgdfdfdf fdfgcegce ggcggcffdddf "
+    "eeiccgddf ffffdfdff dfffdf bbheggffdcec ecgegcfdf fdfcecgeg fdffdf eaeffdggc ecgegc "
+    "ffffdf fdf aeedddccc aeedddcccfff hhhegcdddcge fddgcegce fffhhhecgceg cegcegfdd "
+    "ecceggdff dfffdd dddcccgggfff ddffdffdd eeagggddd fdffdd eaegggfff ddffdd eccegg fdd "
+    "ieeiee aeecggdff ieegcgdfd gcegce ieeccgddf cegceg fffdff dff ieegggfff fdfddf cecgeg "
+    "fdf ccegge ddf fff eee "
+)
+
+
+def _decode_normals() -> list[np.ndarray]:
+    tokens = _NORMALS_TEXT.split()
+    return [
+        (np.array([ord(ch) - ord("e") for ch in tok], dtype=float) / 8.0).reshape(-1, 3)
+        for tok in tokens
+    ]
+
+
+@lru_cache(maxsize=64)
+def _surfel_area_table(spacing: tuple[float, ...]) -> np.ndarray:
+    """Area (3-D) or length (2-D) of the surface of every neighbour code, as surface-distance."""
+    if len(spacing) == 3:
+        # Same operations in the same order as create_table_neighbour_code_to_surface_area,
+        # so that sorting (distance, area) pairs breaks ties exactly as surface-distance does.
+        table = np.zeros([256])
+        for code, normals in enumerate(_decode_normals()):
+            total = 0
+            for normal in normals:
+                n = np.zeros([3])
+                n[0] = normal[0] * spacing[1] * spacing[2]
+                n[1] = normal[1] * spacing[0] * spacing[2]
+                n[2] = normal[2] * spacing[0] * spacing[1]
+                total += np.linalg.norm(n)
+            table[code] = total
+        return table
+    # 2-D: create_table_neighbour_code_to_contour_length (bits: top left, top right,
+    # bottom left, bottom right).
+    vertical, horizontal = spacing
+    diag = 0.5 * math.sqrt(spacing[0] ** 2 + spacing[1] ** 2)
+    table = np.zeros([16])
+    table[[0b0001, 0b0010, 0b0100, 0b1000, 0b0111, 0b1011, 0b1101, 0b1110]] = diag
+    table[[0b0011, 0b1100]] = horizontal
+    table[[0b0101, 0b1010]] = vertical
+    table[[0b0110, 0b1001]] = 2 * diag
+    return table
+
+
+# ----------------------------------------------------------------------------------------
+# One mask: bounding box, boundary voxels, surface corners, k-d trees (absolute coordinates)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Inclusive (low, high) voxel indices of the True voxels, or None for an empty mask.
+
+    One pass over the whole array finds the occupied rows of the first axis; the rest is
+    found on the projection of that slab only. Strided views (one structure of
+    :func:`qe_nb.labels.structure_masks`) are reduced in place rather than copied.
+    """
+    if mask.flags.c_contiguous:
+        rows = mask.reshape(mask.shape[0], -1).any(axis=1)
+    else:
+        rows = mask.any(axis=tuple(range(1, mask.ndim)))
+    rows = np.flatnonzero(rows)
+    if rows.size == 0:
+        return None
+    if mask.ndim == 1:
+        return rows[:1], rows[-1:]
+    # Project only the slab of occupied rows onto the remaining axes.
+    rest = _bounding_box(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    assert rest is not None
+    return np.r_[rows[0], rest[0]], np.r_[rows[-1], rest[1]]
+
+
+def _embed(src: np.ndarray, shape: tuple[int, ...], offset: np.ndarray) -> np.ndarray:
+    out = np.zeros(shape, dtype=src.dtype)
+    out[tuple(slice(o, o + n) for o, n in zip(offset, src.shape))] = src
+    return out
+
+
+class _Mask:
+    """A non-empty mask cropped to its bounding box padded by one voxel, with lazily built
+    boundary voxels and surface corners and their k-d trees, in absolute indices.
+
+    The padded crop gives the same boundaries and neighbour codes as the whole array with a
+    zero border around it, so a mask's features do not depend on the box it is seen in.
+    """
+
+    def __init__(self, mask: np.ndarray, box: tuple[np.ndarray, np.ndarray], spacing: tuple[float, ...]):
+        self.lo, self.hi = box
+        self.spacing = np.asarray(spacing)
+        self.origin = self.lo - 1  # absolute index of voxel [0, ...] of self.voxels
+        inner = tuple(slice(lo, hi + 1) for lo, hi in zip(self.lo, self.hi))
+        self.voxels = np.pad(mask[inner], 1)
+        self.count = int(np.count_nonzero(self.voxels))
+        self._boundary: np.ndarray | None = None
+        self._boundary_tree: cKDTree | None = None
+        self._codes: np.ndarray | None = None
+        self._surface: np.ndarray | None = None
+        self._surface_tree: cKDTree | None = None
+        self._surface_points: np.ndarray | None = None
+
+    @property
+    def boundary(self) -> np.ndarray:
+        """Voxels with a 6-neighbour (face neighbour) outside the mask, as MedPy's border."""
+        if self._boundary is None:
+            v = self.voxels
+            nd = v.ndim
+            inner = (slice(1, -1),) * nd
+            eroded = v[inner].copy()
+            for ax in range(nd):
+                before = inner[:ax] + (slice(None, -2),) + inner[ax + 1 :]
+                after = inner[:ax] + (slice(2, None),) + inner[ax + 1 :]
+                eroded &= v[before]
+                eroded &= v[after]
+            boundary = v.copy()
+            boundary[inner] &= ~eroded
+            self._boundary = boundary
+        return self._boundary
+
+    @property
+    def boundary_tree(self) -> cKDTree:
+        # The voxel of B nearest to any voxel outside B is a boundary voxel of B (a step
+        # towards the outside point along any axis where they differ would be closer), so
+        # the tree over the boundary gives exact distances to the whole set.
+        if self._boundary_tree is None:
+            pts = (np.argwhere(self.boundary) + self.origin) * self.spacing
+            self._boundary_tree = cKDTree(pts)
+        return self._boundary_tree
+
+    @property
+    def codes(self) -> np.ndarray:
+        """Neighbour code of every voxel corner, as surface-distance's correlate kernel.
+
+        ``codes[i]`` is the corner between voxels ``lo - 1 + i`` and ``lo + i`` (absolute
+        corner index ``lo + i``); the voxel ``corner - 1 + d`` contributes bit
+        ``2**(2**ndim - 1 - flat(d))``, as ``ENCODE_NEIGHBOURHOOD_{2,3}D_KERNEL``.
+        """
+        if self._codes is None:
+            v = self.voxels.view(np.uint8)
+            nd = v.ndim
+            codes = np.zeros(tuple(n - 1 for n in v.shape), dtype=np.uint8)
+            for flat in range(2**nd):
+                d = [(flat >> (nd - 1 - ax)) & 1 for ax in range(nd)]
+                part = v[tuple(slice(k, k + n) for k, n in zip(d, codes.shape))]
+                codes += part << np.uint8(2**nd - 1 - flat)
+            self._codes = codes
+        return self._codes
+
+    @property
+    def surface(self) -> np.ndarray:
+        """Corners whose code is neither empty nor full (surface-distance's ``borders``)."""
+        if self._surface is None:
+            full = 2 ** (2**self.voxels.ndim) - 1
+            self._surface = (self.codes != 0) & (self.codes != full)
+        return self._surface
+
+    @property
+    def surface_areas(self) -> np.ndarray:
+        """Surfel area of every surface corner, in C order."""
+        return _surfel_area_table(tuple(self.spacing.tolist()))[self.codes[self.surface]]
+
+    @property
+    def surface_tree(self) -> cKDTree:
+        if self._surface_tree is None:
+            pts = (np.argwhere(self.surface) + self.lo) * self.spacing
+            self._surface_tree = cKDTree(pts)
+        return self._surface_tree
+
+
+def _features(mask: np.ndarray, spacing: tuple[float, ...]) -> _Mask | None:
+    box = _bounding_box(mask)
+    return None if box is None else _Mask(mask, box, spacing)
+
+
+# ----------------------------------------------------------------------------------------
+# One pair of non-empty masks
+
+
+class _Pair:
+    """The distances between two non-empty masks, computed once and shared by all metrics."""
+
+    def __init__(self, a: _Mask, b: _Mask):
+        self.a, self.b = a, b
+        self.lo = np.minimum(a.lo, b.lo)
+        self.shape = tuple((np.maximum(a.hi, b.hi) - self.lo + 3).tolist())
+        self._voxels: tuple[np.ndarray, np.ndarray] | None = None
+        self._hd: float | None = None
+        self._intersection: int | None = None
+        self._medpy: np.ndarray | None = None
+        self._surface: tuple[np.ndarray, ...] | None = None
+
+    def voxels(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._voxels is None:
+            self._voxels = tuple(
+                _embed(m.voxels, self.shape, m.lo - self.lo) for m in (self.a, self.b)
+            )
+        return self._voxels
+
+    def intersection(self) -> int:
+        if self._intersection is None:
+            self._intersection = self._count_intersection()
+        return self._intersection
+
+    def _count_intersection(self) -> int:
+        if self._voxels is None:
+            # Only the overlap of the two boxes can hold common voxels.
+            lo = np.maximum(self.a.lo, self.b.lo)
+            hi = np.minimum(self.a.hi, self.b.hi)
+            if np.any(lo > hi):
+                return 0
+            parts = [
+                m.voxels[tuple(slice(lw - o, h - o + 1) for lw, h, o in zip(lo, hi, m.origin))]
+                for m in (self.a, self.b)
+            ]
+            return int(np.count_nonzero(parts[0] & parts[1]))
+        va, vb = self._voxels
+        return int(np.count_nonzero(va & vb))
+
+    def _outside_points(self, inside: np.ndarray, other: np.ndarray, origin: np.ndarray) -> np.ndarray:
+        return (np.argwhere(inside & ~other) + origin) * self.a.spacing
+
+    def hd(self) -> float:
+        """Exact symmetric Hausdorff distance between the voxel sets."""
+        if self._hd is None:
+            va, vb = self.voxels()
+            origin = self.lo - 1
+            result = 0.0
+            for inside, other, tree_of in ((va, vb, self.b), (vb, va, self.a)):
+                pts = self._outside_points(inside, other, origin)
+                if len(pts):
+                    result = max(result, float(tree_of.boundary_tree.query(pts)[0].max()))
+            self._hd = result
+        return self._hd
+
+    def medpy_distances(self) -> np.ndarray:
+        """Pooled boundary-voxel distances of both directions, as MedPy's hd95 uses them."""
+        if self._medpy is None:
+            ba = _embed(self.a.boundary, self.shape, self.a.lo - self.lo)
+            bb = _embed(self.b.boundary, self.shape, self.b.lo - self.lo)
+            origin = self.lo - 1
+            parts = [np.zeros(2 * int(np.count_nonzero(ba & bb)))]
+            for inside, other, tree_of in ((ba, bb, self.b), (bb, ba, self.a)):
+                pts = self._outside_points(inside, other, origin)
+                if len(pts):
+                    parts.append(tree_of.boundary_tree.query(pts)[0])
+            self._medpy = np.concatenate(parts)
+        return self._medpy
+
+    def surface(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(distances a->b, areas a, distances b->a, areas b), each sorted as surface-distance."""
+        if self._surface is None:
+            shape = tuple(n - 1 for n in self.shape)
+            sa = _embed(self.a.surface, shape, self.a.lo - self.lo)
+            sb = _embed(self.b.surface, shape, self.b.lo - self.lo)
+            out = []
+            for mine, theirs, me, other in ((sa, sb, self.a, self.b), (sb, sa, self.b, self.a)):
+                shared = theirs[mine]  # surface corners of mine that lie on theirs: distance 0
+                dist = np.zeros(shared.shape)
+                if not shared.all():
+                    pts = (np.argwhere(mine & ~theirs) + self.lo) * me.spacing
+                    dist[~shared] = other.surface_tree.query(pts)[0]
+                areas = me.surface_areas
+                order = np.lexsort((areas, dist))
+                out += [dist[order], areas[order]]
+            self._surface = tuple(out)
+        return self._surface
+
+    def robust_hd(self, percentile: float) -> float:
+        da, aa, db, ab = self.surface()
+        result = -math.inf
+        for dist, areas in ((da, aa), (db, ab)):
+            cumulative = np.cumsum(areas) / np.sum(areas)
+            idx = np.searchsorted(cumulative, percentile / 100.0)
+            result = max(result, float(dist[min(idx, len(dist) - 1)]))
+        return result
+
+    def medpy_percentile(self, percentile: float) -> float:
+        return float(np.percentile(self.medpy_distances(), percentile))
+
+    def assd(self) -> float:
+        da, aa, db, ab = self.surface()
+        return float((np.sum(da * aa) / np.sum(aa) + np.sum(db * ab) / np.sum(ab)) / 2.0)
+
+    def nsd(self, tolerance: float) -> float:
+        da, aa, db, ab = self.surface()
+        overlap = np.sum(aa[da <= tolerance]) + np.sum(ab[db <= tolerance])
+        return float(overlap / (np.sum(aa) + np.sum(ab)))
+
+
+def _pair_metrics(
+    a: _Mask | None,
+    b: _Mask | None,
+    metrics: Sequence[str],
+    *,
+    voxel_volume: float,
+    nsd_tolerance: float,
+) -> list[float]:
+    if a is None or b is None:
+        both_empty = a is None and b is None
+        volume = 0.0 if both_empty else (a or b).count * voxel_volume  # type: ignore[union-attr]
+        out = []
+        for m in metrics:
+            if m == "abs_volume_diff":
+                out.append(volume)
+            elif m in _OVERLAPS:
+                out.append(1.0 if both_empty else 0.0)
+            else:
+                out.append(0.0 if both_empty else math.inf)
+        return out
+    pair = _Pair(a, b)
+    out = []
+    for m in metrics:
+        if m == "dice":
+            out.append(2.0 * pair.intersection() / (a.count + b.count))
+        elif m == "jaccard":
+            inter = pair.intersection()
+            out.append(inter / (a.count + b.count - inter))
+        elif m == "abs_volume_diff":
+            out.append(abs(a.count - b.count) * voxel_volume)
+        elif m == "hd":
+            out.append(pair.hd())
+        elif m == "hd95":
+            out.append(pair.robust_hd(95.0))
+        elif m == "hd95_medpy":
+            out.append(pair.medpy_percentile(95.0))
+        elif m == "assd":
+            out.append(pair.assd())
+        else:  # nsd
+            out.append(pair.nsd(nsd_tolerance))
+    return out
+
+
+def _needs_surfels(metrics: Sequence[str], ndim: int) -> None:
+    wanted = [m for m in metrics if m in ("hd95", "assd", "nsd")]
+    if wanted and ndim not in (2, 3):
+        raise InputError(
+            f"metric(s) {wanted} need 2-D or 3-D masks (surface-distance's surfels); got "
+            f"{ndim}-D masks."
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Public functions
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient of two boolean masks.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape
+        The masks (any shape). Integer arrays holding only 0 and 1 are accepted.
+
+    Returns
+    -------
+    float
+        ``2 |a & b| / (|a| + |b|)`` in [0, 1].
+
+    Raises
+    ------
+    InputError
+        If the shapes differ or an input is not a 0/1 mask.
+
+    Notes
+    -----
+    Both masks empty: 1 (they agree); exactly one empty: 0 (Kofler et al. 2021, BraTS
+    convention). Equals ``medpy.metric.binary.dc`` wherever that is defined.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 4, 4), bool); a[1:3, 1:3, 0:2] = True
+    >>> b = np.zeros_like(a); b[1:3, 1:3, 1:3] = True
+    >>> dice(a, b)
+    0.5
+    >>> dice(np.zeros(3, bool), np.zeros(3, bool))
+    1.0
+    """
+    a, b = _check_pair(a, b)
+    total = np.count_nonzero(a) + np.count_nonzero(b)
+    if total == 0:
+        return 1.0
+    return float(2.0 * np.count_nonzero(a & b) / total)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard index (intersection over union) of two boolean masks.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape
+        The masks (any shape). Integer arrays holding only 0 and 1 are accepted.
+
+    Returns
+    -------
+    float
+        ``|a & b| / |a | b|`` in [0, 1].
+
+    Raises
+    ------
+    InputError
+        If the shapes differ or an input is not a 0/1 mask.
+
+    Notes
+    -----
+    Both masks empty: 1; exactly one empty: 0. ``jaccard = dice / (2 - dice)``.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 4, 4), bool); a[1:3, 1:3, 0:2] = True
+    >>> b = np.zeros_like(a); b[1:3, 1:3, 1:3] = True
+    >>> round(jaccard(a, b), 4)
+    0.3333
+    """
+    a, b = _check_pair(a, b)
+    union = np.count_nonzero(a | b)
+    if union == 0:
+        return 1.0
+    return float(np.count_nonzero(a & b) / union)
+
+
+def hausdorff(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    percentile: float = 100.0,
+    definition: str = "surface-distance",
+) -> float:
+    """Hausdorff distance (maximum or percentile) between two masks, in mm.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape
+        The masks (any shape for ``percentile=100`` or ``definition="medpy"``; 2-D or 3-D
+        for the surface-distance percentile). Integer arrays of 0 and 1 are accepted.
+    spacing : sequence of float, optional
+        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+    percentile : float, default 100.0
+        In [0, 100].
+    definition : {"surface-distance", "medpy"}, default "surface-distance"
+        ``"surface-distance"``: with ``percentile=100`` the exact symmetric Hausdorff
+        distance between the two voxel sets (metric ``hd``, equal to SimpleITK's
+        ``HausdorffDistanceImageFilter``); below 100 the larger of the two surfel-area-weighted
+        percentiles of the directed surface distances (``surface_distance.
+        compute_robust_hausdorff``; ``hd95`` at 95). ``"medpy"``: ``np.percentile`` of the
+        pooled distances between the 6-connected boundary voxels of both directions
+        (``medpy.metric.binary.hd95`` at 95, ``medpy.metric.binary.hd`` at 100; metric
+        ``hd95_medpy``).
+
+    Returns
+    -------
+    float
+        The distance in mm; 0 when both masks are empty, ``inf`` when exactly one is.
+
+    Raises
+    ------
+    InputError
+        If the shapes differ, an input is not a 0/1 mask, ``spacing`` has the wrong length or
+        a non-positive or non-finite value, ``percentile`` is outside [0, 100] or
+        ``definition`` is unknown.
+
+    Notes
+    -----
+    For sets A and B, ``hd = max(max_{x in A} d(x, B), max_{y in B} d(y, A))``. The maximum
+    over A is not always on A's surface (A may hold a point of B's medial axis), so every
+    voxel of A outside B is measured, against a k-d tree of B's boundary voxels. MedPy's
+    ``hd`` measures boundary to boundary and overestimates when one mask lies inside the other.
+
+    References
+    ----------
+    Kofler et al. 2021, Front. Neurosci. 15:752780; Nikolov et al. 2021 (surface-distance);
+    MedPy ``medpy.metric.binary``.
+
+    Examples
+    --------
+    Two voxels three apart along x:
+
+    >>> a = np.zeros((1, 1, 5), bool); a[0, 0, 0] = True
+    >>> b = np.zeros_like(a); b[0, 0, 3] = True
+    >>> hausdorff(a, b)
+    3.0
+    >>> hausdorff(a, b, spacing=(1.0, 1.0, 0.5))
+    1.5
+    >>> hausdorff(a, np.zeros_like(a))
+    inf
+    """
+    a, b = _check_pair(a, b)
+    sp = _check_spacing(spacing, a.ndim)
+    percentile = _check_number(percentile, "percentile", low=0.0, high=100.0)
+    if definition not in _DEFINITIONS:
+        raise InputError(
+            f"`definition` must be one of {list(_DEFINITIONS)}; got {definition!r}."
+        )
+    if definition == "surface-distance" and percentile < 100.0:
+        _needs_surfels(["hd95"], a.ndim)
+    fa, fb = _features(a, sp), _features(b, sp)
+    if fa is None or fb is None:
+        return 0.0 if fa is None and fb is None else math.inf
+    pair = _Pair(fa, fb)
+    if definition == "medpy":
+        return pair.medpy_percentile(percentile)
+    if percentile == 100.0:
+        return pair.hd()
+    return pair.robust_hd(percentile)
+
+
+def assd(a: np.ndarray, b: np.ndarray, *, spacing: Sequence[float] | None = None) -> float:
+    """Average symmetric surface distance, in mm, as surface-distance weighs it.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape, 2-D or 3-D
+        The masks. Integer arrays of 0 and 1 are accepted.
+    spacing : sequence of float, optional
+        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+
+    Returns
+    -------
+    float
+        0 when both masks are empty, ``inf`` when exactly one is.
+
+    Raises
+    ------
+    InputError
+        For mismatched shapes, non-mask inputs, a bad ``spacing`` or masks that are not 2-D
+        or 3-D.
+
+    Notes
+    -----
+    ``surface_distance.compute_average_surface_distance`` returns the two directed averages,
+    each weighted by surfel area: ``d(A->B) = sum_s area_s d(s, B) / sum_s area_s`` over the
+    surfels of A. ``assd`` is their plain mean, ``(d(A->B) + d(B->A)) / 2`` (not a pooled
+    average over the surfels of both surfaces).
+
+    Examples
+    --------
+    >>> a = np.zeros((3, 3, 3), bool); a[1, 1, 1] = True
+    >>> assd(a, a)
+    0.0
+    """
+    a, b = _check_pair(a, b)
+    sp = _check_spacing(spacing, a.ndim)
+    _needs_surfels(["assd"], a.ndim)
+    (value,) = _pair_metrics(
+        _features(a, sp), _features(b, sp), ["assd"], voxel_volume=1.0, nsd_tolerance=0.0
+    )
+    return value
+
+
+def nsd(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    tolerance: float = 1.0,
+) -> float:
+    """Normalised surface Dice at a tolerance in mm (surface-distance's surface Dice).
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape, 2-D or 3-D
+        The masks. Integer arrays of 0 and 1 are accepted.
+    spacing : sequence of float, optional
+        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+    tolerance : float, default 1.0
+        Surface elements closer than or at this distance (mm) to the other surface count as
+        overlapping; >= 0.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1 when both masks are empty, 0 when exactly one is.
+
+    Raises
+    ------
+    InputError
+        For mismatched shapes, non-mask inputs, a bad ``spacing`` or ``tolerance``, or masks
+        that are not 2-D or 3-D.
+
+    Notes
+    -----
+    ``(sum of A's surfel areas within tolerance of B + the same for B) / (area A + area B)``,
+    as ``surface_distance.compute_surface_dice_at_tolerance`` (Nikolov et al. 2021).
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 4, 4), bool); a[1:3, 1:3, 1:3] = True
+    >>> nsd(a, a)
+    1.0
+    >>> nsd(a, np.zeros_like(a))
+    0.0
+    """
+    a, b = _check_pair(a, b)
+    sp = _check_spacing(spacing, a.ndim)
+    tolerance = _check_number(tolerance, "tolerance", low=0.0)
+    _needs_surfels(["nsd"], a.ndim)
+    (value,) = _pair_metrics(
+        _features(a, sp), _features(b, sp), ["nsd"], voxel_volume=1.0, nsd_tolerance=tolerance
+    )
+    return value
+
+
+def abs_volume_diff(a: np.ndarray, b: np.ndarray, *, spacing: Sequence[float] | None = None) -> float:
+    """Absolute difference of the two masks' volumes, in mm^3.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape
+        The masks (any shape). Integer arrays of 0 and 1 are accepted.
+    spacing : sequence of float, optional
+        Voxel size in mm per axis, numpy order. Default 1.0 each.
+
+    Returns
+    -------
+    float
+        ``| |a| - |b| | * prod(spacing)``. 0 when both are empty; the other mask's volume
+        (finite) when exactly one is.
+
+    Raises
+    ------
+    InputError
+        For mismatched shapes, non-mask inputs or a bad ``spacing``.
+
+    Examples
+    --------
+    >>> a = np.zeros((2, 2, 2), bool); a[0] = True
+    >>> abs_volume_diff(a, np.zeros_like(a), spacing=(2.0, 1.0, 1.0))
+    8.0
+    """
+    a, b = _check_pair(a, b)
+    sp = _check_spacing(spacing, a.ndim)
+    return abs(int(np.count_nonzero(a)) - int(np.count_nonzero(b))) * math.prod(sp)
+
+
+def compute_metrics(
+    a: np.ndarray,
+    b: np.ndarray,
+    metrics: str | Sequence[str] = ("dice", "hd95"),
+    *,
+    spacing: Sequence[float] | None = None,
+    nsd_tolerance: float = 1.0,
+) -> dict[str, float]:
+    """Every requested metric of one pair of masks, sharing the work between them.
+
+    The scoring pipeline's kernel: both masks are cropped once to their bounding boxes
+    (padded by one voxel), and one set of boundaries, surfels and k-d trees serves ``hd``,
+    ``hd95``, ``hd95_medpy``, ``assd`` and ``nsd``.
+
+    Parameters
+    ----------
+    a, b : ndarray of bool, same shape
+        Typically (``fused``, ``candidate``) or (``reference``, ``fused``). Every metric is
+        symmetric. Integer arrays of 0 and 1 are accepted.
+    metrics : str or sequence of str, default ("dice", "hd95")
+        Ids from :data:`METRICS`.
+    spacing : sequence of float, optional
+        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+    nsd_tolerance : float, default 1.0
+        Tolerance of ``nsd`` in mm.
+
+    Returns
+    -------
+    dict of str to float
+        Metric id -> value, in the order requested.
+
+    Raises
+    ------
+    InputError
+        For an unknown metric id, mismatched shapes, non-mask inputs, a bad ``spacing`` or
+        ``nsd_tolerance``, or surfel metrics on masks that are not 2-D or 3-D.
+
+    Notes
+    -----
+    Empty-mask rules (DESIGN §2): both empty gives Dice, Jaccard, NSD 1 and every distance
+    0; exactly one empty gives Dice, Jaccard, NSD 0 and every distance ``inf``. See
+    :data:`METRICS` for each definition.
+
+    Examples
+    --------
+    >>> a = np.zeros((1, 1, 5), bool); a[0, 0, 0] = True
+    >>> b = np.zeros_like(a); b[0, 0, 3] = True
+    >>> compute_metrics(a, b, ["dice", "hd", "hd95_medpy"])
+    {'dice': 0.0, 'hd': 3.0, 'hd95_medpy': 3.0}
+    """
+    ids = _check_metrics(metrics)
+    a, b = _check_pair(a, b)
+    sp = _check_spacing(spacing, a.ndim)
+    tolerance = _check_number(nsd_tolerance, "nsd_tolerance", low=0.0)
+    _needs_surfels(ids, a.ndim)
+    values = _pair_metrics(
+        _features(a, sp),
+        _features(b, sp),
+        ids,
+        voxel_volume=math.prod(sp),
+        nsd_tolerance=tolerance,
+    )
+    return dict(zip(ids, values))
+
+
+def compute_metrics_many(
+    fused: np.ndarray,
+    candidates: np.ndarray,
+    metrics: str | Sequence[str] = ("dice", "hd95"),
+    *,
+    spacing: Sequence[float] | None = None,
+    nsd_tolerance: float = 1.0,
+) -> np.ndarray:
+    """The requested metrics between one fused mask and each of several candidates.
+
+    Same values as :func:`compute_metrics` pair by pair, but the fused mask's crop,
+    boundaries, surfels and k-d trees are built once.
+
+    Parameters
+    ----------
+    fused : ndarray of bool
+        The fused mask (any shape; 2-D or 3-D for surfel metrics).
+    candidates : ndarray of bool, shape ``(n, *fused.shape)``
+        The candidates stacked on a leading axis (e.g. the ``algorithm`` dim).
+    metrics : str or sequence of str, default ("dice", "hd95")
+        Ids from :data:`METRICS`.
+    spacing : sequence of float, optional
+        Voxel size in mm per axis of ``fused``, numpy (z, y, x) order. Default 1.0 each.
+    nsd_tolerance : float, default 1.0
+        Tolerance of ``nsd`` in mm.
+
+    Returns
+    -------
+    ndarray of float, shape ``(n, len(metrics))``
+        Row i holds candidate i's metrics, columns in the order of ``metrics``.
+
+    Raises
+    ------
+    InputError
+        As :func:`compute_metrics`, and when ``candidates`` does not have shape
+        ``(n, *fused.shape)``.
+
+    Examples
+    --------
+    >>> fused = np.zeros((1, 1, 5), bool); fused[0, 0, 1:3] = True
+    >>> candidates = np.zeros((2, 1, 1, 5), bool)
+    >>> candidates[0, 0, 0, 1:3] = True; candidates[1, 0, 0, 4] = True
+    >>> compute_metrics_many(fused, candidates, ["dice", "hd"])
+    array([[1., 0.],
+           [0., 3.]])
+    """
+    ids = _check_metrics(metrics)
+    fused = _as_mask(fused, "fused")
+    candidates = _as_mask(candidates, "candidates")
+    if candidates.shape[1:] != fused.shape:
+        raise InputError(
+            f"`candidates` must have shape (n, *fused.shape) = (n, {', '.join(map(str, fused.shape))}); "
+            f"got {candidates.shape}."
+        )
+    sp = _check_spacing(spacing, fused.ndim)
+    tolerance = _check_number(nsd_tolerance, "nsd_tolerance", low=0.0)
+    _needs_surfels(ids, fused.ndim)
+    out = np.empty((candidates.shape[0], len(ids)))
+    ff = _features(fused, sp)
+    volume = math.prod(sp)
+    for i, candidate in enumerate(candidates):
+        out[i] = _pair_metrics(
+            ff, _features(candidate, sp), ids, voxel_volume=volume, nsd_tolerance=tolerance
+        )
+    return out
