@@ -51,6 +51,7 @@ IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 """File name endings of the volume formats SimpleITK reads and writes that qe_nb expects."""
 
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
+_TWO_FILE_SUFFIXES = (".mhd", ".nhdr", ".hdr")
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
 
@@ -415,18 +416,16 @@ def _sitk_readable(path: str) -> Iterator[str]:
     (a ``str`` holding surrogate escapes), so such files are read through an ASCII-named
     symbolic link in a temporary folder.
     """
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        folder = tempfile.mkdtemp(prefix="qe_nb-")
-        alias = os.path.join(folder, "image" + image_suffix(path, ascii_only=True))
-        try:
-            os.symlink(os.path.abspath(path), alias)
-            yield alias
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-    else:
+    if _is_utf8(path):
         yield path
+        return
+    folder = tempfile.mkdtemp(prefix="qe_nb-")
+    alias = os.path.join(folder, "image" + image_suffix(path, ascii_only=True))
+    try:
+        os.symlink(os.path.abspath(path), alias)
+        yield alias
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def read_image(
@@ -704,7 +703,9 @@ def write_image(
 ) -> None:
     """Write a 3-D array ``(z, y, x)`` as an image file, atomically.
 
-    The format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``).
+    The format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``). Two-file
+    formats (``.mhd``, ``.nhdr``, ``.hdr``) name their data file in the header and are
+    therefore written in place, not atomically.
 
     Parameters
     ----------
@@ -747,11 +748,44 @@ def write_image(
     if geometry is not None:
         _apply_geometry(image, geometry)
     target = os.fsdecode(os.fspath(path))
-    with atomic_path(target) as tmp:
-        try:
-            sitk.WriteImage(image, tmp, bool(compress))
-        except RuntimeError as exc:
+    if image_suffix(target).lower() in _TWO_FILE_SUFFIXES:
+        # The header names its data file, so a renamed temporary would point at the wrong
+        # data file: these formats are written in place.
+        if not _is_utf8(target):
             raise InputError(
-                f"cannot write {target!r}: {_sitk_message(exc)}; use a suffix SimpleITK "
-                f"writes, e.g. {list(IMAGE_SUFFIXES[:4])}."
-            ) from None
+                f"cannot write {target!r}: SimpleITK cannot write a two-file format under a "
+                "name that is not valid UTF-8; use .nii.gz, .nii, .nrrd or .mha."
+            )
+        _sitk_write(image, target, target, compress)
+        return
+    with atomic_path(target) as tmp:
+        if _is_utf8(tmp):
+            _sitk_write(image, tmp, target, compress)
+        else:
+            # SimpleITK aborts the process on a name that is not valid UTF-8: write under an
+            # ASCII name elsewhere, then move the file into the temporary's place.
+            folder = tempfile.mkdtemp(prefix="qe_nb-")
+            try:
+                alias = os.path.join(folder, "image" + image_suffix(tmp, ascii_only=True))
+                _sitk_write(image, alias, target, compress)
+                shutil.move(alias, tmp)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sitk_write(image: sitk.Image, path: str, target: str, compress: bool) -> None:
+    try:
+        sitk.WriteImage(image, path, bool(compress))
+    except RuntimeError as exc:
+        raise InputError(
+            f"cannot write {target!r}: {_sitk_message(exc)}; use a suffix SimpleITK "
+            f"writes, e.g. {list(IMAGE_SUFFIXES[:4])}."
+        ) from None
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,844 @@
+"""The catalogue of an ensemble: which file holds which candidate, and loading one case.
+
+:func:`open_ensemble` walks a folder once and returns an ``xarray.Dataset`` over
+``case`` x ``algorithm`` holding file *paths* (never voxels), so it stays small for
+100 000 cases. :func:`load_case`, :func:`load_label_maps`, :func:`load_reference` and
+:func:`load_images` then read the voxels of one case at a time.
+
+File-name patterns
+------------------
+A pattern is a path relative to ``root`` with placeholders ``{case}``, ``{algorithm}`` and
+``{modality}``; it may contain sub-folders. Examples::
+
+    "{case}/{algorithm}.nii.gz"           case folders (BraTS Toolkit, qe_nb's synthetic cohorts)
+    "{algorithm}/{case}.nii.gz"           one folder per algorithm (nnU-Net prediction folders)
+    "{case}_{algorithm}.nii.gz"           flat
+    "{case}/segmentation/{algorithm}"     any image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd)
+
+Rules, applied to the path relative to ``root`` with ``/`` separators:
+
+- a placeholder matches one or more characters other than ``/``, as *few* as possible
+  (the regex ``[^/]+?``), and everything else in the pattern matches literally; the whole
+  path must match. In a flat pattern such as ``"{case}_{algorithm}.nii.gz"`` the first
+  placeholder therefore stops at the first ``_``: ``BraTS_001_isen-20.nii.gz`` gives case
+  ``"BraTS"`` and algorithm ``"001_isen-20"``. Choose a separator that does not occur in
+  the case ids (or use sub-folders) to remove the ambiguity;
+- a placeholder used twice must match the same text both times;
+- when the file name of a pattern (its last part) has no ``.`` after its last
+  placeholder, any image suffix is accepted and is not part of the id
+  (``"{case}/{algorithm}"`` matches ``c1/unet.nii.gz`` as algorithm ``"unet"``, and
+  ``"{case}/gt"`` matches ``c1/gt.nrrd``); two files that then map to the same id
+  (``a.nii`` and ``a.nii.gz``) are an error;
+- names starting with ``.`` (hidden files, temporary files of atomic writes, ``._*``
+  resource forks, ``.ipynb_checkpoints``) are ignored, and so is every file no pattern
+  matches;
+- a file matched by the ``reference`` pattern, then by the ``images`` pattern, is never a
+  candidate: ``"{case}/reference.nii.gz"`` beside ``"{case}/{algorithm}.nii.gz"`` is the
+  reference, not an algorithm called ``"reference"``;
+- only folders as deep as the deepest pattern are visited; symbolic links are followed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .exceptions import EnsembleError, GeometryError, ImageReadError, InputError, LabelError
+from .io import (
+    IMAGE_SUFFIXES,
+    Geometry,
+    _first_difference,
+    _fmt,
+    check_geometry,
+    read_image,
+    resample_to,
+)
+from .labels import (
+    SCHEMES,
+    LabelScheme,
+    check_label_map,
+    infer_labels,
+    resolve_labels,
+    structure_masks,
+)
+
+__all__ = [
+    "open_ensemble",
+    "load_label_maps",
+    "load_case",
+    "load_reference",
+    "load_images",
+    "ensemble_labels",
+]
+
+logger = logging.getLogger("qe_nb")
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_KNOWN = ("case", "algorithm", "modality")
+_SUFFIX_GROUP = "(?:" + "|".join(re.escape(s) for s in IMAGE_SUFFIXES) + ")"
+# Files read to infer the label scheme: enough to see every label, few enough to stay quick.
+_MAX_INFERENCE_FILES = 10
+_RTOL = 1e-4
+
+# pattern argument -> (placeholders it needs, placeholders it must not have, example)
+_PATTERN_RULES = {
+    "masks": (("case", "algorithm"), ("modality",), "{case}/{algorithm}.nii.gz"),
+    "reference": (("case",), ("algorithm", "modality"), "{case}/reference.nii.gz"),
+    "images": (("case", "modality"), ("algorithm",), "{case}/images/{modality}.nii.gz"),
+}
+
+
+# --------------------------------------------------------------------------------------
+# Patterns and the folder walk
+# --------------------------------------------------------------------------------------
+
+
+def _compile_pattern(pattern: object, argument: str) -> tuple[re.Pattern[str], int]:
+    """Regex for one pattern argument, and how many path components it spans."""
+    needs, forbidden, example = _PATTERN_RULES[argument]
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise EnsembleError(
+            f"`{argument}` must be a non-empty pattern string such as {example!r}; got {pattern!r}."
+        )
+    text = pattern.replace("\\", "/")
+    parts = text.split("/")
+    if text.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise EnsembleError(
+            f"`{argument}` pattern {pattern!r} must be a relative path below `root` without "
+            f"empty, '.' or '..' parts, such as {example!r}."
+        )
+    if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
+        raise EnsembleError(f"`{argument}` pattern {pattern!r} has an unbalanced '{{' or '}}'.")
+    names = _PLACEHOLDER.findall(text)
+    unknown = sorted({n for n in names if n not in _KNOWN})
+    if unknown:
+        raise EnsembleError(
+            f"`{argument}` pattern {pattern!r} uses unknown placeholder(s) "
+            f"{['{' + n + '}' for n in unknown]}; expected only {{case}}, {{algorithm}}, "
+            "{modality}."
+        )
+    missing = [n for n in needs if n not in names]
+    if missing:
+        raise EnsembleError(
+            f"`{argument}` pattern {pattern!r} has no {{{missing[0]}}}; it needs "
+            f"{' and '.join('{' + n + '}' for n in needs)}, e.g. {example!r}."
+        )
+    extra = [n for n in forbidden if n in names]
+    if extra:
+        raise EnsembleError(
+            f"`{argument}` pattern {pattern!r} must not use {{{extra[0]}}}; it may use only "
+            f"{' and '.join('{' + n + '}' for n in needs)}, e.g. {example!r}."
+        )
+
+    regex, seen, pos = [], set(), 0
+    for m in _PLACEHOLDER.finditer(text):
+        regex.append(re.escape(text[pos : m.start()]))
+        name = m.group(1)
+        regex.append(f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+?)")
+        seen.add(name)
+        pos = m.end()
+    tail = text[pos:]
+    regex.append(re.escape(tail))
+    if "." not in tail.rsplit("/", 1)[-1]:
+        regex.append(_SUFFIX_GROUP)
+    return re.compile("".join(regex), re.DOTALL), len(parts)
+
+
+def _walk(root: str, max_depth: int) -> list[str]:
+    """Relative paths (``/``-separated) of every non-folder entry down to ``max_depth``."""
+    found: list[str] = []
+
+    def visit(folder: str, prefix: str, depth: int) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return  # an unreadable sub-folder holds nothing we can use
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = prefix + entry.name
+            try:
+                is_dir = entry.is_dir()  # follows symbolic links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if depth < max_depth:
+                    visit(entry.path, rel + "/", depth + 1)
+            else:
+                found.append(rel)
+
+    visit(root, "", 1)
+    return found
+
+
+def _no_match_error(argument: str, pattern: str, root: str, files: list[str], claimed: int) -> EnsembleError:
+    if files:
+        shown = ", ".join(repr(f) for f in files[:5])
+        more = f" ({len(files)} files in all)" if len(files) > 5 else ""
+        seen = f"files found there include {shown}{more}"
+    else:
+        seen = "the folder holds no files at that depth"
+    note = (
+        f"; {claimed} file(s) were taken by the reference/images patterns first"
+        if claimed
+        else ""
+    )
+    return EnsembleError(
+        f"no file under {root!r} matches the `{argument}` pattern {pattern!r}; {seen}{note}. "
+        "Check the pattern (placeholders {case}, {algorithm}, {modality}; sub-folders allowed)."
+    )
+
+
+def _duplicate_error(argument: str, pattern: str, key: tuple[str, ...], first: str, second: str) -> EnsembleError:
+    names = ("case", "algorithm") if argument == "masks" else ("case", "modality")
+    where = ", ".join(f"{n} {k!r}" for n, k in zip(names, key))
+    return EnsembleError(
+        f"two files map to {where} under the `{argument}` pattern {pattern!r}: {first!r} and "
+        f"{second!r}; remove one or make the pattern more specific (e.g. end it with '.nii.gz')."
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Labels
+# --------------------------------------------------------------------------------------
+
+
+def ensemble_labels(ensemble: xr.Dataset) -> LabelScheme:
+    """The label scheme recorded in a catalogue (its ``label`` and ``label_values`` coords).
+
+    Examples
+    --------
+    >>> ds = xr.Dataset(coords={"label": ["lesion"], "label_values": ("label", ["1,2"])},
+    ...                 attrs={"label_scheme": "custom"})
+    >>> ensemble_labels(ds).structures
+    {'lesion': (1, 2)}
+    """
+    if "label" not in ensemble.coords or "label_values" not in ensemble.coords:
+        raise InputError(
+            "`ensemble` must carry the `label` and `label_values` coords made by "
+            f"qe_nb.open_ensemble; got coords {sorted(map(str, ensemble.coords))}."
+        )
+    structures = {
+        str(name): () if str(text) == "nonzero" else tuple(int(v) for v in str(text).split(","))
+        for name, text in zip(ensemble["label"].values, ensemble["label_values"].values)
+    }
+    name = str(ensemble.attrs.get("label_scheme", "")) or "custom"
+    known = SCHEMES.get(name)
+    if known is not None and dict(known.structures) == structures:
+        return known
+    return LabelScheme(name, structures)
+
+
+def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) -> LabelScheme:
+    """Infer the scheme from the label values of the first case that has readable candidates."""
+    values: set[int] = set()
+    tried: list[str] = []
+    problems: list[str] = []
+    for i, case in enumerate(cases):
+        paths = [(a, p) for a, p in zip(algorithms, masks[i]) if p]
+        if not paths:
+            continue
+        for algorithm, path in paths:
+            if len(tried) >= _MAX_INFERENCE_FILES:
+                break
+            tried.append(path)
+            try:
+                array, _ = read_image(path, case=case, role=f"algorithm {algorithm!r}")
+                array = check_label_map(array, name="label_map")
+            except (ImageReadError, LabelError) as exc:
+                problems.append(str(exc))
+                continue
+            values.update(int(v) for v in np.unique(array))
+        if values or len(tried) >= _MAX_INFERENCE_FILES:
+            break
+    if not values:
+        first = f" The first problem: {problems[0]}" if problems else ""
+        raise EnsembleError(
+            f"cannot infer the label scheme: none of the {len(tried)} candidate file(s) tried "
+            f"could be read as a label map.{first} Pass `labels=` (e.g. 'brats-regions', "
+            "'binary' or a mapping name -> label values)."
+        )
+    scheme = infer_labels(values)
+    logger.info(
+        "labels inferred from %d file(s) of case %r (values %s): %s (%s); pass labels= to choose.",
+        len(tried), case, sorted(values), scheme.name, scheme.describe(),
+    )
+    return scheme
+
+
+# --------------------------------------------------------------------------------------
+# The catalogue
+# --------------------------------------------------------------------------------------
+
+
+def open_ensemble(
+    root: str | os.PathLike,
+    *,
+    masks: str = "{case}/{algorithm}.nii.gz",
+    reference: str | None = None,
+    images: str | None = None,
+    labels: str | Mapping | LabelScheme | None = None,
+) -> xr.Dataset:
+    """Catalogue the candidate segmentations (and references, images) under a folder.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder; patterns are relative to it.
+    masks : str, default "{case}/{algorithm}.nii.gz"
+        Pattern of the candidate label maps; needs ``{case}`` and ``{algorithm}``.
+    reference : str, optional
+        Pattern of the reference (ground truth) label map of a case; needs ``{case}``.
+    images : str, optional
+        Pattern of the images of a case; needs ``{case}`` and ``{modality}``.
+    labels : str, mapping or LabelScheme, optional
+        The structures to evaluate (see :func:`qe_nb.labels.resolve_labels`). Default: inferred
+        from the label values of the first case's candidates
+        (:func:`qe_nb.labels.infer_labels`), reported through the ``"qe_nb"`` logger and
+        recorded as ``labels_inferred=1``.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``case``, ``algorithm`` (and ``modality``, ``label``). Data variables:
+
+        - ``mask`` (case, algorithm): absolute path of every candidate, ``""`` where missing;
+        - ``reference`` (case): only when ``reference`` is given; ``""`` where missing;
+        - ``image`` (case, modality): only when ``images`` is given; ``""`` where missing.
+
+        Coords ``case``, ``algorithm``, ``modality`` (sorted str), ``label`` (structure names)
+        with the non-index coord ``label_values`` (``"1,2,4"`` or ``"nonzero"``). Attrs:
+        ``root``, ``masks``, ``reference``, ``images`` (patterns, ``""`` when not given),
+        ``label_scheme``, ``label_scheme_text``, ``labels_inferred`` (0 or 1).
+
+    Raises
+    ------
+    EnsembleError
+        Before any image is read: ``root`` is missing or not a folder; a pattern lacks a
+        placeholder it needs, uses one it must not, or is absolute; a pattern matches no
+        file (the message shows a few files that do exist); two files map to the same
+        (case, algorithm) or (case, modality), e.g. ``a.nii`` and ``a.nii.gz``. Also when
+        labels must be inferred and no candidate of the first case can be read.
+    InputError
+        For an unknown label scheme.
+
+    Notes
+    -----
+    The set of cases is the union of the cases seen by every pattern. A case with a
+    reference (or images) but no candidate is kept with all-``""`` masks so that scoring can
+    report it rather than silently drop it. See the module docstring for how patterns match.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from qe_nb.io import write_image
+    >>> root = tempfile.mkdtemp()
+    >>> for case in ["c1", "c2"]:
+    ...     os.mkdir(os.path.join(root, case))
+    ...     for algorithm in ["unet", "vnet"]:
+    ...         write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, case, f"{algorithm}.nii.gz"))
+    >>> ens = open_ensemble(root, labels="binary")
+    >>> dict(ens.sizes)
+    {'case': 2, 'algorithm': 2, 'label': 1}
+    >>> os.path.basename(str(ens["mask"].sel(case="c2", algorithm="vnet").values))
+    'vnet.nii.gz'
+    """
+    root_text = os.fsdecode(os.fspath(root)) if isinstance(root, (str, bytes, os.PathLike)) else None
+    if root_text is None:
+        raise EnsembleError(f"`root` must be a folder path; got {type(root).__name__}.")
+    root_abs = os.path.abspath(root_text)
+    if not os.path.exists(root_abs):
+        raise EnsembleError(f"`root` {root_text!r} does not exist; expected the folder that holds the cases.")
+    if not os.path.isdir(root_abs):
+        raise EnsembleError(f"`root` {root_text!r} is a file, not a folder.")
+
+    compiled: dict[str, tuple[re.Pattern[str], int]] = {"masks": _compile_pattern(masks, "masks")}
+    if reference is not None:
+        compiled["reference"] = _compile_pattern(reference, "reference")
+    if images is not None:
+        compiled["images"] = _compile_pattern(images, "images")
+    scheme = resolve_labels(labels) if labels is not None else None
+    patterns = {"masks": masks, "reference": reference, "images": images}
+
+    files = _walk(root_abs, max(depth for _, depth in compiled.values()))
+    found: dict[str, dict[tuple[str, ...], str]] = {k: {} for k in compiled}
+    claimed = 0
+    for rel in files:
+        for argument in ("reference", "images", "masks"):
+            if argument not in compiled:
+                continue
+            m = compiled[argument][0].fullmatch(rel)
+            if m is None:
+                continue
+            groups = m.groupdict()
+            key = {
+                "masks": (groups.get("case"), groups.get("algorithm")),
+                "reference": (groups.get("case"),),
+                "images": (groups.get("case"), groups.get("modality")),
+            }[argument]
+            path = os.path.join(root_abs, *rel.split("/"))
+            previous = found[argument].get(key)
+            if previous is not None:
+                if argument == "reference":
+                    raise EnsembleError(
+                        f"two files map to case {key[0]!r} under the `reference` pattern "
+                        f"{reference!r}: {previous!r} and {path!r}; remove one or make the "
+                        "pattern more specific (e.g. end it with '.nii.gz')."
+                    )
+                raise _duplicate_error(argument, patterns[argument], key, previous, path)
+            found[argument][key] = path
+            if argument != "masks":
+                claimed += int(compiled["masks"][0].fullmatch(rel) is not None)
+            break
+    for argument in compiled:
+        if not found[argument]:
+            raise _no_match_error(
+                argument, patterns[argument], root_abs, files, claimed if argument == "masks" else 0
+            )
+
+    cases = sorted(
+        {k[0] for k in found["masks"]}
+        | {k[0] for k in found.get("reference", {})}
+        | {k[0] for k in found.get("images", {})}
+    )
+    algorithms = sorted({k[1] for k in found["masks"]})
+    case_index = {c: i for i, c in enumerate(cases)}
+    algorithm_index = {a: j for j, a in enumerate(algorithms)}
+
+    mask = np.full((len(cases), len(algorithms)), "", dtype=object)
+    for (case, algorithm), path in found["masks"].items():
+        mask[case_index[case], algorithm_index[algorithm]] = path
+
+    inferred = scheme is None
+    if scheme is None:
+        scheme = _infer_scheme(mask, cases, algorithms)
+
+    data_vars: dict[str, Any] = {"mask": (("case", "algorithm"), mask)}
+    coords: dict[str, Any] = {
+        "case": np.array(cases, dtype=object),
+        "algorithm": np.array(algorithms, dtype=object),
+    }
+    if "reference" in compiled:
+        ref = np.full(len(cases), "", dtype=object)
+        for (case,), path in found["reference"].items():
+            ref[case_index[case]] = path
+        data_vars["reference"] = (("case",), ref)
+    if "images" in compiled:
+        modalities = sorted({k[1] for k in found["images"]})
+        modality_index = {m: j for j, m in enumerate(modalities)}
+        image = np.full((len(cases), len(modalities)), "", dtype=object)
+        for (case, modality), path in found["images"].items():
+            image[case_index[case], modality_index[modality]] = path
+        data_vars["image"] = (("case", "modality"), image)
+        coords["modality"] = np.array(modalities, dtype=object)
+    coords["label"] = np.array(scheme.names, dtype=object)
+    coords["label_values"] = ("label", np.array(scheme.values_text(), dtype=object))
+
+    return xr.Dataset(
+        data_vars,
+        coords=coords,
+        attrs={
+            "root": root_abs,
+            "masks": masks,
+            "reference": reference or "",
+            "images": images or "",
+            "label_scheme": scheme.name,
+            "label_scheme_text": scheme.describe(),
+            "labels_inferred": int(inferred),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Loading one case
+# --------------------------------------------------------------------------------------
+
+
+def _check_ensemble(ensemble: object, case: object) -> xr.Dataset:
+    if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble.data_vars:
+        raise InputError(
+            "`ensemble` must be the catalogue from qe_nb.open_ensemble (an xarray.Dataset with "
+            f"a 'mask' variable over (case, algorithm)); got {type(ensemble).__name__}."
+        )
+    if not isinstance(case, str):
+        raise InputError(f"`case` must be a case id (str); got {case!r}.")
+    known = [str(c) for c in np.atleast_1d(ensemble["case"].values)]
+    if case not in known:
+        raise InputError(
+            f"Unknown case {case!r}; the ensemble holds {len(known)} case(s), e.g. {known[:5]}."
+        )
+    return ensemble
+
+
+def _cell(ensemble: xr.Dataset, variable: str, **where: str) -> str:
+    return str(ensemble[variable].sel(**where).values)
+
+
+def _expected(ensemble: xr.Dataset, argument: str, **values: str) -> str:
+    pattern = str(ensemble.attrs.get(argument, ""))
+    text = pattern
+    for k, v in values.items():
+        text = text.replace("{" + k + "}", v)
+    root = str(ensemble.attrs.get("root", ""))
+    return os.path.join(root, *text.split("/")) if root else text
+
+
+def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> ImageReadError:
+    pattern = str(ensemble.attrs.get(argument, ""))
+    return ImageReadError(
+        f"{where}: no file matched the `{argument}` pattern {pattern!r} "
+        f"(expected e.g. {_expected(ensemble, argument, **values)!r})."
+    )
+
+
+def _read_label_map(path: str, case: str, role: str) -> tuple[np.ndarray, Geometry]:
+    array, geometry = read_image(path, case=case, role=role)
+    try:
+        return check_label_map(array, name="label_map"), geometry
+    except LabelError as exc:
+        raise LabelError(f"case {case!r}, {role}, file {path!r}: {exc}") from None
+
+
+def _align(
+    arrays: dict[str, np.ndarray],
+    geometries: dict[str, Geometry],
+    *,
+    case: str,
+    role: str,
+    check: bool,
+    resample: bool,
+) -> Geometry:
+    """Bring every array onto the first one's grid (resample) or check that they share it."""
+    first = next(iter(geometries.values()))
+    if resample:
+        for name, geometry in geometries.items():
+            if _differs(geometry, first):
+                arrays[name] = resample_to(arrays[name], geometry, first)
+        return first
+    return check_geometry(geometries, case=case, role=role, shape_only=not check)
+
+
+def _differs(geometry: Geometry, first: Geometry) -> bool:
+    """True when two grids differ in any property beyond the default tolerance."""
+    return _first_difference(geometry, first, rtol=_RTOL, shape_only=False) is not None
+
+
+def _grid_attrs(geometry: Geometry, case: str) -> dict[str, Any]:
+    return {**geometry.as_attrs(), "case": case}
+
+
+def load_label_maps(
+    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
+) -> xr.DataArray:
+    """Read the candidate label maps of one case.
+
+    Parameters
+    ----------
+    ensemble : xarray.Dataset
+        The catalogue from :func:`open_ensemble` (or a selection of it).
+    case : str
+        The case id.
+    check_geometry : bool, default True
+        Require every candidate to share spacing, origin and direction with the first
+        (relative tolerance 1e-4). With False only the shapes must agree.
+    resample : bool, default False
+        Resample candidates whose grid differs onto the first candidate's grid (nearest
+        neighbour, SimpleITK) instead of raising.
+
+    Returns
+    -------
+    xarray.DataArray
+        Integer label maps, dims (algorithm, z, y, x), name ``"label_map"``; attrs
+        ``spacing``, ``origin``, ``direction`` (tuples, z, y, x order) and ``case``.
+
+    Raises
+    ------
+    ImageReadError
+        When a candidate has no file (naming the case, algorithm and pattern) or cannot be
+        read.
+    LabelError
+        When a candidate holds non-integral, negative or NaN labels.
+    GeometryError
+        When grids differ (see ``check_geometry`` / ``resample``).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from qe_nb.io import write_image
+    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
+    >>> write_image(np.full((2, 3, 4), 2.0, np.float32), os.path.join(root, "c1", "a.nii.gz"))
+    >>> maps = load_label_maps(open_ensemble(root, labels="binary"), "c1")
+    >>> maps.dims, maps.dtype.name, int(maps.max())
+    (('algorithm', 'z', 'y', 'x'), 'uint8', 2)
+    """
+    _check_ensemble(ensemble, case)
+    algorithms = [str(a) for a in np.atleast_1d(ensemble["algorithm"].values)]
+    if not algorithms:
+        raise InputError(f"case {case!r}: `ensemble` selects no algorithm.")
+    arrays: dict[str, np.ndarray] = {}
+    geometries: dict[str, Geometry] = {}
+    for algorithm in algorithms:
+        role = f"algorithm {algorithm!r}"
+        path = _cell(ensemble, "mask", case=case, algorithm=algorithm)
+        if not path:
+            raise _missing(ensemble, "masks", f"case {case!r}, {role}", case=case, algorithm=algorithm)
+        arrays[algorithm], geometries[algorithm] = _read_label_map(path, case, role)
+    geometry = _align(
+        arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
+    )
+    dtype = np.result_type(*(a.dtype for a in arrays.values()))
+    out = np.empty((len(algorithms), *geometry.shape), dtype=dtype)
+    for i, algorithm in enumerate(algorithms):
+        out[i] = arrays.pop(algorithm)
+    return xr.DataArray(
+        out,
+        dims=("algorithm", "z", "y", "x"),
+        coords={"algorithm": np.array(algorithms, dtype=object)},
+        name="label_map",
+        attrs=_grid_attrs(geometry, case),
+    )
+
+
+def load_case(
+    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
+) -> xr.DataArray:
+    """Read one case's candidates as boolean structure masks.
+
+    Parameters
+    ----------
+    ensemble, case, check_geometry, resample
+        As for :func:`load_label_maps`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Bool, dims (algorithm, label, z, y, x), name ``"masks"``; coords ``algorithm``,
+        ``label`` and ``label_values``; attrs ``spacing``, ``origin``, ``direction``, ``case``.
+
+    Raises
+    ------
+    ImageReadError, LabelError, GeometryError
+        As for :func:`load_label_maps`.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from qe_nb.io import write_image
+    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
+    >>> m = np.zeros((2, 3, 4), np.uint8); m[0, 0, :2] = 1; m[1, 1, 1] = 4
+    >>> write_image(m, os.path.join(root, "c1", "a.nii.gz"))
+    >>> masks = load_case(open_ensemble(root, labels="brats-regions"), "c1")
+    >>> masks.sizes["label"], masks.sum(("z", "y", "x")).values.tolist()
+    (3, [[3, 3, 1]])
+    """
+    maps = load_label_maps(ensemble, case, check_geometry=check_geometry, resample=resample)
+    scheme = ensemble_labels(ensemble)
+    out = np.empty((maps.sizes["algorithm"], len(scheme.names), *maps.shape[1:]), dtype=bool)
+    for i in range(maps.sizes["algorithm"]):
+        out[i] = structure_masks(maps.values[i], scheme)
+    return xr.DataArray(
+        out,
+        dims=("algorithm", "label", "z", "y", "x"),
+        coords={
+            "algorithm": maps["algorithm"].values,
+            "label": np.array(scheme.names, dtype=object),
+            "label_values": ("label", np.array(scheme.values_text(), dtype=object)),
+        },
+        name="masks",
+        attrs=dict(maps.attrs),
+    )
+
+
+def _target_geometry(geometry: Geometry | xr.DataArray | None) -> Geometry | None:
+    if geometry is None or isinstance(geometry, Geometry):
+        return geometry
+    if isinstance(geometry, xr.DataArray):
+        return Geometry.from_attrs(geometry.attrs, tuple(geometry.shape[-3:]))
+    raise InputError(
+        "`geometry` must be a Geometry or a DataArray from load_case / load_label_maps; got "
+        f"{type(geometry).__name__}."
+    )
+
+
+def _against(
+    array: np.ndarray,
+    own: Geometry,
+    target: Geometry | None,
+    *,
+    case: str,
+    role: str,
+    resample: bool,
+) -> tuple[np.ndarray, Geometry]:
+    if target is None:
+        return array, own
+    if resample:
+        if _differs(own, target):
+            return resample_to(array, own, target), target
+        return array, target
+    what = _first_difference(own, target, rtol=_RTOL, shape_only=False)
+    if what is not None:
+        raise GeometryError(
+            f"case {case!r}, {role}: {what} {_fmt(getattr(own, what))} differs from the "
+            f"candidates' {_fmt(getattr(target, what))}; resample it or pass `resample=True`."
+        )
+    return array, target
+
+
+def load_reference(
+    ensemble: xr.Dataset,
+    case: str,
+    *,
+    geometry: Geometry | xr.DataArray | None = None,
+    resample: bool = False,
+) -> xr.DataArray | None:
+    """Read one case's reference (ground truth) as boolean structure masks.
+
+    Parameters
+    ----------
+    ensemble : xarray.Dataset
+        The catalogue from :func:`open_ensemble`.
+    case : str
+        The case id.
+    geometry : Geometry or xarray.DataArray, optional
+        The candidates' grid (or the output of :func:`load_case`); when given, the reference
+        must lie on it.
+    resample : bool, default False
+        Resample the reference onto ``geometry`` (nearest neighbour) instead of raising.
+
+    Returns
+    -------
+    xarray.DataArray or None
+        Bool, dims (label, z, y, x), name ``"reference"``, attrs as :func:`load_case`;
+        None when the catalogue has no reference for this case.
+
+    Raises
+    ------
+    ImageReadError, LabelError
+        When the file cannot be read or is not a label map.
+    GeometryError
+        When ``geometry`` is given and the reference lies on another grid.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from qe_nb.io import write_image
+    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
+    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "a.nii.gz"))
+    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "gt.nii.gz"))
+    >>> ens = open_ensemble(root, reference="{case}/gt.nii.gz", labels="binary")
+    >>> list(ens.algorithm.values), load_reference(ens, "c1").dims
+    (['a'], ('label', 'z', 'y', 'x'))
+    """
+    _check_ensemble(ensemble, case)
+    if "reference" not in ensemble.data_vars:
+        return None
+    path = _cell(ensemble, "reference", case=case)
+    if not path:
+        return None
+    array, own = _read_label_map(path, case, "reference")
+    array, grid = _against(
+        array, own, _target_geometry(geometry), case=case, role="reference", resample=resample
+    )
+    scheme = ensemble_labels(ensemble)
+    return xr.DataArray(
+        structure_masks(array, scheme),
+        dims=("label", "z", "y", "x"),
+        coords={
+            "label": np.array(scheme.names, dtype=object),
+            "label_values": ("label", np.array(scheme.values_text(), dtype=object)),
+        },
+        name="reference",
+        attrs=_grid_attrs(grid, case),
+    )
+
+
+def load_images(
+    ensemble: xr.Dataset,
+    case: str,
+    *,
+    geometry: Geometry | xr.DataArray | None = None,
+    resample: bool = False,
+) -> xr.DataArray:
+    """Read one case's images (all modalities) as float32.
+
+    Parameters
+    ----------
+    ensemble : xarray.Dataset
+        The catalogue from :func:`open_ensemble` opened with ``images=``.
+    case : str
+        The case id.
+    geometry : Geometry or xarray.DataArray, optional
+        The candidates' grid; when given, the images must lie on it.
+    resample : bool, default False
+        Resample images onto ``geometry`` (or onto the first modality's grid) with nearest
+        neighbour instead of raising.
+
+    Returns
+    -------
+    xarray.DataArray
+        Float32, dims (modality, z, y, x), name ``"image"``, attrs as :func:`load_case`.
+
+    Raises
+    ------
+    InputError
+        When the catalogue has no images.
+    ImageReadError
+        When a modality has no file or cannot be read.
+    GeometryError
+        When the modalities do not share a grid, or differ from ``geometry``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from qe_nb.io import write_image
+    >>> root = tempfile.mkdtemp(); os.makedirs(os.path.join(root, "c1", "img"))
+    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "a.nii.gz"))
+    >>> write_image(np.full((2, 3, 4), 7, np.int16), os.path.join(root, "c1", "img", "t1.nii.gz"))
+    >>> ens = open_ensemble(root, images="{case}/img/{modality}.nii.gz", labels="binary")
+    >>> im = load_images(ens, "c1")
+    >>> im.dims, im.dtype.name, float(im.max())
+    (('modality', 'z', 'y', 'x'), 'float32', 7.0)
+    """
+    _check_ensemble(ensemble, case)
+    if "image" not in ensemble.data_vars:
+        raise InputError(
+            "`ensemble` has no images; open it with `images=` (e.g. "
+            "'{case}/images/{modality}.nii.gz')."
+        )
+    modalities = [str(m) for m in np.atleast_1d(ensemble["modality"].values)]
+    arrays: dict[str, np.ndarray] = {}
+    geometries: dict[str, Geometry] = {}
+    for modality in modalities:
+        role = f"image {modality!r}"
+        path = _cell(ensemble, "image", case=case, modality=modality)
+        if not path:
+            raise _missing(ensemble, "images", f"case {case!r}, {role}", case=case, modality=modality)
+        array, geometries[modality] = read_image(path, case=case, role=role)
+        arrays[modality] = array.astype(np.float32, copy=False)
+    target = _target_geometry(geometry)
+    if target is not None:
+        for modality in modalities:
+            arrays[modality], geometries[modality] = _against(
+                arrays[modality], geometries[modality], target,
+                case=case, role=f"image {modality!r}", resample=resample,
+            )
+        grid = target
+    else:
+        grid = _align(arrays, geometries, case=case, role="image", check=True, resample=resample)
+    out = np.empty((len(modalities), *grid.shape), dtype=np.float32)
+    for i, modality in enumerate(modalities):
+        out[i] = arrays.pop(modality)
+    return xr.DataArray(
+        out,
+        dims=("modality", "z", "y", "x"),
+        coords={"modality": np.array(modalities, dtype=object)},
+        name="image",
+        attrs=_grid_attrs(grid, case),
+    )
+
