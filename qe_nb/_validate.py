@@ -85,6 +85,8 @@ def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape}"
     text = repr(_plain(value))
+    if text.startswith("<"):
+        return type(value).__name__
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -316,7 +318,7 @@ def check_alpha(alpha, similarity: xr.DataArray | None = None, *, name: str = "a
         if bad.any():
             raise InputError(
                 f"{expected}; got a DataArray holding {int(bad.sum())} non-finite value(s) "
-                f"(e.g. {values[bad].flat[0]!r})."
+                f"(e.g. {_plain(values[bad].flat[0])!r})."
             )
         if alpha.ndim == 0:
             return float(values)
