@@ -75,7 +75,7 @@ def fuse(
     Raises
     ------
     InputError
-        For an unknown ``method``; no candidates; candidates of different shapes; an
+        For an unknown ``method``; no candidates; candidates of different shapes;
         ``weights`` of the wrong length, negative, non-finite or all zero; ``labels`` that
         are not non-negative integers; an option the method does not use.
     LabelError
@@ -106,6 +106,12 @@ def fuse(
     et al., not one binary STAPLE per label.
 
     Empty candidates are fine: all-background candidates fuse to all background.
+
+    Where BraTS Toolkit's behaviour is accidental, this function does the evident intended
+    thing instead: ``Fusionator.fuse`` drops ``labels`` for SIMPLE, here they are honoured
+    as ``Fusionator._simple(labels=...)`` honours them; BraTS Toolkit removes the *first*
+    listed label when 0 is among them, here 0 is simply ignored. With ``labels=None``, or
+    labels without 0, the results are the same.
 
     References
     ----------
