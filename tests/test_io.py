@@ -473,3 +473,24 @@ def test_sitk_message_keeps_one_useful_line():
     )
     assert qio._sitk_message(RuntimeError(nrrd)) == "_nrrdEncodingGzip_read: expected 120000 bytes but received 83"
     assert qio._sitk_message(RuntimeError("")) == "SimpleITK gave no reason"
+
+
+def test_write_image_into_non_utf8_folder(tmp_path, label_map):
+    folder = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"dossier-\xe9"))
+    os.mkdir(folder)
+    path = os.path.join(folder, "a.nii.gz")
+    write_image(label_map, path)
+    np.testing.assert_array_equal(read_image(path)[0], label_map)
+    assert os.listdir(folder) == ["a.nii.gz"]
+
+
+def test_write_image_two_file_formats_in_place(tmp_path, label_map):
+    write_image(label_map, tmp_path / "a.mhd", geometry=Geometry(SHAPE, spacing=(2.0, 1.0, 1.0)))
+    assert sorted(os.listdir(tmp_path)) == ["a.mhd", "a.zraw"]  # compressed data file
+    image = sitk.ReadImage(str(tmp_path / "a.mhd"))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), label_map)
+    assert image.GetSpacing() == (1.0, 1.0, 2.0)
+    odd = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"b-\xff.mhd"))
+    with pytest.raises(InputError, match=r"cannot write '.*\.mhd': SimpleITK cannot write a two-file format under "
+                       r"a name that is not valid UTF-8"):
+        write_image(label_map, odd)
