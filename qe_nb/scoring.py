@@ -489,7 +489,7 @@ def save_scores(scores: xr.Dataset, path: str | os.PathLike) -> Path:
 
     Returns the path written.
     """
-    from .io import atomic_write
+    from .io import atomic_path
 
     path = Path(path)
     if not isinstance(scores, xr.Dataset) or "similarity" not in scores:
@@ -501,8 +501,8 @@ def save_scores(scores: xr.Dataset, path: str | os.PathLike) -> Path:
         if ds[name].dtype == object:
             ds[name] = ds[name].astype(str)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, mode="wb") as fh:
-        fh.write(ds.to_netcdf(engine="h5netcdf"))
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
     return path
 
 
