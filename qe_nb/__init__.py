@@ -76,6 +76,7 @@ _API = {
     "QeNbWarning": "exceptions",
     "UndefinedValueWarning": "exceptions",
     "UnreliableThresholdWarning": "exceptions",
+    "LabelValueWarning": "exceptions",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -17,6 +17,7 @@ __all__ = [
     "QeNbWarning",
     "UndefinedValueWarning",
     "UnreliableThresholdWarning",
+    "LabelValueWarning",
 ]
 
 
@@ -58,3 +59,7 @@ class UndefinedValueWarning(QeNbWarning):
 
 class UnreliableThresholdWarning(QeNbWarning):
     """Thresholds rest on too few cases or on a metric without spread (MAD 0)."""
+
+
+class LabelValueWarning(QeNbWarning):
+    """A label map holds values that no structure of the label scheme uses."""

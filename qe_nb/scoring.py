@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
@@ -23,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .exceptions import InputError, QeNbError
+from .exceptions import InputError, LabelValueWarning, QeNbError
 
 __all__ = ["score", "score_case", "save_scores", "load_scores", "metric_coords", "label_mean"]
 
@@ -66,11 +67,13 @@ def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     return metrics
 
 
-def _settings(ensemble: xr.Dataset, fusion: str, metrics: tuple[str, ...], nsd_tolerance: float) -> dict:
+def _settings(ensemble: xr.Dataset, fusion: str, metrics: tuple[str, ...], nsd_tolerance: float,
+              resample: bool = False) -> dict:
     from . import __version__
 
     return {
         "fusion": fusion,
+        "resample": bool(resample),
         "metrics": list(metrics),
         "nsd_tolerance": float(nsd_tolerance),
         "labels": [str(v) for v in ensemble["label"].values],
@@ -130,28 +133,21 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
         raise QeNbError(f"case {case!r}: no candidate segmentation was found (patterns matched none).")
 
     scheme = _scheme_from_settings(settings)
-    label_maps = load_label_maps(cat.sel(algorithm=present), case)
+    label_maps = load_label_maps(cat.sel(algorithm=present), case, resample=settings.get("resample", False))
+    warnings_found = _unexpected_labels(label_maps, scheme, case)
     spacing = tuple(float(s) for s in label_maps.attrs["spacing"])
     fused = fuse(label_maps.values, method=settings["fusion"])
     fused_masks = structure_masks(fused, scheme)
     index = [algorithms.index(a) for a in present]
     candidate_masks = np.stack([structure_masks(m, scheme) for m in label_maps.values])
-    del label_maps
     for j in range(n_lab):
         similarity[index, j, :] = compute_metrics_many(
             fused_masks[j], candidate_masks[:, j], metrics,
             spacing=spacing, nsd_tolerance=settings["nsd_tolerance"],
         )
     if has_reference:
-        reference = load_reference(cat, case)
+        reference = load_reference(cat, case, geometry=label_maps, resample=settings.get("resample", False))
         ref = np.asarray(reference.values, dtype=bool)
-        if ref.shape[1:] != fused.shape:
-            from .exceptions import GeometryError
-
-            raise GeometryError(
-                f"case {case!r}: reference shape {ref.shape[1:]} differs from the candidates' "
-                f"{fused.shape}."
-            )
         for j in range(n_lab):
             values = compute_metrics(ref[j], fused_masks[j], metrics, spacing=spacing,
                                      nsd_tolerance=settings["nsd_tolerance"])
@@ -166,7 +162,26 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
         "quality": quality,
         "candidate_quality": candidate_quality,
         "error": "",
+        "warnings": warnings_found,
     }
+
+
+def _unexpected_labels(label_maps: xr.DataArray, scheme, case: str) -> list[str]:
+    """Messages naming label values that no structure of the scheme uses (they are ignored)."""
+    known = set(scheme.values)
+    if not known:  # the binary scheme takes every non-zero value
+        return []
+    messages = []
+    for algorithm, values in zip(label_maps["algorithm"].values, label_maps.values):
+        top = int(values.max()) if values.size else 0
+        seen = np.flatnonzero(np.bincount(values.ravel(), minlength=top + 1)) if top < 65536 else np.unique(values)
+        extra = sorted(set(int(v) for v in seen) - known - {0})
+        if extra:
+            messages.append(
+                f"case {case!r}, algorithm {str(algorithm)!r}: label values {extra} are outside the "
+                f"label scheme ({scheme.describe()}) and are ignored."
+            )
+    return messages
 
 
 def _empty_result(case: str, settings: dict, with_reference: bool, error: str) -> dict[str, Any]:
@@ -177,6 +192,7 @@ def _empty_result(case: str, settings: dict, with_reference: bool, error: str) -
         "quality": np.full((n_lab, n_met), np.nan) if with_reference else None,
         "candidate_quality": np.full((n_alg, n_lab, n_met), np.nan) if with_reference else None,
         "error": error,
+        "warnings": [],
     }
 
 
@@ -325,6 +341,7 @@ def score(
     nsd_tolerance: float = 1.0,
     cases: Iterable[str] | None = None,
     callback: Callable[[dict], None] | None = None,
+    resample: bool = False,
 ) -> xr.Dataset:
     """Score a cohort: fuse each case's candidates and measure every candidate against the fusion.
 
@@ -355,6 +372,10 @@ def score(
         Score only these cases.
     callback : callable, optional
         Called with each case's result dict as it finishes (for progress displays).
+    resample : bool, default False
+        Bring candidates whose grid (spacing, origin, direction) differs from the first
+        candidate's onto its grid with nearest-neighbour interpolation, instead of recording a
+        geometry error for the case.
 
     Returns
     -------
@@ -383,7 +404,7 @@ def score(
     if on_error not in ON_ERROR:
         raise InputError(f"`on_error` must be one of {list(ON_ERROR)}; got {on_error!r}.")
     metrics = _check_metrics(metrics)
-    settings = _settings(ensemble, fusion, metrics, nsd_tolerance)
+    settings = _settings(ensemble, fusion, metrics, nsd_tolerance, resample)
     all_cases = [str(c) for c in ensemble["case"].values]
     if cases is not None:
         wanted = [str(c) for c in cases]
@@ -423,6 +444,8 @@ def score(
         for result in runner:
             case = result["case"]
             results[case] = result
+            for message in result.get("warnings", ()):
+                warnings.warn(message, LabelValueWarning, stacklevel=2)
             if cache_dir is not None and not result["error"]:
                 _cache_store(_cache_path(cache_dir, case, settings_key), result, files_keys[case])
             if callback is not None:
