@@ -34,6 +34,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from scipy import ndimage, stats
 
 from .exceptions import InputError
@@ -146,7 +147,7 @@ def _check_risk(risk: Any, name: str = "risk") -> tuple[np.ndarray, np.ndarray |
     bad = ~np.isfinite(values) | (values < 0) | (values != np.round(values))
     if bad.any():
         raise InputError(
-            f"`{name}` must hold non-negative whole alarm counts; got {values[bad][0]!r}."
+            f"`{name}` must hold non-negative whole alarm counts; got {float(values[bad][0])!r}."
         )
     return values.astype(np.int64), cases
 
@@ -202,6 +203,14 @@ def _entropy(counts: np.ndarray) -> float:
         return math.nan
     p = counts[counts > 0] / total
     return float(-(p * np.log(p)).sum() + 0.0)
+
+
+def _count_ticks(ax: Axes, top: int) -> None:
+    """A tick at every alarm count up to 15; beyond that, whole numbers matplotlib picks."""
+    if top <= 15:
+        ax.set_xticks(range(top + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _units_text(units: str) -> str:
@@ -334,7 +343,7 @@ def alarm_count_vs_quality(
         ax.set_title("\n".join(title), loc="left", fontsize="medium")
         ax.set_xlabel("alarm count")
         ax.set_ylabel(ylabel)
-        ax.set_xticks(range(top_count + 1))
+        _count_ticks(ax, top_count)
         ax.set_xlim(-0.6, top_count + 0.6)
         ax.grid(axis="y", color="0.9", zorder=0)
         ax.legend(loc="best", fontsize="small", framealpha=0.8)
@@ -397,7 +406,7 @@ def alarm_histogram(
     ax = _new_axes(ax, (5.5, 3.8))
     bars = ax.bar(np.arange(hist.size), hist, color=_POINT_COLOR, width=0.8, zorder=2)
     ax.bar_label(bars, labels=[str(int(h)) for h in hist], padding=2, fontsize="small")
-    ax.set_xticks(np.arange(hist.size))
+    _count_ticks(ax, hist.size - 1)
     ax.set_xlabel("alarm count")
     ax.set_ylabel("cases")
     ax.set_ylim(0, max(1, hist.max()) * 1.15)
@@ -444,38 +453,34 @@ def _sweep_frame(table: pd.DataFrame | xr.Dataset) -> pd.DataFrame:
 
 
 def _sweep_dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
-    """Flatten a sweep Dataset over ``alpha`` into the Tables 1-2 layout.
+    """Flatten a sweep Dataset over ``alpha`` (:func:`qe_nb.sweep`) into the Tables 1-2 layout.
 
-    Understood: ``entropy`` (alpha); Pearson r as ``r`` / ``pearson_r`` / ``correlation``
-    over (alpha, metric) or as variables named ``r:<metric>``; the histogram as the one
-    remaining 2-d variable over (alpha, <count dim>).
+    Read: ``entropy`` (alpha); ``histogram`` (alpha, count); Pearson r per metric as ``r``
+    over (alpha, metric) or as variables named ``r:<metric>``. Other variables (``risk``,
+    ``p_value``, ``r_all``, ...) are not drawn.
     """
     if "alpha" not in ds.dims or "entropy" not in ds.data_vars:
         raise InputError(
             "a sweep Dataset must have an `alpha` dim and an `entropy` variable; got dims "
             f"{tuple(ds.dims)} and variables {list(ds.data_vars)}."
         )
+    hist = ds.data_vars.get("histogram")
+    if hist is None or hist.ndim != 2 or "alpha" not in hist.dims:
+        raise InputError(
+            "a sweep Dataset needs the alarm-count histogram as `histogram` over (alpha, count); "
+            f"got variables {list(ds.data_vars)}."
+        )
     out: dict[str, Any] = {
         "alpha": ds["alpha"].values.astype(float),
         "entropy": ds["entropy"].transpose("alpha").values,
     }
-    hist = None
     for name, var in ds.data_vars.items():
         name = str(name)
-        if name == "entropy" or "alpha" not in var.dims:
-            continue
         if name.startswith("r:") and var.dims == ("alpha",):
             out[name] = var.values
-        elif name in {"r", "pearson_r", "correlation"} and set(var.dims) == {"alpha", "metric"}:
+        elif name == "r" and set(var.dims) == {"alpha", "metric"}:
             for m in var["metric"].values:
                 out[f"r:{m}"] = var.sel(metric=m).transpose("alpha").values
-        elif var.ndim == 2 and hist is None:
-            hist = var
-    if hist is None:
-        raise InputError(
-            "a sweep Dataset needs the alarm-count histogram as a variable over (alpha, count); "
-            f"got variables {list(ds.data_vars)}."
-        )
     other = next(d for d in hist.dims if d != "alpha")
     labels = hist[other].values if other in hist.coords else np.arange(hist.sizes[other])
     values = hist.transpose("alpha", other).values
@@ -497,9 +502,9 @@ def sweep_plot(
     sweep_ds_or_table : DataFrame or Dataset
         The layout of the paper's Tables 1-2, as :func:`qe_nb.sweep_table` returns it:
         columns ``alpha``, ``entropy``, ``r:<metric>`` (any number, NaN allowed) and
-        ``0a, 1a, ...`` (cases per alarm count). A sweep Dataset over ``alpha`` (variables
-        ``entropy``, ``r`` over (alpha, metric), and the histogram over (alpha, count)) is
-        flattened to that layout first.
+        ``0a, 1a, ...`` (cases per alarm count). The Dataset of :func:`qe_nb.sweep`
+        (``entropy`` over alpha, ``histogram`` over (alpha, count), ``r`` over (alpha, metric))
+        is flattened to that layout first.
     chosen_alpha : float, optional
         Marked by a vertical line on the left panel and a frame around its heatmap row.
     fig : Figure, optional
@@ -508,9 +513,10 @@ def sweep_plot(
     Returns
     -------
     Figure
-        Left: entropy (nats, left y-axis) and r per metric (right y-axis, a twin axes, only
-        when r columns exist) against α. Right: heatmap, α rows x alarm-count columns, each
-        cell annotated with its number of cases.
+        ``fig.axes`` is ``[lines, heatmap]`` plus, when r columns exist, the twin axes of
+        ``lines`` for r (right y-axis). Left: entropy (nats) and r per metric against α.
+        Right: heatmap, α rows x alarm-count columns, each cell annotated with its number of
+        cases.
 
     Raises
     ------
@@ -518,13 +524,19 @@ def sweep_plot(
         When the table lacks ``alpha``, ``entropy`` or count columns, or ``chosen_alpha`` is
         not a finite number.
 
+    Notes
+    -----
+    The α values sit at evenly spaced positions on the left panel (labelled with their
+    values), matching the heatmap's rows; sweep grids are usually dense near 0 and sparse in
+    the tails. A ``chosen_alpha`` between two grid values is placed by linear interpolation.
+
     Examples
     --------
     >>> table = pd.DataFrame({"alpha": [0.0, 0.1], "entropy": [1.37, 1.37],
     ...                       "r:dice": [-0.70, -0.70], "0a": [13, 15], "1a": [8, 10],
     ...                       "2a": [14, 11], "3a": [11, 10]})
     >>> fig = sweep_plot(table, chosen_alpha=0.1)
-    >>> len(fig.axes)  # line plot, its twin for r, heatmap
+    >>> len(fig.axes)  # line plot, heatmap, and the line plot's twin axes for r
     3
     """
     frame = _sweep_frame(sweep_ds_or_table)
@@ -542,26 +554,34 @@ def sweep_plot(
     )
     hist = frame[count_columns].to_numpy(dtype=float)
 
-    fig = _new_figure(fig, (12.5, max(4.5, 0.32 * len(frame) + 1.6)))
-    ax, heat = fig.subplots(1, 2, width_ratios=[1.0, max(1.0, 0.09 * len(count_columns) + 0.4)])
+    # The heatmap widens with the number of counts; the line plot keeps its width.
+    line_width, heat_width = 5.0, max(4.0, 0.24 * len(count_columns) + 1.0)
+    fig = _new_figure(fig, (line_width + heat_width, max(4.5, 0.32 * len(frame) + 1.6)))
+    ax, heat = fig.subplots(1, 2, width_ratios=[line_width, heat_width])
 
+    # One evenly spaced position per sweep value: sweep grids are usually dense near 0 and
+    # sparse in the tails (the paper's -3 ... 3), and the heatmap rows are evenly spaced too.
+    pos = np.arange(len(alpha), dtype=float)
+    uniform = len(alpha) < 3 or np.allclose(np.diff(alpha), alpha[1] - alpha[0])
     handles = []
-    handles += ax.plot(alpha, frame["entropy"].to_numpy(dtype=float), color="black",
+    handles += ax.plot(pos, frame["entropy"].to_numpy(dtype=float), color="black",
                        marker="o", markersize=4, label="entropy")
-    ax.set_xlabel("α")
+    ax.set_xticks(pos, [f"{a:g}" for a in alpha], rotation=90 if len(alpha) > 12 else 0)
+    ax.set_xlabel("α" if uniform else "α (evenly spaced sweep values, not to scale)")
     ax.set_ylabel("entropy of the alarm-count distribution (nats)")
     ax.grid(color="0.92")
     if r_columns:
         twin = ax.twinx()
         for i, c in enumerate(r_columns):
             handles += twin.plot(
-                alpha, frame[c].to_numpy(dtype=float), color=CANDIDATE_COLORS[i % 6],
+                pos, frame[c].to_numpy(dtype=float), color=CANDIDATE_COLORS[i % 6],
                 marker=_MARKERS[(i + 1) % len(_MARKERS)], markersize=4,
                 linestyle=_LINESTYLES[(i // 6 + 1) % len(_LINESTYLES)], label=c,
             )
         twin.set_ylabel("Pearson r, alarm count vs quality (dimensionless)")
     if chosen_alpha is not None:
-        handles.append(ax.axvline(float(chosen_alpha), color=_HIGHLIGHT, linestyle="--",
+        at = float(np.interp(float(chosen_alpha), alpha, pos))
+        handles.append(ax.axvline(at, color=_HIGHLIGHT, linestyle="--",
                                   linewidth=1.5, label=f"chosen α = {float(chosen_alpha):g}"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14),
               ncol=min(4, len(handles)), fontsize="small", frameon=False)
@@ -569,12 +589,12 @@ def sweep_plot(
 
     finite = hist[np.isfinite(hist)]
     vmax = float(finite.max()) if finite.size else 1.0
-    heat.imshow(hist, cmap="viridis", aspect="auto", vmin=0, vmax=max(vmax, 1.0),
+    heat.imshow(hist, cmap="Blues", aspect="auto", vmin=0, vmax=max(vmax, 1.0),
                 interpolation="nearest")
     for (i, j), v in np.ndenumerate(hist):
         if np.isfinite(v):
             heat.text(j, i, f"{v:g}", ha="center", va="center", fontsize="x-small",
-                      color="black" if v > 0.6 * vmax else "white")
+                      color="white" if v > 0.6 * vmax else "black")
     heat.set_xticks(range(len(count_columns)),
                     [_COUNT_COLUMN.match(c).group(1) for c in count_columns])
     heat.set_yticks(range(len(frame)), [f"{a:g}" for a in alpha])
@@ -741,7 +761,8 @@ def _structure_mask(volume: np.ndarray, structure: Any, name: str, shape: tuple[
     arr = np.asarray(volume)
     if arr.shape != shape:
         raise InputError(f"`{name}` has shape {arr.shape}; expected the image's shape {shape}.")
-    if structure is None:
+    # A boolean mask already is the structure; `structure` selects from label maps.
+    if structure is None or arr.dtype == bool:
         return arr != 0
     return np.isin(arr, structure)
 
@@ -782,6 +803,8 @@ def case_overlay(
     structure: int | Iterable[int] | None = None,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     fused_name: str = "fusion",
+    crop: float | None = None,
+    legend: bool = True,
 ) -> Axes:
     """One slice of a case with the outlines of the fusion and every candidate (Figures 2-3).
 
@@ -811,12 +834,17 @@ def case_overlay(
     ax : Axes, optional
         Draw into these axes; a new figure by default.
     structure : int or iterable of int, optional
-        Label values making up the structure (e.g. ``(1, 4)``, BraTS tumour core) when the
-        masks are label maps; by default every non-zero voxel.
+        Label values making up the structure (e.g. ``(1, 4)``, BraTS tumour core) in the
+        integer label maps among the inputs; boolean masks are used as they are. By default
+        every non-zero voxel.
     spacing : sequence of 3 floats, default (1, 1, 1)
         Voxel spacing (z, y, x) in mm; sets the aspect ratio of anisotropic slices.
     fused_name : str, default "fusion"
         The fusion's name in the legend (e.g. ``"mav"``).
+    crop : float, optional
+        Zoom to the outlines on the slice plus this margin in mm; the whole slice by default.
+    legend : bool, default True
+        Draw the legend (off for a second, e.g. uncropped, view of the same case).
 
     Returns
     -------
@@ -829,7 +857,7 @@ def case_overlay(
     ------
     InputError
         When an array is not 3-d or not on the image's grid, ``axis`` / ``index`` /
-        ``spacing`` are invalid, or ``names`` / ``dice`` / ``alarms`` do not match the
+        ``spacing`` / ``crop`` are invalid, or ``names`` / ``dice`` / ``alarms`` do not match the
         candidates.
 
     Examples
@@ -840,6 +868,9 @@ def case_overlay(
     >>> ax = case_overlay(img, fused, {"a": cand}, dice={"a": 0.86}, alarms={"a": 1})
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['fusion', 'a: Dice 0.86, 1 alarm']
+    >>> ax = case_overlay(img, fused, [cand], index=0, crop=1.0)
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['fusion (not on this slice)', 'candidate 0 (not on this slice)']
     """
     img = np.asarray(image)
     if img.ndim != 3:
@@ -849,6 +880,10 @@ def case_overlay(
     spacing_arr = np.asarray(spacing, dtype=float)
     if spacing_arr.shape != (3,) or not (np.isfinite(spacing_arr).all() and (spacing_arr > 0).all()):
         raise InputError(f"`spacing` must be three positive numbers (z, y, x) in mm; got {spacing!r}.")
+    if crop is not None and (
+        isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 <= crop < np.inf
+    ):
+        raise InputError(f"`crop` must be a margin in mm (a number >= 0) or None; got {crop!r}.")
     if structure is not None:
         values = [structure] if isinstance(structure, (int, np.integer)) else list(structure)
         if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -914,21 +949,27 @@ def case_overlay(
     plane = cut(img).astype(float)
     body = plane[plane != 0]
     lo, hi = np.percentile(body if body.size else plane, [1, 99.5])
-    # Axial slices top = first row (anterior in BraTS/LPS); other cuts have z pointing up.
+    # Axial slices: first row on top (anterior in BraTS/LPS); other cuts have z pointing up.
+    # imshow's origin only flips the y-axis; contour then needs no origin of its own (passing
+    # it would mirror the outlines), as both put row i at y = i.
     origin = "upper" if axis == 0 else "lower"
     ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect,
               origin=origin, interpolation="nearest")
 
     handles: list[Line2D] = []
+    footprint = np.zeros(plane.shape, dtype=bool)
 
-    def outline(mask: np.ndarray, color: str, width: float, style: str, text: str) -> None:
+    def outline(mask: np.ndarray, color: str, width: float, style: str, text: str,
+                zorder: float, alpha: float = 1.0) -> None:
         piece = cut(mask)
         if piece.any():
+            footprint[:] |= piece
             ax.contour(piece.astype(float), levels=[0.5], colors=[color], linewidths=width,
-                       linestyles=style, origin=origin)
+                       linestyles=style, zorder=zorder, alpha=alpha)
         else:
             text += " (not on this slice)"
-        handles.append(Line2D([], [], color=color, linewidth=width, linestyle=style, label=text))
+        handles.append(Line2D([], [], color=color, linewidth=width, linestyle=style,
+                              alpha=alpha, label=text))
 
     for i, (n, m, d, a) in enumerate(zip(cand_names, cand_masks, dice_values, alarm_values,
                                          strict=True)):
@@ -938,15 +979,27 @@ def case_overlay(
         if a is not None:
             parts.append(_plural(int(a), "alarm"))
         text = f"{n}: {', '.join(parts)}" if parts else n
-        outline(m, CANDIDATE_COLORS[i % 6], 1.2, _LINESTYLES[(i // 6) % len(_LINESTYLES)], text)
+        outline(m, CANDIDATE_COLORS[i % 6], 1.3, _LINESTYLES[(i // 6) % len(_LINESTYLES)], text,
+                zorder=4)
     candidate_handles = handles[:]
     handles.clear()
+    # The fusion (and reference) are wide, translucent bands under the thin candidate lines,
+    # so a candidate that follows the fusion stays visible inside the band.
+    outline(fused_mask, FUSION_COLOR, 5.5, "solid", fused_name, zorder=2, alpha=0.75)
     if ref_mask is not None:
-        outline(ref_mask, REFERENCE_COLOR, 2.2, "solid", "reference")
-    outline(fused_mask, FUSION_COLOR, 2.8, "solid", fused_name)
-    # Fusion first in the legend, but drawn last so it lies on top of the candidates.
-    ax.legend(handles=handles[::-1] + candidate_handles, loc="upper left",
-              bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+        outline(ref_mask, REFERENCE_COLOR, 3.0, "solid", "reference", zorder=3, alpha=0.9)
+    if legend:
+        ax.legend(handles=handles + candidate_handles, loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    if crop is not None and footprint.any():
+        rows = np.flatnonzero(footprint.any(axis=1))
+        cols = np.flatnonzero(footprint.any(axis=0))
+        mr = crop / spacing_arr[rows_axis]
+        mc = crop / spacing_arr[cols_axis]
+        r0, r1 = max(-0.5, rows[0] - mr - 0.5), min(plane.shape[0] - 0.5, rows[-1] + mr + 0.5)
+        c0, c1 = max(-0.5, cols[0] - mc - 0.5), min(plane.shape[1] - 0.5, cols[-1] + mc + 0.5)
+        ax.set_xlim(c0, c1)
+        ax.set_ylim((r1, r0) if origin == "upper" else (r0, r1))
     axis_name = "zyx"[axis]
     ax.set_title(f"slice {axis_name} = {index}", loc="left", fontsize="medium")
     ax.set_xticks([])
