@@ -449,7 +449,37 @@ def _sweep_frame(table: pd.DataFrame | xr.Dataset) -> pd.DataFrame:
     frame = frame.rename(columns={lower["alpha"]: "alpha", lower["entropy"]: "entropy"})
     if len(frame) == 0:
         raise InputError("`sweep_ds_or_table` has no row; expected one row per alpha.")
+    alpha = frame["alpha"].to_numpy(dtype=float)
+    if not np.isfinite(alpha).all() or len(np.unique(alpha)) != len(alpha):
+        raise InputError(
+            "`sweep_ds_or_table`: alpha values must be finite and distinct; got "
+            f"{alpha.tolist()}."
+        )
     return frame.sort_values("alpha").reset_index(drop=True)
+
+
+def _even_scale(grid: np.ndarray):
+    """Forward/inverse of a scale that puts sorted ``grid`` values at 0, 1, 2, ...
+
+    Piecewise linear between grid values, extended linearly beyond both ends.
+    """
+    pos = np.arange(grid.size, dtype=float)
+    left = 1.0 / (grid[1] - grid[0])
+    right = 1.0 / (grid[-1] - grid[-2])
+
+    def forward(a):
+        a = np.asarray(a, dtype=float)
+        out = np.interp(a, grid, pos)
+        out = np.where(a < grid[0], (a - grid[0]) * left, out)
+        return np.where(a > grid[-1], pos[-1] + (a - grid[-1]) * right, out)
+
+    def inverse(p):
+        p = np.asarray(p, dtype=float)
+        out = np.interp(p, pos, grid)
+        out = np.where(p < 0, grid[0] + p / left, out)
+        return np.where(p > pos[-1], grid[-1] + (p - pos[-1]) / right, out)
+
+    return forward, inverse
 
 
 def _sweep_dataset_to_frame(ds: xr.Dataset) -> pd.DataFrame:
@@ -526,9 +556,10 @@ def sweep_plot(
 
     Notes
     -----
-    The α values sit at evenly spaced positions on the left panel (labelled with their
-    values), matching the heatmap's rows; sweep grids are usually dense near 0 and sparse in
-    the tails. A ``chosen_alpha`` between two grid values is placed by linear interpolation.
+    On a non-uniform grid the left panel's α axis is piecewise linear, putting the grid
+    values at even steps like the heatmap's rows (sweep grids are usually dense near 0 and
+    sparse in the tails); data coordinates stay in α, so ``chosen_alpha`` between two grid
+    values falls between them and ``ax.transData`` maps α to pixels.
 
     Examples
     --------
@@ -559,14 +590,16 @@ def sweep_plot(
     fig = _new_figure(fig, (line_width + heat_width, max(4.5, 0.32 * len(frame) + 1.6)))
     ax, heat = fig.subplots(1, 2, width_ratios=[line_width, heat_width])
 
-    # One evenly spaced position per sweep value: sweep grids are usually dense near 0 and
-    # sparse in the tails (the paper's -3 ... 3), and the heatmap rows are evenly spaced too.
-    pos = np.arange(len(alpha), dtype=float)
     uniform = len(alpha) < 3 or np.allclose(np.diff(alpha), alpha[1] - alpha[0])
+    if not uniform:
+        # Sweep grids are usually dense near 0 and sparse in the tails (the paper's -3 ... 3):
+        # a piecewise-linear scale puts the grid values at even steps, like the heatmap rows,
+        # while data coordinates stay in α (so callers can place markers with transData).
+        ax.set_xscale("function", functions=_even_scale(alpha))
     handles = []
-    handles += ax.plot(pos, frame["entropy"].to_numpy(dtype=float), color="black",
+    handles += ax.plot(alpha, frame["entropy"].to_numpy(dtype=float), color="black",
                        marker="o", markersize=4, label="entropy")
-    ax.set_xticks(pos, [f"{a:g}" for a in alpha], rotation=90 if len(alpha) > 12 else 0)
+    ax.set_xticks(alpha, [f"{a:g}" for a in alpha], rotation=90 if len(alpha) > 12 else 0)
     ax.set_xlabel("α" if uniform else "α (evenly spaced sweep values, not to scale)")
     ax.set_ylabel("entropy of the alarm-count distribution (nats)")
     ax.grid(color="0.92")
@@ -574,14 +607,13 @@ def sweep_plot(
         twin = ax.twinx()
         for i, c in enumerate(r_columns):
             handles += twin.plot(
-                pos, frame[c].to_numpy(dtype=float), color=CANDIDATE_COLORS[i % 6],
+                alpha, frame[c].to_numpy(dtype=float), color=CANDIDATE_COLORS[i % 6],
                 marker=_MARKERS[(i + 1) % len(_MARKERS)], markersize=4,
                 linestyle=_LINESTYLES[(i // 6 + 1) % len(_LINESTYLES)], label=c,
             )
         twin.set_ylabel("Pearson r, alarm count vs quality (dimensionless)")
     if chosen_alpha is not None:
-        at = float(np.interp(float(chosen_alpha), alpha, pos))
-        handles.append(ax.axvline(at, color=_HIGHLIGHT, linestyle="--",
+        handles.append(ax.axvline(float(chosen_alpha), color=_HIGHLIGHT, linestyle="--",
                                   linewidth=1.5, label=f"chosen α = {float(chosen_alpha):g}"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14),
               ncol=min(4, len(handles)), fontsize="small", frameon=False)

@@ -277,9 +277,11 @@ def test_sweep_plot_of_table1():
     assert line_ax.get_ylabel() == "entropy of the alarm-count distribution (nats)"
     assert twin.get_ylabel() == "Pearson r, alarm count vs quality (dimensionless)"
     assert heat.get_xlabel() == "alarm count" and heat.get_ylabel() == "α"
-    # entropy and r are drawn at evenly spaced positions, their values unchanged
+    # entropy and r are drawn in alpha units on a scale that spaces the grid evenly
     (entropy_line,) = [ln for ln in line_ax.get_lines() if ln.get_label() == "entropy"]
-    np.testing.assert_array_equal(entropy_line.get_xdata(), np.arange(15))
+    np.testing.assert_array_equal(entropy_line.get_xdata(), TABLE1["alpha"])
+    px = line_ax.transData.transform(np.c_[TABLE1["alpha"], np.zeros(15)])[:, 0]
+    np.testing.assert_allclose(np.diff(px), np.diff(px)[0])
     np.testing.assert_array_equal(entropy_line.get_ydata(), TABLE1["entropy"])
     r_lines = {ln.get_label(): ln.get_ydata() for ln in twin.get_lines()}
     assert set(r_lines) == {"r:dice", "r:hd"}
@@ -287,7 +289,7 @@ def test_sweep_plot_of_table1():
     assert [t.get_text() for t in line_ax.get_xticklabels()][:3] == ["-3", "-2", "-1"]
     # chosen alpha 0.1 is row 8: vertical line there, frame around the heatmap row
     (vline,) = [ln for ln in line_ax.get_lines() if ln.get_label() == "chosen α = 0.1"]
-    assert list(vline.get_xdata()) == [8.0, 8.0]
+    assert list(vline.get_xdata()) == [0.1, 0.1]
     (frame,) = [p for p in heat.patches if isinstance(p, Rectangle)]
     assert frame.get_y() == 7.5 and frame.get_width() == 11
     # heatmap: every count annotated, image equals the table
@@ -313,8 +315,13 @@ def test_sweep_plot_uniform_grid_keeps_plain_alpha_label():
 
 def test_sweep_plot_chosen_alpha_between_grid_values():
     fig = plots.sweep_plot(TABLE2, chosen_alpha=0.55)
-    (vline,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "chosen α = 0.55"]
-    assert vline.get_xdata()[0] == pytest.approx(2.5)
+    ax = fig.axes[0]
+    (vline,) = [ln for ln in ax.get_lines() if ln.get_label() == "chosen α = 0.55"]
+    assert vline.get_xdata()[0] == 0.55
+    # grid -1, 0, 0.1, 1 at even steps; 0.55 half way between 0.1 and 1
+    px = ax.transData.transform([(a, 0.0) for a in (0.1, 0.55, 1.0, 3.0)])[:, 0]
+    assert px[1] == pytest.approx((px[0] + px[2]) / 2)
+    assert px[3] > px[2]  # beyond the grid the scale extends linearly
 
 
 def test_sweep_plot_reads_a_sweep_dataset_like_the_table():
@@ -347,6 +354,7 @@ def test_sweep_plot_sorts_rows_by_alpha():
         (TABLE2.drop(columns="alpha"), {}, r"lacks column\(s\) \['alpha'\]; expected alpha, entropy"),
         (TABLE2.drop(columns=["0a", "1a", "2a", "3a"]), {}, r"has no alarm-count columns \(0a, 1a, ...\)"),
         (TABLE2.iloc[:0], {}, r"has no row; expected one row per alpha"),
+        (TABLE2.assign(alpha=[0.0, 0.0, 0.1, 1.0]), {}, r"alpha values must be finite and distinct; got \[0.0, 0.0, 0.1, 1.0\]"),
         (TABLE2.to_numpy(), {}, r"`sweep_ds_or_table` must be a DataFrame .* got ndarray"),
         (TABLE2, {"chosen_alpha": np.nan}, r"`chosen_alpha` must be a finite number or None; got nan"),
         (TABLE2, {"chosen_alpha": "0.1"}, r"`chosen_alpha` must be a finite number or None; got '0.1'"),
