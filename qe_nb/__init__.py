@@ -39,6 +39,9 @@ _API = {
     "nsd": "metrics",
     "abs_volume_diff": "metrics",
     "compute_metrics": "metrics",
+    "compute_metrics_many": "metrics",
+    "metric_spec": "metrics",
+    "MetricSpec": "metrics",
     # fusion
     "fuse": "fusion",
     # alarms
@@ -57,14 +60,21 @@ _API = {
     # files -> cohort
     "open_ensemble": "ensemble",
     "load_case": "ensemble",
+    "load_label_maps": "ensemble",
+    "load_reference": "ensemble",
+    "load_images": "ensemble",
+    "read_image": "io",
+    "write_image": "io",
     "synthetic_cohort": "synth",
     "score": "scoring",
     "save_scores": "scoring",
     "load_scores": "scoring",
+    "label_mean": "scoring",
     # data sets
     "load_manifest": "manifest",
     "fetch_dataset": "manifest",
     "open_dataset": "manifest",
+    "DatasetEntry": "manifest",
     # errors
     "QeNbError": "exceptions",
     "InputError": "exceptions",
