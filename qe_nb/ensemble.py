@@ -468,10 +468,12 @@ def _check_ensemble(ensemble: object, case: object) -> xr.Dataset:
         )
     if not isinstance(case, str):
         raise InputError(f"`case` must be a case id (str); got {case!r}.")
-    known = [str(c) for c in np.atleast_1d(ensemble["case"].values)]
-    if case not in known:
+    # a hashed index lookup: this runs once per case, for cohorts of 100 000 cases
+    if "case" not in ensemble.indexes or case not in ensemble.indexes["case"]:
+        known = [str(c) for c in np.atleast_1d(ensemble["case"].values)[:5]]
         raise InputError(
-            f"Unknown case {case!r}; the ensemble holds {len(known)} case(s), e.g. {known[:5]}."
+            f"Unknown case {case!r}; the ensemble holds {ensemble.sizes.get('case', 0)} case(s), "
+            f"e.g. {known}."
         )
     return ensemble
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import qe_nb
 from qe_nb.ensemble import (
@@ -615,3 +617,36 @@ def test_real_case_masks_match_simpleitk(brats_ensemble, brats_candidates):
     del masks
     images = load_images(brats_ensemble, "TCGA-DU-7294")
     assert images.shape == (4, 155, 240, 240) and images.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- properties
+
+_ID = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.", min_size=1, max_size=12).filter(
+    lambda s: not s.startswith(".") and not s.endswith(".")
+)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    cases=st.lists(_ID, min_size=1, max_size=4, unique=True),
+    algorithms=st.lists(_ID, min_size=1, max_size=3, unique=True),
+    layout=st.sampled_from(["{case}/{algorithm}.nii.gz", "{algorithm}/{case}.nii.gz",
+                            "{case}__{algorithm}.nii.gz", "{case}/{algorithm}"]),
+)
+def test_catalogue_recovers_every_id(cases, algorithms, layout):
+    """Ids without the separator come back exactly, whatever the layout; order does not matter."""
+    import tempfile
+
+    if "__" in layout and any("_" in c for c in cases):
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        tiny = np.ones((1, 1, 2), np.uint8)
+        for case in cases:
+            for algorithm in algorithms:
+                name = layout.format(case=case, algorithm=algorithm)
+                _write(tiny, root / (name + ".nrrd" if layout.endswith("}") else name))
+        ens = open_ensemble(root, masks=layout, labels="binary")
+        assert list(ens.case.values) == sorted(cases)
+        assert list(ens.algorithm.values) == sorted(algorithms)
+        assert (ens["mask"].values != "").all()
