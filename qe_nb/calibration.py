@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -143,7 +144,7 @@ def _quality_values(rob: _Robust, quality) -> np.ndarray:
 
 def sweep(
     similarity: xr.DataArray,
-    alphas=DEFAULT_ALPHAS,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
     *,
     quality: xr.DataArray | None = None,
     mad_scale: float | str = 1.0,
@@ -200,10 +201,15 @@ def sweep(
     >>> ds.entropy.values.round(4).tolist()
     [0.6931, 0.0]
     """
+    return _sweep(similarity, alphas, quality, mad_scale, stacklevel=3)
+
+
+def _sweep(similarity, alphas, quality, mad_scale, *, stacklevel: int) -> xr.Dataset:
+    """sweep() itself; ``stacklevel`` makes warnings point at the public function's caller."""
     rob = _robust(similarity, mad_scale)
     grid = check_alphas(alphas)
     q = None if quality is None else _quality_values(rob, quality)
-    rob.warn()
+    rob.warn(stacklevel=stacklevel + 2)
     n_cases, n_alg, n_lab, n_met = rob.signed.shape
     max_count = n_alg * n_lab * n_met
     per_metric = np.empty((grid.size, n_cases, n_met), dtype=np.int64)
@@ -245,7 +251,7 @@ def sweep(
                 f"constant quality) at {int(undefined.sum())} alpha value(s) "
                 f"({_listed(grid[undefined])}); reported as NaN.",
                 UndefinedValueWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
         data.update(
             r=(("alpha", "metric"), r),
@@ -260,7 +266,7 @@ def sweep(
 
 def sweep_table(
     similarity: xr.DataArray,
-    alphas=DEFAULT_ALPHAS,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
     *,
     quality: xr.DataArray | None = None,
     mad_scale: float | str = 1.0,
@@ -289,7 +295,7 @@ def sweep_table(
     >>> sweep_table(sim, [0.0], quality=q).round(2).to_dict("records")
     [{'alpha': 0.0, 'entropy': 0.69, 'r:dice': -0.98, '0a': 2, '1a': 2}]
     """
-    ds = sweep(similarity, alphas, quality=quality, mad_scale=mad_scale)
+    ds = _sweep(similarity, alphas, quality, mad_scale, stacklevel=3)
     table = pd.DataFrame({"alpha": ds["alpha"].values, "entropy": ds["entropy"].values})
     if "r" in ds:
         for metric in ds["metric"].values.tolist():
@@ -439,7 +445,7 @@ def calibrate(
     objective: str = "entropy",
     quality: xr.DataArray | None = None,
     by: str | tuple[str, ...] | None = None,
-    alphas=None,
+    alphas: Sequence[float] | None = None,
     mad_scale: float | str = 1.0,
 ) -> float | xr.DataArray:
     """Choose alpha automatically: globally, or per algorithm, label and/or metric.

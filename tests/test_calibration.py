@@ -198,6 +198,14 @@ def test_sweep_constant_count_gives_nan_and_warns_once():
     assert float(ds.entropy.sel(alpha=-1000.0)) == 0.0
 
 
+def test_sweep_table_warns_at_the_callers_line():
+    sim, quality = cohort(np.random.default_rng(9), n_cases=2)
+    with pytest.warns((UndefinedValueWarning, UnreliableThresholdWarning)) as record:
+        sweep_table(sim, [-1000.0, 0.0], quality=quality)
+    assert {w.category for w in record} == {UndefinedValueWarning, UnreliableThresholdWarning}
+    assert all(w.filename == __file__ for w in record)
+
+
 def test_sweep_constant_quality_gives_nan():
     sim, quality = cohort(np.random.default_rng(6), n_cases=20)
     with pytest.warns(UndefinedValueWarning, match=r"at 15 alpha value\(s\) \(-3, -2, -1, -0.75, -0.5, -0.25, \.\.\.\)"):
