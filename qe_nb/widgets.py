@@ -22,10 +22,11 @@ This is the only module that imports ipywidgets; without it the apps raise an
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -292,7 +293,10 @@ class CalibrationExplorer:
         The sweep of the selected sub-cube (:func:`qe_nb.sweep_table`), computed once per
         selection, not per slider move.
     redraw_seconds : float
-        Wall time of the last recompute-and-redraw.
+        Wall time of the last recompute-and-redraw (widget change to every panel filled).
+    panel_seconds : dict of str to float
+        The same split into ``result`` (alarms and risk) and each panel, to see what a
+        redraw spends its time on.
 
     Raises
     ------
@@ -550,19 +554,37 @@ class CalibrationExplorer:
     def set_alpha(self, alpha: float, *, clear_overrides: bool = True) -> None:
         """Set the global α (widening the slider if needed) and redraw once."""
         alpha = _check_number(alpha, "alpha")
-        self._hold = True
-        try:
+        with self.hold_redraws():
             if clear_overrides:
                 for dim in OVERRIDE_DIMS:
                     for n, box in self.override_checkboxes[dim].items():
                         box.value = False
                         self.override_sliders[dim][n].value = 0.0
-                        self.override_sliders[dim][n].disabled = True
             self.alpha_slider.min = min(self.alpha_slider.min, alpha)
             self.alpha_slider.max = max(self.alpha_slider.max, alpha)
             self.alpha_slider.value = alpha
+
+    @contextlib.contextmanager
+    def hold_redraws(self) -> Iterator[CalibrationExplorer]:
+        """Change several widgets from code, then recompute and redraw once.
+
+        Use it as ``with app.hold_redraws(): app.alpha_slider.value = 0.1; ...``; a
+        selection left without any metric, label or algorithm gets its first one back.
+        """
+        if self._hold:
+            yield self
+            return
+        before = self.selection
+        self._hold = True
+        try:
+            yield self
         finally:
+            for dim, names in self.selection.items():
+                if not names:  # at least one of each must count
+                    next(iter(self.checkboxes[dim].values())).value = True
             self._hold = False
+        if self.selection != before:
+            self._select()
         self.refresh()
 
     # ---- computing
@@ -591,13 +613,20 @@ class CalibrationExplorer:
             attrs={"alpha": float(self.alpha_slider.value),
                    "overrides": int(isinstance(alpha, xr.DataArray))},
         )
-        self._draw_summary(alpha, counts)
-        self._draw_quality(counts)
-        self._draw_sweep()
-        self._draw_sweep_table()
-        self._draw_thresholds(alpha)
-        self._draw_worklist(alpha)
-        self._draw_triage(counts)
+        seconds = {"result": time.perf_counter() - start}
+        for name, draw in (
+            ("summary", lambda: self._draw_summary(alpha, counts)),
+            ("quality", lambda: self._draw_quality(counts)),
+            ("sweep", self._draw_sweep),
+            ("sweep_table", self._draw_sweep_table),
+            ("thresholds", lambda: self._draw_thresholds(alpha)),
+            ("worklist", lambda: self._draw_worklist(alpha)),
+            ("triage", lambda: self._draw_triage(counts)),
+        ):
+            tick = time.perf_counter()
+            draw()
+            seconds[name] = time.perf_counter() - tick
+        self.panel_seconds = seconds
         self.redraw_seconds = time.perf_counter() - start
 
     # ---- panels

@@ -64,15 +64,13 @@ def app(scores) -> CalibrationExplorer:
 
 @pytest.fixture
 def fresh(app):
-    """The shared app reset to α 0, no overrides, everything selected."""
-    app._hold = True
-    for boxes in app.checkboxes.values():
-        for box in boxes.values():
-            box.value = True
-    app._hold = False
-    app._select()
-    app.objective_dropdown.value = "entropy"
-    app.set_alpha(0.0)
+    """The shared app reset to α 0, no overrides, everything selected (one redraw)."""
+    with app.hold_redraws():
+        for boxes in app.checkboxes.values():
+            for box in boxes.values():
+                box.value = True
+        app.objective_dropdown.value = "entropy"
+        app.set_alpha(0.0)
     return app
 
 
@@ -127,20 +125,33 @@ def test_initial_result_equals_core(fresh, scores):
     _assert_result(fresh, scores["similarity"], 0.0)
 
 
-@pytest.mark.parametrize("value", [0.4, -1.25, 2.0])
-def test_slider_sets_alpha_and_result(fresh, scores, value):
-    fresh.alpha_slider.value = value
-    assert fresh.alpha == value
-    _assert_result(fresh, scores["similarity"], value)
-    assert np.isfinite(fresh.redraw_seconds) and fresh.redraw_seconds > 0
+def test_slider_sets_alpha_and_result(fresh, scores):
+    for value in (0.4, -1.25, 2.0):
+        fresh.alpha_slider.value = value
+        assert fresh.alpha == value
+        _assert_result(fresh, scores["similarity"], value)
+        assert np.isfinite(fresh.redraw_seconds) and fresh.redraw_seconds > 0
+        assert sum(fresh.panel_seconds.values()) <= fresh.redraw_seconds
+
+
+def test_hold_redraws_batches_changes(fresh, scores):
+    with fresh.hold_redraws():
+        fresh.alpha_slider.value = 0.3
+        fresh.checkboxes["metric"]["dice"].value = False
+        fresh.checkboxes["metric"]["hd95"].value = False  # emptied: the first is checked again
+        assert fresh.alpha_slider.value == 0.3 and fresh.result.attrs["alpha"] == 0.0
+    assert fresh.selection["metric"] == ["dice"]
+    _assert_result(fresh, scores["similarity"].sel(metric=["dice"]), 0.3)
 
 
 def test_overrides_add_to_global_alpha(fresh, scores):
     fresh.alpha_slider.value = 0.4
-    fresh.override_sliders["label"]["tumor_core"].value = 0.5
+    fresh.override_sliders["label"]["tumor_core"].value = 0.5  # no effect while unchecked
+    assert fresh.alpha == 0.4
     fresh.override_checkboxes["label"]["tumor_core"].value = True
-    fresh.override_checkboxes["algorithm"]["alg-b"].value = True
-    fresh.override_sliders["algorithm"]["alg-b"].value = -0.3
+    with fresh.hold_redraws():
+        fresh.override_checkboxes["algorithm"]["alg-b"].value = True
+        fresh.override_sliders["algorithm"]["alg-b"].value = -0.3
     expected = (
         0.4
         + xr.DataArray([0.0, -0.3, 0.0, 0.0], dims="algorithm", coords={"algorithm": ALGORITHMS})
@@ -153,15 +164,16 @@ def test_overrides_add_to_global_alpha(fresh, scores):
     assert not fresh.override_sliders["label"]["tumor_core"].disabled
     assert fresh.override_sliders["label"]["whole_tumor"].disabled
     # an override switched off is None again: back to one global alpha
-    fresh.override_checkboxes["label"]["tumor_core"].value = False
-    fresh.override_checkboxes["algorithm"]["alg-b"].value = False
+    with fresh.hold_redraws():
+        fresh.override_checkboxes["label"]["tumor_core"].value = False
+        fresh.override_checkboxes["algorithm"]["alg-b"].value = False
     assert fresh.alpha == 0.4
     _assert_result(fresh, scores["similarity"], 0.4)
 
 
 def test_metric_override(fresh, scores):
-    fresh.override_checkboxes["metric"]["hd95"].value = True
     fresh.override_sliders["metric"]["hd95"].value = 1.0
+    fresh.override_checkboxes["metric"]["hd95"].value = True
     expected = xr.DataArray([0.0, 1.0], dims="metric", coords={"metric": METRICS}, name="alpha")
     xr.testing.assert_allclose(fresh.alpha, expected)
     _assert_result(fresh, scores["similarity"], expected)
@@ -169,9 +181,10 @@ def test_metric_override(fresh, scores):
 
 def test_checkboxes_select_the_sub_cube(fresh, scores):
     fresh.checkboxes["metric"]["hd95"].value = False
-    fresh.checkboxes["algorithm"]["alg-c"].value = False
-    fresh.checkboxes["label"]["enhancing_tumor"].value = False
-    fresh.alpha_slider.value = 0.1
+    with fresh.hold_redraws():
+        fresh.checkboxes["algorithm"]["alg-c"].value = False
+        fresh.checkboxes["label"]["enhancing_tumor"].value = False
+        fresh.alpha_slider.value = 0.1
     sub = scores["similarity"].sel(metric=["dice"], algorithm=["alg-a", "alg-b", "alg-d"],
                                    label=["whole_tumor", "tumor_core"])
     xr.testing.assert_identical(fresh.similarity.reset_coords(drop=True), sub.reset_coords(drop=True))
@@ -181,11 +194,13 @@ def test_checkboxes_select_the_sub_cube(fresh, scores):
                                  quality=_expected_quality(scores, ["whole_tumor", "tumor_core"]))
     pd.testing.assert_frame_equal(fresh.sweep, expected)
     # overrides apply within the selection only
-    fresh.override_checkboxes["algorithm"]["alg-c"].value = True
-    fresh.override_sliders["algorithm"]["alg-c"].value = 2.0
+    with fresh.hold_redraws():
+        fresh.override_checkboxes["algorithm"]["alg-c"].value = True
+        fresh.override_sliders["algorithm"]["alg-c"].value = 2.0
     assert fresh.alpha == 0.1
-    fresh.override_checkboxes["algorithm"]["alg-b"].value = True
-    fresh.override_sliders["algorithm"]["alg-b"].value = 0.5
+    with fresh.hold_redraws():
+        fresh.override_checkboxes["algorithm"]["alg-b"].value = True
+        fresh.override_sliders["algorithm"]["alg-b"].value = 0.5
     assert fresh.alpha["algorithm"].values.tolist() == ["alg-a", "alg-b", "alg-d"]
     _assert_result(fresh, sub, fresh.alpha)
 
@@ -213,9 +228,10 @@ def test_sweep_is_computed_once_per_selection(fresh, scores):
 
 @pytest.mark.parametrize("objective", ["entropy", "pearson", "combined"])
 def test_calibrate_button_sets_alpha(fresh, scores, objective):
-    fresh.override_checkboxes["label"]["tumor_core"].value = True
-    fresh.override_sliders["label"]["tumor_core"].value = 0.7
-    fresh.checkboxes["algorithm"]["alg-d"].value = False
+    with fresh.hold_redraws():
+        fresh.override_checkboxes["label"]["tumor_core"].value = True
+        fresh.override_sliders["label"]["tumor_core"].value = 0.7
+        fresh.checkboxes["algorithm"]["alg-d"].value = False
     fresh.objective_dropdown.value = objective
     fresh.calibrate_button.click()
     sub = scores["similarity"].sel(algorithm=["alg-a", "alg-b", "alg-c"])
