@@ -91,6 +91,11 @@ _API = {
 
 __all__ = sorted(_API) + ["__version__"]
 
+# ``qe_nb.alarms`` names both a submodule and its main function. Importing the submodule binds
+# the module to the package attribute, which would hide the function from the lazy lookup
+# below; binding the function eagerly here (after the submodule import) keeps it callable.
+from .alarms import alarms  # noqa: E402, F401
+
 
 def __getattr__(name: str):
     module = _API.get(name)

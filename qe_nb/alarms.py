@@ -13,8 +13,6 @@ case summed are its risk.
 
 from __future__ import annotations
 
-import sys
-import types
 import warnings
 from dataclasses import dataclass
 
@@ -324,26 +322,3 @@ def threshold_table(
     blocks = np.transpose(values, (1, 0, 2)).reshape(-1, values.shape[2])
     index = pd.MultiIndex.from_product([labels, algorithms], names=["label", "algorithm"])
     return pd.DataFrame(blocks, index=index, columns=metrics)
-
-
-class _CallableModule(types.ModuleType):
-    """``qe_nb.alarms`` names both this module and its main function.
-
-    Importing the submodule (``import qe_nb.alarms``, or another module importing it) makes
-    Python bind the *module* to the package attribute ``qe_nb.alarms``, hiding the function
-    the lazy ``qe_nb.__getattr__`` would return. Calling the module forwards to
-    :func:`alarms`, so ``qe_nb.alarms(similarity, alpha)`` works whichever object it is.
-    """
-
-    def __call__(self, *args, **kwargs):
-        return alarms(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
-
-def _rebind_package_attribute() -> None:
-    """Point ``qe_nb.alarms`` back at the function after a submodule import bound the module."""
-    package = sys.modules.get(__name__.rpartition(".")[0])
-    if package is not None and isinstance(getattr(package, "alarms", None), types.ModuleType):
-        package.alarms = alarms

@@ -26,10 +26,8 @@ from ._validate import (
     check_quality,
     check_risk,
 )
-from .alarms import _rebind_package_attribute, _Robust, _robust
+from .alarms import _Robust, _robust
 from .exceptions import InputError, UndefinedValueWarning
-
-_rebind_package_attribute()
 
 __all__ = ["DEFAULT_ALPHAS", "alarm_entropy", "sweep", "sweep_table", "calibrate"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,22 +75,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # tumour structures), quality = the fusion's mean Dice with the ground truth.
     similarity = label_mean(scores["similarity"])
     quality = scores["quality"].sel(metric="dice").mean("label")
-    alpha = qe_nb.calibrate(similarity, objective="entropy")
+    alpha = float(qe_nb.calibrate(similarity, objective="entropy"))
     _print()
     _print(f"Alpha sweep (the paper's Table 1 layout; entropy-calibrated alpha = {alpha:.2f}):")
-    table = qe_nb.sweep_table(similarity, alphas=sorted(set(PAPER_ALPHAS) | {round(float(alpha), 2)}),
-                              quality=quality)
+    with warnings.catch_warnings():
+        # r is undefined where every case has the same count; the table shows NA, as the paper does.
+        warnings.simplefilter("ignore", qe_nb.UndefinedValueWarning)
+        table = qe_nb.sweep_table(similarity, alphas=sorted(set(PAPER_ALPHAS) | {round(alpha, 2)}),
+                                  quality=quality)
     _print(_format_table(table))
     _print()
     _print(f"Thresholds per algorithm at alpha = {alpha:.2f} (the paper's Table 3):")
     _print(qe_nb.threshold_table(similarity, alpha).to_string(float_format=lambda v: f"{v:.4f}"))
-    flags = qe_nb.alarms(similarity, alpha)
-    risk = qe_nb.risk(flags)
-    r = np.corrcoef(risk.values, quality.sel(case=risk.case).values)[0, 1]
     _print()
-    _print(f"Pearson r between alarm count and the fusion's true Dice: {r:.2f} "
-           f"(the paper: -0.72 on 68 real glioma cases)")
-    worklist = qe_nb.worklist(scores["similarity"], alpha, quality=quality)
+    for label, a in (("the paper's alpha", 0.1), ("the calibrated alpha", alpha)):
+        count = qe_nb.risk(qe_nb.alarms(similarity, a))
+        r = float(np.corrcoef(count.values, quality.sel(case=count.case).values)[0, 1])
+        _print(f"Pearson r between alarm count and the fusion's true Dice at {label} {a:.2f}: {r:.2f}")
+    _print("(the paper, 68 real glioma cases at alpha 0.1: r = -0.72)")
+    risk = qe_nb.risk(qe_nb.alarms(similarity, alpha))
+    worklist = qe_nb.worklist(similarity, alpha, quality=quality)
     from .io import atomic_write
 
     with atomic_write(out / "worklist.csv", mode="w") as fh:
@@ -99,7 +104,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cols = [c for c in ("case", "risk", "quality", "reasons") if c in worklist.columns]
     top = worklist[cols].head(args.top).copy()
     if "reasons" in top:
-        top["reasons"] = top["reasons"].str.slice(0, 90)
+        top["reasons"] = top["reasons"].str.slice(0, 100)
     _print(_format_table(top))
     written = _write_demo_figures(out, risk, scores, quality, table, alpha, similarity)
     if written:
@@ -244,6 +249,28 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    import importlib.util
+    import os
+    import subprocess
+
+    from .triage_app import voila_command
+
+    if importlib.util.find_spec("voila") is None:
+        raise CommandError('the triage app needs Voila: pip install "qe-nb[browser]"')
+    argv, env = voila_command(
+        args.scores, ensemble_root=args.ensemble, masks=args.masks, reference=args.reference,
+        images=args.images, labels=args.labels, verdicts=args.verdicts, alpha=args.alpha,
+        label_mean=args.label_mean, rows=args.rows, port=args.port, open_browser=args.browser,
+    )
+    _print(f"qe-nb app: serving the triage app on http://127.0.0.1:{args.port}/ (Ctrl+C to stop)")
+    if os.name == "posix":
+        # become Voila, so that a SIGTERM to this process reaches Voila and shuts its kernels down
+        sys.stdout.flush()
+        os.execve(argv[0], argv, env)
+    return subprocess.call(argv, env=env)  # pragma: no cover - Windows
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -319,6 +346,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=None, help="override the base URL (or set QE_NB_DATA_URL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("app", help="serve the triage app (worklist, case viewer, verdicts) with Voila",
+                       description="Serve notebooks/triage_app.ipynb with Voila on 127.0.0.1: the worklist "
+                       "sorted by risk, alpha (preset to the calibrated value), the case viewer and a "
+                       "verdict per case, saved at once to a CSV beside the scores.")
+    p.add_argument("scores", help="a scores file written by `qe-nb score`")
+    p.add_argument("--ensemble", default=None, help="the cohort folder (enables the case viewer)")
+    p.add_argument("--masks", default=None,
+                   help="pattern of candidate files, with {case} and {algorithm} (default: {case}/{algorithm}.nii.gz)")
+    p.add_argument("--reference", default=None, help="pattern of reference files, with {case}")
+    p.add_argument("--images", default=None, help="pattern of image files, with {case} and {modality}")
+    p.add_argument("--labels", default=None, help="label scheme (default: inferred from the files)")
+    p.add_argument("--verdicts", default=None, help="verdict CSV file (default: SCORES.verdicts.csv beside the scores)")
+    p.add_argument("--alpha", type=float, default=None, help="initial alpha (default: calibrated)")
+    p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
+    p.add_argument("--rows", type=int, default=None, help="worklist rows shown (default: 30)")
+    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: %(default)s)")
+    p.add_argument("--browser", action="store_true", help="open a web browser")
+    p.set_defaults(func=_cmd_app)
     return parser
 
 

@@ -16,10 +16,8 @@ import scipy.stats
 import xarray as xr
 
 from ._validate import check_alpha, check_case_scores, check_quality
-from .alarms import _rebind_package_attribute, _robust
+from .alarms import _robust
 from .exceptions import InputError
-
-_rebind_package_attribute()
 
 __all__ = ["worklist", "triage_performance"]
 
