@@ -372,6 +372,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qe-nb`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"qe-nb {args.command}: warning: {message}", file=sys.stderr)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning
     try:
         return int(args.func(args) or 0)
     except (QeNbError, CommandError, FileNotFoundError, PermissionError) as exc:
@@ -381,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"qe-nb {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":  # pragma: no cover
