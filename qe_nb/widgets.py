@@ -372,7 +372,8 @@ class CalibrationExplorer:
 
         self._names = {d: [str(v) for v in self._all[d].values] for d in OVERRIDE_DIMS}
         self._hold = False
-        self._sweep_base: dict[str, Any] | None = None
+        self._sweeps: dict[tuple, dict[str, Any]] = {}
+        self._sweep_cache: dict[str, Any] = {}
         self._figs: dict[str, Any] = {}
         self._layouts: dict[str, list] = {}
         self._drawn_counts: np.ndarray | None = None
@@ -596,8 +597,17 @@ class CalibrationExplorer:
         sel = self.selection
         self.similarity = self._all.sel(metric=sel["metric"], label=sel["label"],
                                         algorithm=sel["algorithm"])
-        self.sweep = sweep_table(self.similarity, DEFAULT_ALPHAS, quality=self.quality)
-        self._sweep_base = None
+        # Selections are revisited when boxes are toggled back: keep their sweeps.
+        key = tuple(tuple(names) for names in sel.values())
+        cached = self._sweeps.get(key)
+        if cached is None:
+            cached = {"table": sweep_table(self.similarity, DEFAULT_ALPHAS, quality=self.quality),
+                      "raster": None}
+            if len(self._sweeps) >= 16:
+                self._sweeps.pop(next(iter(self._sweeps)))
+            self._sweeps[key] = cached
+        self._sweep_cache = cached
+        self.sweep = cached["table"]
         self._drawn_counts = None
 
     def refresh(self) -> None:
@@ -682,11 +692,11 @@ class CalibrationExplorer:
         """The sweep figure is drawn once per selection; the α marker is painted on a copy."""
         from . import plots
 
-        if self._sweep_base is None:
+        if self._sweep_cache["raster"] is None:
             fig = plots.sweep_plot(self.sweep, chosen_alpha=None, fig=self._figs.get("sweep"))
             self._figs["sweep"] = fig
-            self._sweep_base = _raster(fig, self._dpi)
-        png = _paint_marker(self._sweep_base, float(self.alpha_slider.value))
+            self._sweep_cache["raster"] = _raster(fig, self._dpi)
+        png = _paint_marker(self._sweep_cache["raster"], float(self.alpha_slider.value))
         _show(self.sweep_panel, self._image_type(data=png, format="png"))
 
     def _draw_sweep_table(self) -> None:
@@ -769,11 +779,11 @@ def _raster(fig: Any, dpi: float) -> dict[str, Any]:
     base: dict[str, Any] = {"pixels": pixels, "height": height}
     x0, y0, x1, y1 = line_ax.bbox.extents
     base["line_box"] = (x0, y0, x1, y1)
-    base["to_px"] = line_ax.transData.transform
+    base["to_px"] = line_ax.transData.frozen().transform  # a snapshot: the figure is reused
     base["xlim"] = line_ax.get_xlim()
     if heat is not None:
         rows = heat.images[0].get_array().shape
-        base["heat"] = (heat.transData.transform, rows, [float(t.get_text() or "nan")
+        base["heat"] = (heat.transData.frozen().transform, rows, [float(t.get_text() or "nan")
                                                          for t in heat.get_yticklabels()])
     return base
 

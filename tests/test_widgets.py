@@ -218,6 +218,10 @@ def test_sweep_is_computed_once_per_selection(fresh, scores):
     fresh.alpha_slider.value = 0.25
     fresh.alpha_slider.value = 0.5
     assert fresh.sweep is first
+    fresh.checkboxes["label"]["tumor_core"].value = False
+    assert fresh.sweep is not first
+    fresh.checkboxes["label"]["tumor_core"].value = True  # a selection seen before: cached
+    assert fresh.sweep is first
     pd.testing.assert_frame_equal(
         first, qe_nb.sweep_table(scores["similarity"], DEFAULT_ALPHAS,
                                  quality=_expected_quality(scores)))
