@@ -16,7 +16,7 @@ import os
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -247,6 +247,7 @@ def _cache_path(cache: Path, case: str, settings_key: str) -> Path:
 
 
 def _cache_load(path: Path, case: str, files_key: str) -> dict | None:
+    """A case's stored result, or None when absent, stale or unreadable (then it is recomputed)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["case"]) != case or str(z["files_key"]) != files_key or int(z["format"]) != _CACHE_FORMAT:
@@ -254,8 +255,9 @@ def _cache_load(path: Path, case: str, files_key: str) -> dict | None:
             out = {"case": case, "error": str(z["error"]), "similarity": z["similarity"]}
             out["quality"] = z["quality"] if "quality" in z else None
             out["candidate_quality"] = z["candidate_quality"] if "candidate_quality" in z else None
+            out["warnings"] = [str(w) for w in z["warnings"]] if "warnings" in z else []
             return out
-    except (OSError, KeyError, ValueError):
+    except Exception:  # a torn or foreign file (BadZipFile, EOFError, OSError, ...) is a miss
         return None
 
 
@@ -268,11 +270,14 @@ def _cache_store(path: Path, result: dict, files_key: str) -> None:
         "files_key": np.array(files_key),
         "error": np.array(result["error"]),
         "similarity": result["similarity"],
+        "warnings": np.array([str(w) for w in result.get("warnings", ())], dtype=str),
     }
     for name in ("quality", "candidate_quality"):
         if result[name] is not None:
             arrays[name] = result[name]
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole to a temporary file, fsynced, then renamed: a run killed mid-write
+    # leaves either the old state or the complete file, never a torn one.
     with atomic_write(path, mode="wb") as fh:
         np.savez(fh, **arrays)
 
@@ -280,52 +285,176 @@ def _cache_store(path: Path, result: dict, files_key: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # running the cases
 
+_SERIAL_BELOW = 4
+"""With fewer cases to compute than this, score here: starting processes costs more than it saves."""
+_PARALLEL_ABOVE_SECONDS = 5.0
+"""Start worker processes only when the rest of the cohort would take longer than this here.
+
+A spawned worker imports numpy, SimpleITK, scipy and xarray before its first case (one to
+several seconds); a cohort of small cases is done here sooner. The first case is scored here
+and timed to estimate the rest."""
+_MAX_ATTEMPTS = 3
+"""A case whose worker dies this many times is recorded as an error (it may be what kills it)."""
+
+
+def _worker_died(case: str, attempts: int, settings: dict, with_reference: bool, on_error: str) -> dict:
+    message = (
+        f"case {case!r}: the worker process scoring it died {attempts} times (killed, out of "
+        "memory or crashed); rerun to retry it."
+    )
+    if on_error == "raise":
+        raise QeNbError(message)
+    return _empty_result(case, settings, with_reference, message)
+
 
 def _run_serial(jobs, settings, on_error):
     for cat, case in jobs:
         yield _score_case_safe(cat, case, settings, on_error)
 
 
-def _run_processes(jobs, settings, on_error, n_jobs):
+def _run_local(jobs, settings, on_error, n_jobs, n_todo):
+    """Score here, or in ``n_jobs`` processes when the cohort is worth their start-up."""
+    import time
+
+    jobs = iter(jobs)
+    if n_jobs > 1 and n_todo >= _SERIAL_BELOW:
+        first = next(jobs, None)
+        if first is None:
+            return
+        start = time.perf_counter()
+        result = _score_case_safe(first[0], first[1], settings, on_error)
+        per_case = time.perf_counter() - start
+        yield result
+        if per_case * (n_todo - 1) > _PARALLEL_ABOVE_SECONDS:
+            yield from _run_processes(jobs, settings, on_error, min(n_jobs, n_todo - 1))
+            return
+    yield from _run_serial(jobs, settings, on_error)
+
+
+def _run_processes(jobs, settings, on_error, n_jobs, *, window=None):
+    """Score cases in ``n_jobs`` local processes, at most ``window`` cases in flight.
+
+    Jobs are pulled from the iterator only as slots free up, so memory is bounded by the
+    window, not by the cohort. A worker that dies (SIGKILL, out of memory, a crash) breaks
+    the whole pool: the cases that were in flight are run again on a fresh pool, one at a
+    time, so that a case that kills its worker is found and recorded, and the others are not
+    blamed for it.
+    """
     import multiprocessing
+    from collections import deque
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: SimpleITK and BLAS keep thread pools that a fork can deadlock.
     ctx = multiprocessing.get_context("spawn")
-    jobs = list(jobs)
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-        # Keep a bounded number of cases in flight so memory does not grow with the cohort.
-        pending = {}
-        it = iter(jobs)
-        limit = 2 * n_jobs
-        for cat, case in it:
-            pending[pool.submit(_score_case_safe, cat, case, settings, on_error)] = case
-            if len(pending) >= limit:
-                break
-        while pending:
-            done = next(as_completed(pending))
-            pending.pop(done)
-            yield done.result()
-            for cat, case in it:
-                pending[pool.submit(_score_case_safe, cat, case, settings, on_error)] = case
-                break
-
-
-def _run_dask(jobs, settings, on_error, client):
-    from dask.distributed import as_completed as dask_as_completed
-
-    jobs = list(jobs)
-    settings_f = client.scatter(settings, broadcast=True)
-    futures = [
-        client.submit(_score_case_safe, cat, case, settings_f, on_error, key=f"qe-nb-{case}-{i}", pure=False)
-        for i, (cat, case) in enumerate(jobs)
-    ]
+    window = max(int(window or 2 * n_jobs), 1)
+    jobs = iter(jobs)
+    suspects: deque = deque()  # lost with a broken pool; each reruns alone
+    attempts: dict[str, int] = {}
+    pending: dict = {}
+    pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx)
     try:
-        for fut in dask_as_completed(futures):
-            yield fut.result()
-            fut.release()
+        while True:
+            if suspects:
+                if not pending:
+                    job = suspects.popleft()
+                    pending[pool.submit(_score_case_safe, job[0], job[1], settings, on_error)] = job
+            else:
+                while len(pending) < window:
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    pending[pool.submit(_score_case_safe, job[0], job[1], settings, on_error)] = job
+            if not pending:
+                return
+            alone = len(pending) == 1
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                job = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if alone:
+                        attempts[job[1]] = attempts.get(job[1], 0) + 1
+                        if attempts[job[1]] >= _MAX_ATTEMPTS:
+                            yield _worker_died(job[1], attempts[job[1]], settings, "reference" in job[0], on_error)
+                            continue
+                    suspects.append(job)
+                    continue
+                yield result
+            if broken:
+                # The pool is unusable: every case still in flight is lost with it.
+                suspects.extend(pending.values())
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx)
     finally:
-        for fut in futures:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _client_threads(client) -> int:
+    try:
+        return int(sum(client.nthreads().values()))
+    except Exception as exc:  # anything else is not a usable client
+        raise InputError(
+            "`client` must be a dask.distributed.Client (e.g. Client(LocalCluster()) or "
+            f"Client('tcp://host:8786')); got {type(client).__name__} ({exc})."
+        ) from None
+
+
+def _run_dask(jobs, settings, on_error, client, *, window=None):
+    """Score cases as dask tasks, at most ``window`` (default 4x the cluster's threads) in flight.
+
+    More tasks are submitted as results come back, so neither the scheduler nor this process
+    holds the whole cohort. Dask reruns the tasks of a worker that dies; a case whose
+    workers keep dying (``KilledWorker``) is recorded as an error.
+    """
+    import uuid
+
+    from dask.distributed import as_completed as dask_as_completed
+    from distributed.scheduler import KilledWorker
+
+    if window is None:
+        window = 4 * max(_client_threads(client), 1)
+    window = max(int(window), 1)
+    run = uuid.uuid4().hex[:10]
+    jobs = iter(jobs)
+    pending: dict = {}
+    counter = 0
+
+    def submit(job):
+        nonlocal counter
+        counter += 1
+        fut = client.submit(
+            _score_case_safe, job[0], job[1], settings, on_error,
+            key=f"qe-nb-score-{run}-{counter}", pure=False, retries=0,
+        )
+        pending[fut] = job
+        return fut
+
+    queue = dask_as_completed()
+    try:
+        for job in jobs:
+            queue.add(submit(job))
+            if len(pending) >= window:
+                break
+        for fut in queue:
+            job = pending.pop(fut)
+            try:
+                result = fut.result()
+            except KilledWorker:
+                result = _worker_died(job[1], _MAX_ATTEMPTS, settings, "reference" in job[0], on_error)
             fut.release()
+            yield result
+            for job in jobs:
+                queue.add(submit(job))
+                break
+    finally:
+        if pending:
+            client.cancel(list(pending))
+        queue.clear()
 
 
 def score(
@@ -334,7 +463,7 @@ def score(
     fusion: Literal["mav", "simple", "brats-simple", "staple"] = "mav",
     metrics: Sequence[str] | str = ("dice", "hd95"),
     client: Any = None,
-    n_jobs: int | None = 1,
+    n_jobs: int | None = None,
     progress: bool = True,
     on_error: Literal["record", "raise"] = "record",
     cache: str | os.PathLike | None = None,
@@ -354,9 +483,15 @@ def score(
     metrics : sequence of str or comma-separated str, default ("dice", "hd95")
         Metric ids from :data:`qe_nb.METRICS`.
     client : dask.distributed.Client, optional
-        Run the cases as tasks on this client (a ``LocalCluster`` or a real cluster).
-    n_jobs : int or None, default 1
+        Run the cases as tasks on this client (a ``LocalCluster`` or a real cluster's
+        scheduler address). At most four tasks per worker thread are in flight; more are
+        submitted as results come back, so memory does not grow with the cohort. Tasks of a
+        worker that dies are rerun elsewhere.
+    n_jobs : int or None, default None
         Without a client: local worker processes; ``None`` uses every core, 1 runs here.
+        The first case runs here and is timed: when the rest would take under about five
+        seconds here (small cohorts, small images), they run here too, since starting
+        processes would cost more. Results never depend on where cases ran.
     progress : bool, default True
         Show a progress bar (tqdm; a widget in notebooks).
     on_error : {"record", "raise"}, default "record"
@@ -364,8 +499,11 @@ def score(
         ``error`` variable; every other case is scored as in a clean run. ``"raise"``: stop at
         the first failing case.
     cache : path, optional
-        A folder where each case's result is stored as it finishes; a rerun computes only the
-        cases missing there (results are identical).
+        A folder where each case's result is stored as it finishes (one small file per
+        case, written atomically); a rerun after an interruption (Ctrl-C, a killed worker
+        or process) computes only the cases missing there and gives identical results.
+        Entries are keyed by the settings and by each file's size and modification time, so
+        a changed file or setting is recomputed. Failed cases are not stored.
     nsd_tolerance : float, default 1.0
         Tolerance in mm of the normalised surface Dice.
     cases : iterable of str, optional
@@ -390,7 +528,8 @@ def score(
     Raises
     ------
     InputError
-        For an unknown fusion method or metric, or a bad ``on_error``.
+        For an unknown fusion method or metric, a bad ``on_error`` or ``n_jobs``, or a
+        ``client`` that is not a dask.distributed Client.
     """
     from ._progress import progress_bar
 
@@ -414,43 +553,52 @@ def score(
         all_cases = [c for c in all_cases if c in set(wanted)]
     with_reference = "reference" in ensemble
 
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1):
+        raise InputError(f"`n_jobs` must be a positive integer or None (every core); got {n_jobs!r}.")
+    if client is not None:
+        _client_threads(client)
+
     results: dict[str, dict] = {}
     cache_dir = Path(cache) if cache is not None else None
     settings_key = _settings_key(settings)
-    todo = []
-    files_keys = {}
+    index = {c: i for i, c in enumerate(str(c) for c in ensemble["case"].values)}
+    todo: list[str] = []
+    files_keys: dict[str, str] = {}
     for case in all_cases:
-        cat = ensemble.sel(case=[case])
         if cache_dir is not None:
-            files_keys[case] = _files_key(cat)
+            files_keys[case] = _files_key(ensemble.isel(case=[index[case]]))
             hit = _cache_load(_cache_path(cache_dir, case, settings_key), case, files_keys[case])
             if hit is not None and (hit["quality"] is not None) == with_reference:
                 results[case] = hit
                 continue
-        todo.append((cat, case))
+        todo.append(case)
+    # One-case catalogues are cut as workers ask for them, so memory does not grow with the cohort.
+    jobs = ((ensemble.isel(case=[index[case]]), case) for case in todo)
 
     if client is not None:
-        runner = _run_dask(todo, settings, on_error, client)
+        runner = _run_dask(jobs, settings, on_error, client)
     else:
         workers = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
-        if workers < 1:
-            raise InputError(f"`n_jobs` must be a positive integer or None; got {n_jobs!r}.")
-        if workers == 1 or len(todo) < 2:
-            runner = _run_serial(todo, settings, on_error)
-        else:
-            runner = _run_processes(todo, settings, on_error, min(workers, len(todo)))
+        runner = _run_local(jobs, settings, on_error, workers, len(todo))
 
+    for case in results:
+        for message in results[case].get("warnings", ()):
+            warnings.warn(message, LabelValueWarning, stacklevel=2)
     with progress_bar(total=len(all_cases), initial=len(results), desc="scoring", disable=not progress) as bar:
-        for result in runner:
-            case = result["case"]
-            results[case] = result
-            for message in result.get("warnings", ()):
-                warnings.warn(message, LabelValueWarning, stacklevel=2)
-            if cache_dir is not None and not result["error"]:
-                _cache_store(_cache_path(cache_dir, case, settings_key), result, files_keys[case])
-            if callback is not None:
-                callback(result)
-            bar.update(1)
+        try:
+            for result in runner:
+                case = result["case"]
+                results[case] = result
+                for message in result.get("warnings", ()):
+                    warnings.warn(message, LabelValueWarning, stacklevel=2)
+                if cache_dir is not None and not result["error"]:
+                    _cache_store(_cache_path(cache_dir, case, settings_key), result, files_keys[case])
+                if callback is not None:
+                    callback(result)
+                bar.update(1)
+        finally:
+            # Stop the workers now (Ctrl-C, an error): what finished is already in the cache.
+            runner.close()
 
     return _assemble(results, all_cases, settings, with_reference, ensemble)
 
