@@ -559,7 +559,7 @@ def _glioma_case(rng: np.random.Generator, shape, skill, bias, *, images: bool) 
         "empty": np.zeros(n_alg, bool),
     }
     rates = {
-        "miss_enhancing": 0.15, "confuse_necrosis_enhancing": 0.04, "miss_core": 0.06,
+        "miss_enhancing": 0.15, "confuse_necrosis_enhancing": 0.06, "miss_core": 0.06,
         "bleed": 0.15, "shrink": 0.1, "shift": 0.08, "false_positive": 0.2,
     }
     for key, rate in rates.items():
@@ -569,7 +569,7 @@ def _glioma_case(rng: np.random.Generator, shape, skill, bias, *, images: bool) 
     if rng.random() < np.clip(2.0 * (difficulty - 0.3), 0.0, 0.85):
         key = rng.choice(
             ["miss_enhancing", "miss_core", "bleed", "shrink", "false_positive", "confuse_necrosis_enhancing"],
-            p=[0.3, 0.15, 0.2, 0.15, 0.12, 0.08],
+            p=[0.25, 0.05, 0.3, 0.2, 0.12, 0.08],
         )
         who = _majority_subset(rng, n_alg, difficulty)
         mode[str(key)] |= who
