@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -227,6 +229,151 @@ def test_figure4_error_for_missing_case():
     risk, dice, _ = fake_cohort()
     with pytest.raises(InputError, match=r"`quality_dice` lacks 1 case\(s\) of `risk`, e.g. 'c00'"):
         plots.alarm_count_vs_quality(risk, dice.isel(case=slice(1, None)))
+
+
+
+def figure4_picture(fig) -> list[dict]:
+    """Everything Figure 4 shows, per panel: points, mean bars, title, limits, ticks, notes."""
+    return [
+        {
+            "points": scatter_points(ax),
+            "bars": np.array(mean_bars(ax)) if len(mean_bars(ax)) else np.empty((0, 2)),
+            "title": ax.get_title(loc="left"),
+            "xlim": ax.get_xlim(),
+            "ylim": ax.get_ylim(),
+            "xticks": ax.get_xticks().tolist(),
+            "notes": [t.get_text() for t in ax.texts],
+            "legend": [t.get_text() for t in ax.get_legend().get_texts()],
+            "ylabel": ax.get_ylabel(),
+        }
+        for ax in fig.axes
+    ]
+
+
+def assert_same_picture(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+            else:
+                assert a[key] == b[key], key
+
+
+def test_figure4_update_in_place_shows_what_a_fresh_figure_shows():
+    risk, dice, hd = fake_cohort(n_cases=60, n_inf=2)
+    fig = plots.alarm_count_vs_quality(risk, dice, hd)
+    axes, points = list(fig.axes), [c for ax in fig.axes for c in ax.collections]
+    rng = np.random.default_rng(1)
+    outliers = hd.where(~hd.case.isin(["c05", "c06"]), 900.0)
+    tame = xr.ones_like(hd)  # no value above the 95 % quantile: no note under the panel
+    for top, distance in ((3, hd), (25, outliers), (0, tame), (12, outliers), (40, tame)):
+        new_risk = risk.copy(data=rng.integers(0, top + 1, risk.size))
+        out = plots.update_alarm_count_vs_quality(fig, new_risk, dice, distance)
+        assert out is fig and list(fig.axes) == axes  # the same artists, updated
+        assert [c for ax in fig.axes for c in ax.collections] == points
+        assert_same_picture(figure4_picture(fig),
+                            figure4_picture(plots.alarm_count_vs_quality(new_risk, dice, distance)))
+    assert figure4_picture(fig)[1]["notes"] == []  # the note went with the outliers
+
+
+def test_figure4_update_one_panel_with_options():
+    risk, dice, _ = fake_cohort()
+    fig = plots.alarm_count_vs_quality(risk, dice, seed=4, jitter=0.1)
+    new_risk = (risk + 2).rename("risk")
+    plots.update_alarm_count_vs_quality(fig, new_risk, dice, seed=4, jitter=0.1)
+    assert_same_picture(figure4_picture(fig),
+                        figure4_picture(plots.alarm_count_vs_quality(new_risk, dice, seed=4, jitter=0.1)))
+
+
+def test_figure4_at_most_eleven_count_ticks_and_fixed_legends():
+    risk, dice, hd = fake_cohort()
+    fig = plots.alarm_count_vs_quality(risk, dice, hd)  # counts 0..6: one tick per count
+    assert fig.axes[0].get_xticks().tolist() == list(range(int(risk.max()) + 1))
+    many = risk * 5  # counts up to 30
+    plots.update_alarm_count_vs_quality(fig, many, dice, hd)
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if -0.6 <= t <= int(many.max()) + 0.6]
+        assert 4 <= len(ticks) <= 11 and all(float(t).is_integer() for t in ticks)
+    assert [ax.get_legend()._loc for ax in fig.axes] == [3, 2]  # lower left, upper left
+
+
+@pytest.mark.parametrize(
+    ("fig", "args", "match"),
+    [
+        ("figure", (), r"`fig` must be a matplotlib Figure drawn by alarm_count_vs_quality; got str"),
+        (Figure, (), r"`fig` was not drawn by alarm_count_vs_quality \(or was cleared since\)"),
+        ("cleared", (), r"`fig` was not drawn by alarm_count_vs_quality \(or was cleared since\)"),
+        ("two panels", (), r"`fig` has 2 panel\(s\) but this call has 1; pass `quality_distance`"),
+        ("one panel", ([1.0, 2.0, 3.0, 4.0],), r"`fig` has 1 panel\(s\) but this call has 2"),
+        ("one panel", ([1.0, 2.0],), r"`quality_distance` has 2 values but `risk` has 4 cases"),
+    ],
+)
+def test_figure4_update_errors(fig, args, match):
+    risk, dice = [0, 1, 2, 2], [0.9, 0.8, 0.5, 0.6]
+    if fig is Figure:
+        fig = Figure()
+    elif fig == "cleared":
+        fig = plots.alarm_count_vs_quality(risk, dice)
+        fig.clear()
+    elif fig == "two panels":
+        fig = plots.alarm_count_vs_quality(risk, dice, [1.0, 2.0, 3.0, 4.0])
+    elif fig == "one panel":
+        fig = plots.alarm_count_vs_quality(risk, dice)
+    with pytest.raises(InputError, match=match):
+        plots.update_alarm_count_vs_quality(fig, risk, dice, *args)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_figure_png_size_and_dpi_restored():
+    risk, dice, hd = fake_cohort()
+    fig = plots.alarm_count_vs_quality(risk, dice, hd)
+    before = fig.dpi
+    pixels = _pixels(plots.figure_png(fig, dpi=50))
+    width, height = fig.get_size_inches() * 50
+    assert pixels.shape == (round(height), round(width), 3)
+    assert fig.dpi == before
+    assert pixels.min() < 100 and pixels.max() == 255  # something drawn on white
+
+
+def test_figure_png_with_reused_background_matches_a_full_draw_pixel_for_pixel():
+    risk, dice, hd = fake_cohort(n_cases=200, n_inf=4)
+    hd = hd.where(~hd.case.isin(["c05", "c06"]), 900.0)  # points clipped at the top spine
+    fig = plots.alarm_count_vs_quality(risk, dice, hd)
+    fig.set_layout_engine("constrained")
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # the background is reused only for a frozen layout
+    rng = np.random.default_rng(2)
+    for top in (6, 6, 20, 6, 9):  # a new background, the same one again, another, ...
+        plots.update_alarm_count_vs_quality(fig, risk.copy(data=rng.integers(0, top + 1, 200)), dice, hd)
+        fast = _pixels(plots.figure_png(fig, reuse_background=True))
+        np.testing.assert_array_equal(fast, _pixels(plots.figure_png(fig)))
+    assert len(fig._qe_nb_backgrounds) == 3
+    # with an active layout engine it is an ordinary full draw: no background is kept
+    other = plots.alarm_count_vs_quality(risk, dice, hd)
+    assert _pixels(plots.figure_png(other, reuse_background=True)).shape == fast.shape
+    assert not hasattr(other, "_qe_nb_backgrounds")
+
+
+@pytest.mark.parametrize(
+    ("fig", "dpi", "match"),
+    [
+        ("figure", 72, r"`fig` must be a matplotlib Figure; got str"),
+        (None, 0, r"`dpi` must be a positive number; got 0"),
+        (None, "72", r"`dpi` must be a positive number; got '72'"),
+        (None, np.inf, r"`dpi` must be a positive number; got inf"),
+    ],
+)
+def test_figure_png_errors(fig, dpi, match):
+    with pytest.raises(InputError, match=match):
+        plots.figure_png(Figure() if fig is None else fig, dpi=dpi)
 
 
 # ------------------------------------------------------------------------ histogram
