@@ -1,0 +1,263 @@
+"""The widgets in a real headless Chromium: the calibration notebook in JupyterLab, the triage app in Voila.
+
+Expected values come from the core (``qe_nb.alarms``, ``qe_nb.worklist``, ``qe_nb.calibrate``)
+computed in this process on the same deterministic data the served notebook builds.
+Recipe and pitfalls: ../shared/BROWSER-TESTING.md. Screenshots go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    from .browser_util import (
+        Server,
+        browser_page,
+        chromium,
+        copy_notebooks,
+        free_port,
+        jupyter_env,
+        lab_run_all,
+        no_widget_errors,
+        start_jupyterlab,
+    )
+except ImportError:  # tests/ imported as top-level modules
+    from browser_util import (  # type: ignore[no-redef]
+        Server,
+        browser_page,
+        chromium,
+        copy_notebooks,
+        free_port,
+        jupyter_env,
+        lab_run_all,
+        no_widget_errors,
+        start_jupyterlab,
+    )
+
+pytestmark = pytest.mark.browser
+__all__ = ["browser_page", "chromium"]  # fixtures, imported for pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+SHOTS = REPO / "docs" / "screenshots"
+CALIBRATE_NB = "02_calibrate_alpha.ipynb"
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+# ------------------------------------------------------------------------------- JupyterLab
+
+
+def _notebook_data(path: Path) -> dict:
+    """Run the notebook's code cells in this process up to the one that builds the explorer.
+
+    Those cells make the synthetic cohort and its scores with a fixed seed, so this yields the
+    very cube the kernel in JupyterLab holds (line magics such as %matplotlib are dropped).
+    """
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    namespace: dict = {"__name__": "__notebook__"}
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        if "CalibrationExplorer(" in source:
+            namespace["_explorer_source"] = source
+            return namespace
+        code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("%"))
+        exec(compile(code, f"{path.name}", "exec"), namespace)
+    raise AssertionError(f"{path.name} never builds a CalibrationExplorer")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    served = copy_notebooks(NOTEBOOKS, root / "notebooks")
+    server = start_jupyterlab(served, root, jupyter_env(root))
+    yield server.url.rsplit("/api/", 1)[0]
+    server.stop()
+
+
+def test_calibration_explorer_in_jupyterlab(browser_page, lab):
+    """Run 02_calibrate_alpha in JupyterLab; slider and Calibrate agree with the core."""
+    import qe_nb
+
+    expect = _expect()
+    assert (NOTEBOOKS / CALIBRATE_NB).is_file(), f"{CALIBRATE_NB} is missing from notebooks/"
+    data = _notebook_data(NOTEBOOKS / CALIBRATE_NB)
+    assert "CalibrationExplorer(scores" in data["_explorer_source"], "the explorer is built from `scores`"
+    similarity = data["scores"]["similarity"]
+
+    page = browser_page
+    lab_run_all(page, lab, CALIBRATE_NB)
+    app = page.locator(".qe-calibration-explorer").first
+    expect(app).to_be_visible(timeout=60_000)
+    summary = app.locator(".qe-alarm-summary")
+    readout = app.locator(".qe-alpha-readout")
+    expect(readout).to_have_text(re.compile(r"^-?\d+\.\d\d$"))
+    alpha0 = float(readout.inner_text())
+    n0 = int(qe_nb.alarms(similarity, alpha0).sum())
+    expect(summary).to_contain_text(f"α = {alpha0:.2f} · {n0} alarms")
+
+    # one keyboard step (0.05) to the right
+    app.locator(".qe-alpha-slider .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    alpha1 = round(alpha0 + 0.05, 2)
+    n1 = int(qe_nb.alarms(similarity, alpha1).sum())
+    expect(readout).to_have_text(f"{alpha1:.2f}")
+    expect(summary).to_contain_text(f"α = {alpha1:.2f} · {n1} alarms")
+    flagged = int((qe_nb.risk(qe_nb.alarms(similarity, alpha1)).values > 0).sum())
+    expect(summary).to_contain_text(f"{flagged} of {similarity.sizes['case']} cases with ≥ 1 alarm")
+
+    app.get_by_role("tab", name=re.compile(r"^worklist")).click()
+    table = app.locator(".qe-worklist .qe-worklist-table")
+    expect(table).to_be_visible()
+    expected = qe_nb.worklist(similarity, alpha1, quality=data.get("quality"))
+    shown = table.locator("tbody tr")
+    n_rows = shown.count()
+    assert n_rows >= 1
+    cases = [shown.nth(i).locator("td").first.inner_text() for i in range(n_rows)]
+    risks = [int(shown.nth(i).locator("td").nth(1).inner_text()) for i in range(n_rows)]
+    assert cases == expected["case"].head(n_rows).tolist()
+    assert risks == expected["risk"].head(n_rows).tolist()
+    no_widget_errors(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    app.screenshot(path=str(SHOTS / "explorer_after_slider.png"))  # the whole explorer
+
+    # Calibrate (objective entropy, the dropdown's default) sets α to qe_nb.calibrate's
+    calibrated = float(qe_nb.calibrate(similarity, objective="entropy"))
+    expect(app.locator(".widget-dropdown select").first).to_have_value("entropy")
+    app.locator(".qe-calibrate").click()
+    expect(readout).to_have_text(f"{calibrated:.2f}")
+    n_cal = int(qe_nb.alarms(similarity, calibrated).sum())
+    expect(summary).to_contain_text(f"α = {calibrated:.2f} · {n_cal} alarms")
+    # the slider's own readout formats with d3, whose minus sign is U+2212
+    expect(app.locator(".qe-alpha-slider .widget-readout")).to_have_text(
+        f"{calibrated:.2f}".replace("-", "\N{MINUS SIGN}"))
+
+
+# ------------------------------------------------------------------------------- Voila app
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """A small synthetic cohort with images and ground truth, scored and saved."""
+    import qe_nb
+    from qe_nb.synth import IMAGES, MASKS, REFERENCE
+
+    root = tmp_path_factory.mktemp("triage")
+    ensemble = qe_nb.synthetic_cohort(root / "cohort", kind="glioma", n_cases=10, n_algorithms=3,
+                                      shape=(24, 32, 32), seed=4)
+    scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=1, progress=False)
+    path = qe_nb.save_scores(scores, root / "scores.nc")
+    return {"root": root, "scores_path": path, "scores": scores,
+            "args": ["--ensemble", str(root / "cohort"), "--masks", MASKS, "--reference", REFERENCE,
+                     "--images", IMAGES]}
+
+
+def _start_app(cohort, name: str) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "qe_nb.cli", "app", str(cohort["scores_path"]), *cohort["args"],
+           "--port", str(port)]
+    env = jupyter_env(cohort["root"] / "jupyter")
+    return Server(cmd, f"http://127.0.0.1:{port}/", env, cohort["root"] / f"{name}.log", port=port)
+
+
+def _open_app(page, server: Server):
+    expect = _expect()
+    page.goto(server.url, timeout=180_000)  # 'load' fires once Voila has run every cell
+    app = page.locator(".qe-triage-app")
+    expect(app).to_be_visible(timeout=60_000)
+    return app
+
+
+def test_triage_app_in_voila(browser_page, cohort):
+    """Open the top case, record a verdict, restart the app: the verdict is still there."""
+    import qe_nb
+    from qe_nb.triage_app import read_verdicts
+
+    expect = _expect()
+    page = browser_page
+    scores = cohort["scores"]
+    similarity = scores["similarity"]
+    quality = scores["quality"].sel(metric="dice").mean("label")
+    calibrated = float(qe_nb.calibrate(similarity, objective="pearson", quality=quality))
+    expected = qe_nb.worklist(similarity, calibrated, quality=quality)
+    verdict_file = cohort["scores_path"].with_name("scores.verdicts.csv")
+    assert not verdict_file.exists()
+
+    server = _start_app(cohort, "voila-1")
+    try:
+        app = _open_app(page, server)
+        expect(app.locator(".qe-alpha-readout")).to_have_text(f"{calibrated:.2f}")
+        rows = app.locator(".qe-worklist-case")
+        expect(rows).to_have_count(len(expected))
+        assert [t.strip() for t in rows.all_inner_texts()] == expected["case"].tolist()
+        n = int(qe_nb.alarms(similarity, calibrated).sum())
+        expect(app.locator(".qe-alarm-summary")).to_contain_text(f"α = {calibrated:.2f} · {n} alarms")
+
+        top = str(expected["case"].iloc[0])
+        rows.first.click()
+        expect(app.locator(".qe-case-title")).to_have_text(top)
+        viewer = app.locator(".qe-case-viewer")
+        expect(viewer).to_contain_text(f"case {top}")
+        expect(viewer.locator(".qe-overlay img")).to_be_visible()
+        expect(viewer.locator(".qe-case-scores-table")).to_be_visible()
+        expect(app.locator(".qe-case-header")).to_contain_text(f"{int(expected['risk'].iloc[0])} alarms")
+
+        app.locator(".qe-verdict-note input").fill("enhancing rim missed")
+        app.locator(".qe-verdict-reject").click()
+        expect(app.locator(".qe-verdict-status")).to_contain_text(f"saved: {top} → reject")
+        expect(app.locator(".qe-worklist-info").first).to_contain_text("reject")
+        stored = read_verdicts(verdict_file)
+        assert stored[["case", "verdict", "note"]].values.tolist() == [[top, "reject", "enhancing rim missed"]]
+
+        # the second case, to check that selecting a row switches the viewer
+        second = str(expected["case"].iloc[1])
+        rows.nth(1).click()
+        expect(viewer).to_contain_text(f"case {second}")
+        rows.first.click()
+        expect(viewer).to_contain_text(f"case {top}")
+        expect(app.locator(".qe-case-title")).to_have_text(top)  # drawn last
+        expect(rows.first).to_have_text(f"▶ {top}")
+        expect(page.locator(".jp-OutputArea-output[data-mime-type*='stderr']")).to_have_count(0)
+        no_widget_errors(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "triage_app_case_open.png"), full_page=True)
+
+        # α moves the worklist to what qe_nb.worklist says
+        app.locator(".qe-alpha-slider .noUi-handle").focus()
+        page.keyboard.press("ArrowLeft")
+        alpha = round(calibrated - 0.05, 2)
+        expect(app.locator(".qe-alpha-readout")).to_have_text(f"{alpha:.2f}")
+        moved = qe_nb.worklist(similarity, alpha, quality=quality)
+        expect(app.locator(".qe-alarm-summary")).to_contain_text(
+            f"α = {alpha:.2f} · {int(qe_nb.alarms(similarity, alpha).sum())} alarms")
+        expect(rows.first).to_contain_text(str(moved["case"].iloc[0]))
+        assert [t.strip().lstrip("▶ ") for t in rows.all_inner_texts()] == moved["case"].tolist()
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None
+
+    # a new app process reads the verdict back
+    server = _start_app(cohort, "voila-2")
+    try:
+        app = _open_app(page, server)
+        row = app.locator(".qe-worklist-row", has=page.locator(".qe-worklist-case", has_text=top))
+        expect(row.locator(".qe-worklist-info")).to_contain_text("reject")
+        row.locator(".qe-worklist-case").click()
+        expect(app.locator(".qe-case-header")).to_contain_text("verdict: reject (enhancing rim missed)")
+        expect(app.locator(".qe-verdict-note input")).to_have_value("enhancing rim missed")
+        expect(app).to_contain_text("1 reviewed")
+        assert np.isfinite(calibrated)
+    finally:
+        server.stop()

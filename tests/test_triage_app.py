@@ -1,0 +1,347 @@
+"""The triage app without a browser: the verdict store, the app object, the Voila command."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import qe_nb
+from qe_nb.exceptions import InputError
+from qe_nb.triage_app import (
+    VERDICT_COLUMNS,
+    VERDICTS,
+    TriageApp,
+    VerdictStore,
+    alarm_colour,
+    app_from_environment,
+    default_verdicts_path,
+    read_verdicts,
+    record_verdict,
+    voila_command,
+    write_verdicts,
+)
+
+pytest.importorskip("ipywidgets")
+
+
+def fake_scores(n_cases: int = 12, *, seed: int = 5, quality: bool = True) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    dims = ("case", "algorithm", "label", "metric")
+    values = np.empty((n_cases, 3, 2, 2))
+    values[..., 0] = rng.uniform(0.5, 0.98, (n_cases, 3, 2))
+    values[..., 1] = rng.uniform(1.0, 12.0, (n_cases, 3, 2))
+    values[2, 1, 0, 1] = np.inf
+    coords = {"case": [f"c{i:02d}" for i in range(n_cases)], "algorithm": ["a", "b", "c"],
+              "label": ["wt", "tc"], "metric": ["dice", "hd95"],
+              "higher_is_better": ("metric", [True, False])}
+    ds = xr.Dataset({"similarity": xr.DataArray(values, dims=dims, coords=coords)})
+    if quality:
+        q = xr.DataArray(rng.uniform(0.3, 0.95, (n_cases, 2, 2)), dims=("case", "label", "metric"),
+                         coords={k: coords[k] for k in ("case", "label", "metric")})
+        ds["quality"] = q
+    return ds
+
+
+# ------------------------------------------------------------------------------- verdicts
+
+
+def test_verdicts_round_trip_and_reload(tmp_path):
+    path = tmp_path / "scores.verdicts.csv"
+    store = VerdictStore(path)
+    assert len(store) == 0 and not path.exists()
+    store.record("c01", "accept")
+    store.record("c02", "needs correction", note='edema, "too large"\nsecond line')
+    store.record("c01", "reject", note="ünïcode")
+    assert path.is_file()
+    again = VerdictStore(path)
+    assert again.verdicts[["case", "verdict", "note"]].values.tolist() == [
+        ["c02", "needs correction", 'edema, "too large"\nsecond line'], ["c01", "reject", "ünïcode"]]
+    assert again.as_dict() == {"c02": "needs correction", "c01": "reject"}
+    assert again.get("c03") is None
+    assert list(read_verdicts(path).columns) == list(VERDICT_COLUMNS)
+    assert all(again.verdicts["recorded_at"].str.match(r"^\d{4}-\d\d-\d\dT"))
+
+
+def test_verdicts_written_atomically(tmp_path, monkeypatch):
+    """A failure during the write leaves the previous file intact and no temporary file."""
+    path = tmp_path / "v.csv"
+    store = VerdictStore(path)
+    store.record("c01", "accept")
+    before = path.read_bytes()
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", broken)
+    with pytest.raises(OSError, match="disk full"):
+        store.record("c02", "reject")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.csv"]
+    assert store.as_dict() == {"c01": "accept"}  # memory follows the file
+
+
+def test_default_verdicts_path():
+    assert default_verdicts_path("/x/run.nc").name == "run.verdicts.csv"
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("case,verdict\nc01,accept\n", r"lacks the column\(s\) \['note', 'recorded_at'\]"),
+        ("case,verdict,note,recorded_at\nc01,maybe,,t\n",
+         r"row 1 \(case 'c01'\): unknown verdict 'maybe'; expected one of \['accept'"),
+        ("case,verdict,note,recorded_at\nc01,accept,,t\nc01,reject,,t\n",
+         r"lists case\(s\) \['c01'\] more than once"),
+        ('case,verdict,note,recorded_at\nc01,accept,"unclosed,t\n', r"could not be read as CSV"),
+    ],
+)
+def test_bad_verdict_file(tmp_path, text, match):
+    path = tmp_path / "v.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=match):
+        read_verdicts(path)
+    with pytest.raises(InputError, match=match):
+        VerdictStore(path)
+
+
+def test_bad_verdict_file_encoding_and_folder(tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_bytes(b"case,verdict,note,recorded_at\nc01,accept,\xff\xfe,t\n")
+    with pytest.raises(InputError, match="could not be read as CSV"):
+        read_verdicts(path)
+    with pytest.raises(InputError, match="is not a file"):
+        read_verdicts(tmp_path)
+    path.write_text("", encoding="utf-8")
+    assert len(read_verdicts(path)) == 0
+
+
+def test_record_verdict_errors(tmp_path):
+    table = read_verdicts(tmp_path / "none.csv")
+    with pytest.raises(InputError, match=r"Unknown `verdict` 'Accept'; expected one of \['accept', 'needs correction', 'reject'\]"):
+        record_verdict(table, "c01", "Accept")
+    with pytest.raises(InputError, match=r"`case` must be a non-empty str \(a case id\); got ''"):
+        record_verdict(table, "", "accept")
+    with pytest.raises(InputError, match=r"`note` must be a str; got int 3"):
+        record_verdict(table, "c01", "accept", note=3)
+    with pytest.raises(InputError, match=r"`verdicts` must be a DataFrame with the columns"):
+        write_verdicts(tmp_path / "v.csv", pd.DataFrame({"case": ["c01"]}))
+    bad = pd.DataFrame([["c01", "later", "", "t"]], columns=list(VERDICT_COLUMNS))
+    with pytest.raises(InputError, match="Unknown `verdict` 'later'"):
+        write_verdicts(tmp_path / "v.csv", bad)
+    store = VerdictStore(tmp_path / "v.csv")
+    with pytest.raises(InputError, match="Unknown `verdict` 'ok'"):
+        store.record("c01", "ok")
+    assert not (tmp_path / "v.csv").exists()
+
+
+def test_alarm_colour_darkens_with_count():
+    greys = [alarm_colour(c, 12)[0] for c in range(13)]
+    assert greys[0] == "#eeeeee"
+    brightness = [sum(int(h[i:i + 2], 16) for i in (1, 3, 5)) for h in greys[1:]]
+    assert brightness == sorted(brightness, reverse=True)
+    assert alarm_colour(1, 1) == ("#990000", "#ffffff")
+
+
+# ------------------------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def app(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        return TriageApp(fake_scores(), verdicts=tmp_path / "v.csv", alpha=0.0, rows=5)
+
+
+def _worklist(scores, alpha):
+    quality = scores["quality"].sel(metric="dice").mean("label")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        return qe_nb.worklist(scores["similarity"], alpha, quality=quality)
+
+
+@pytest.mark.parametrize("alpha", [-0.5, 0.0, 0.35, 1.2])
+def test_alpha_change_worklist_equals_core(app, alpha):
+    app.alpha_slider.value = alpha
+    expected = _worklist(app.scores, alpha)
+    pd.testing.assert_frame_equal(app.worklist.drop(columns="verdict"), expected)
+    shown = [b.description.removeprefix("▶ ") for b in app.row_buttons]
+    assert shown == expected["case"].head(5).tolist()
+    n = int(qe_nb.alarms(app.similarity, alpha).sum())
+    assert f"α = {alpha:.2f} · {n} alarms" in app.summary.value
+    assert app.alpha_readout.value == f"<code>{alpha:.2f}</code>"
+
+
+def test_calibrated_preset(tmp_path):
+    scores = fake_scores()
+    quality = scores["quality"].sel(metric="dice").mean("label")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        app = TriageApp(scores, verdicts=tmp_path / "v.csv")
+        pearson = qe_nb.calibrate(scores["similarity"], objective="pearson", quality=quality)
+        no_truth = TriageApp(scores.drop_vars("quality"))
+        entropy = qe_nb.calibrate(scores["similarity"], objective="entropy")
+    assert (app.calibration_objective, app.calibrated_alpha, app.alpha) == ("pearson", pearson, pearson)
+    assert (no_truth.calibration_objective, no_truth.calibrated_alpha) == ("entropy", entropy)
+    assert no_truth.store.path is None and "quality" not in no_truth.worklist
+    app.alpha_slider.value = 2.0
+    app.preset_button.click()
+    assert app.alpha == pytest.approx(pearson)
+
+
+def test_label_mean_and_notes(tmp_path):
+    scores = fake_scores()
+    scores["similarity"][:, 0, :, 0] = 0.9  # MAD 0: a note, not a stderr warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        app = TriageApp(scores, alpha=0.0, label_mean=True)
+    assert list(app.similarity["label"].values) == ["mean"]
+    assert app._max_count == 3 * 1 * 2
+    assert any("MAD is 0" in n for n in app.notes)
+    assert "note(s) on the thresholds" in app.notes_html.value
+
+
+def test_record_shows_and_saves(app, tmp_path):
+    top = app.worklist["case"].iloc[0]
+    app.row_buttons[0].click()
+    assert app.case == top and app.row_buttons[0].description == f"▶ {top}"
+    assert app.viewer is None  # no ensemble: no viewer, a hint instead
+    assert "case viewer is off" in app.viewer_box.children[0].value
+    app.note_text.value = "rim missed"
+    app.verdict_buttons["needs correction"].click()
+    assert read_verdicts(tmp_path / "v.csv")[["case", "verdict", "note"]].values.tolist() == [
+        [top, "needs correction", "rim missed"]]
+    assert "needs correction" in app.row_infos[0].value
+    assert "verdict: <b class='qe-verdict-value'>needs correction</b> (rim missed)" in app.case_header.value
+    assert app.worklist.set_index("case").loc[top, "verdict"] == "needs correction"
+    # a new app on the same file shows it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        again = TriageApp(app.scores, verdicts=tmp_path / "v.csv", alpha=0.0, rows=5)
+    assert again.verdicts["verdict"].tolist() == ["needs correction"]
+    assert "needs correction" in again.row_infos[0].value
+    again.select(top)
+    assert again.note_text.value == "rim missed"
+
+
+def test_app_errors(app, tmp_path):
+    with pytest.raises(InputError, match=r"Unknown case 'nope'; the scores hold 12 case\(s\)"):
+        app.select("nope")
+    with pytest.raises(InputError, match="no case is open; pass `case=`"):
+        app.record("accept")
+    with pytest.raises(InputError, match="Unknown `verdict` 'fine'"):
+        app.record("fine", case="c01")
+    with pytest.raises(InputError, match=r"`alpha` must be a finite number; got nan"):
+        app.set_alpha(float("nan"))
+    with pytest.raises(InputError, match=r"`scores` must be a scores Dataset .* got int"):
+        TriageApp(3)
+    with pytest.raises(InputError, match=r"`rows` must be an integer >= 1; got 0"):
+        TriageApp(fake_scores(), rows=0)
+    with pytest.raises(InputError, match=r"`alpha` must be a finite number or None; got 'x'"):
+        TriageApp(fake_scores(), alpha="x")
+    with pytest.raises(InputError, match="`ensemble` must be None or the catalogue"):
+        TriageApp(fake_scores(), ensemble=xr.Dataset())
+    with pytest.raises(InputError, match="scores file .* does not exist"):
+        TriageApp(tmp_path / "missing.nc")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("who,what\n", encoding="utf-8")
+    with pytest.raises(InputError, match="lacks the column"):
+        TriageApp(fake_scores(), verdicts=bad)
+
+
+# ------------------------------------------------------------------------------- with files
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from qe_nb.synth import IMAGES, MASKS, REFERENCE
+
+    root = tmp_path_factory.mktemp("cohort")
+    ensemble = qe_nb.synthetic_cohort(root / "cohort", kind="glioma", n_cases=6, n_algorithms=3,
+                                      shape=(20, 24, 24), seed=3)
+    scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=1, progress=False)
+    path = qe_nb.save_scores(scores, root / "scores.nc")
+    env = {"QE_NB_SCORES": str(path), "QE_NB_ENSEMBLE_ROOT": str(root / "cohort"), "QE_NB_MASKS": MASKS,
+           "QE_NB_REFERENCE": REFERENCE, "QE_NB_IMAGES": IMAGES}
+    return {"root": root, "path": path, "scores": scores, "env": env}
+
+
+def test_select_row_opens_viewer_and_alpha_follows(cohort):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        app = app_from_environment({**cohort["env"], "QE_NB_ALPHA": "0.1"})
+        assert app.store.path == default_verdicts_path(cohort["path"])
+        assert app.alpha == 0.1
+        second = app.worklist["case"].iloc[1]
+        app.row_buttons[1].click()
+        assert app.viewer.case == second and app.case == second
+        assert app.viewer_box.children == (app.viewer.widget,)
+        first = app.worklist["case"].iloc[0]
+        app.row_buttons[0].click()
+        assert app.viewer.case == first
+        app.alpha_slider.value = 0.6
+        expected = qe_nb.alarms(cohort["scores"]["similarity"], 0.6)
+    assert app.viewer.alpha == 0.6
+    assert bool((app.viewer._alarms == expected).all())
+    assert "alarms (α = 0.60)" in app.viewer.scores_panel.outputs[0]["data"]["text/html"]
+
+
+def test_app_from_environment_errors(cohort):
+    with pytest.raises(InputError, match="QE_NB_SCORES is not set; start the app with `qe-nb app scores.nc`"):
+        app_from_environment({})
+    with pytest.raises(InputError, match="QE_NB_ALPHA must be a number; got 'high'"):
+        app_from_environment({"QE_NB_SCORES": str(cohort["path"]), "QE_NB_ALPHA": "high"})
+    with pytest.raises(InputError, match="QE_NB_ROWS must be an integer; got '2.5'"):
+        app_from_environment({"QE_NB_SCORES": str(cohort["path"]), "QE_NB_ROWS": "2.5"})
+
+
+def test_voila_command(cohort, tmp_path):
+    argv, env = voila_command(cohort["path"], ensemble_root=cohort["root"] / "cohort", masks="{case}/{algorithm}.nii.gz",
+                              alpha=0.25, rows=7, port=9123,
+                              environ={"PATH": "/bin", "QE_NB_IMAGES": "leaked", "QE_NB_LABEL_MEAN": "1"})
+    assert argv[1:3] == ["-m", "voila"] and argv[3].endswith(os.path.join("notebooks", "triage_app.ipynb"))
+    assert "--Voila.ip=127.0.0.1" in argv and "--port=9123" in argv and "--no-browser" in argv
+    assert env["QE_NB_SCORES"] == str(cohort["path"].resolve())
+    assert (env["QE_NB_ALPHA"], env["QE_NB_ROWS"], env["PATH"]) == ("0.25", "7", "/bin")
+    assert "QE_NB_IMAGES" not in env and "QE_NB_LABEL_MEAN" not in env  # no leaks from outside
+    with pytest.raises(InputError, match="scores file .* does not exist; write it with `qe-nb score`"):
+        voila_command(tmp_path / "none.nc")
+    with pytest.raises(InputError, match="`ensemble_root` .* is not a folder"):
+        voila_command(cohort["path"], ensemble_root=tmp_path / "none")
+    with pytest.raises(InputError, match=r"`port` must be an integer in 1..65535; got 70000"):
+        voila_command(cohort["path"], port=70000)
+
+
+def test_cli_app_execs_voila(cohort, monkeypatch, capsys):
+    from qe_nb import cli
+
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    status = cli.main(["app", str(cohort["path"]), "--ensemble", str(cohort["root"] / "cohort"),
+                       "--port", "9001", "--alpha", "0.3"])
+    assert status == 0 and len(calls) == 1
+    path, argv, env = calls[0]
+    assert "--port=9001" in argv and env["QE_NB_ALPHA"] == "0.3"
+    assert env["QE_NB_ENSEMBLE_ROOT"] == str((cohort["root"] / "cohort").resolve())
+    assert "http://127.0.0.1:9001/" in capsys.readouterr().out
+    assert cli.main(["app", str(cohort["root"] / "none.nc")]) == 2
+    assert "qe-nb app: error: scores file" in capsys.readouterr().err
+
+
+def test_notebook_builds_the_app_from_the_environment():
+    import json
+
+    from qe_nb.triage_app import app_notebook
+
+    cells = json.loads(app_notebook().read_text(encoding="utf-8"))["cells"]
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    assert "app_from_environment()" in code and "display(app.widget)" in code
+    assert "with " not in code.replace("without", "")  # no `with out:` while Voila runs the cell
+
+
+def test_verdicts_constant():
+    assert VERDICTS == ("accept", "needs correction", "reject")
