@@ -264,11 +264,12 @@ def _cmd_app(args: argparse.Namespace) -> int:
         label_mean=args.label_mean, rows=args.rows, port=args.port, open_browser=args.browser,
     )
     _print(f"qe-nb app: serving the triage app on http://127.0.0.1:{args.port}/ (Ctrl+C to stop)")
-    if os.name == "posix":
-        # become Voila, so that a SIGTERM to this process reaches Voila and shuts its kernels down
-        sys.stdout.flush()
-        os.execve(argv[0], argv, env)
-    return subprocess.call(argv, env=env)  # pragma: no cover - Windows
+    if os.name != "posix":  # pragma: no cover - Windows
+        return subprocess.call(argv, env=env)
+    # become Voila, so that a SIGTERM to this process reaches Voila and shuts its kernels down
+    sys.stdout.flush()
+    os.execve(argv[0], argv, env)
+    return 0  # not reached: execve does not return
 
 
 # ---------------------------------------------------------------------------------------------
