@@ -229,6 +229,9 @@ def _units_text(units: str) -> str:
 # The attribute of a Figure-4 figure that holds the artists update_alarm_count_vs_quality
 # rewrites (per panel: axes, points, mean bars, kind).
 _FIGURE4 = "_qe_nb_figure4"
+# ... and the Agg backgrounds figure_png(reuse_background=True) keeps, by axis ranges.
+_BACKGROUNDS = "_qe_nb_backgrounds"
+_MAX_BACKGROUNDS = 8
 # Fixed legend corners, where Figure 4's points are sparse (few cases alarm often yet agree
 # well with the reference, or rarely alarm yet lie far from it); loc="best" would test every
 # point against every corner on each draw.
@@ -236,9 +239,11 @@ _FIGURE4_LEGEND = {"Dice": "lower left", "distance": "upper left"}
 
 
 def _figure4_inputs(
-    risk: Any, quality_dice: Any, quality_distance: Any, jitter: Any, quantile: Any
-) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-    """Checked alarm counts and the (kind, values) of each panel, in the case order of risk."""
+    risk: Any, quality_dice: Any, quality_distance: Any, jitter: Any, quantile: Any,
+    max_count: Any,
+) -> tuple[np.ndarray, list[tuple[str, np.ndarray]], int]:
+    """Checked alarm counts, the (kind, values) of each panel (in the case order of risk)
+    and the last count on the x-axis."""
     if not (isinstance(jitter, (int, float)) and 0 <= jitter < 0.5):
         raise InputError(f"`jitter` must be a number in [0, 0.5); got {jitter!r}.")
     if not (isinstance(quantile, (int, float)) and 0 < quantile <= 1):
@@ -250,13 +255,22 @@ def _figure4_inputs(
     if quality_distance is not None:
         dist, dist_cases = _case_vector(quality_distance, "quality_distance")
         panels.append(("distance", _aligned(risk_cases, dist, dist_cases, n, "quality_distance")))
-    return counts, panels
+    seen = int(counts.max())
+    if max_count is None:
+        return counts, panels, seen
+    if isinstance(max_count, bool) or not isinstance(max_count, (int, np.integer)) or max_count < seen:
+        raise InputError(
+            f"`max_count` must be a whole number >= the largest alarm count ({seen}); "
+            f"got {max_count!r}."
+        )
+    return counts, panels, int(max_count)
 
 
 def _fill_figure4(
     state: list[dict[str, Any]],
     counts: np.ndarray,
     panels: list[tuple[str, np.ndarray]],
+    top_count: int,
     *,
     seed: int | None,
     jitter: float,
@@ -265,7 +279,6 @@ def _fill_figure4(
     """Put the data into Figure 4's artists: points, mean bars, titles, limits, ticks, note."""
     n = counts.size
     x = counts + np.random.default_rng(seed).uniform(-jitter, jitter, n)
-    top_count = int(counts.max())
     for letter, artists, (kind, y) in zip("ABCD"[: len(state)], state, panels, strict=True):
         ax = artists["ax"]
         finite = np.isfinite(y)
@@ -320,6 +333,7 @@ def alarm_count_vs_quality(
     seed: int | None = 0,
     jitter: float = 0.2,
     quantile: float = 0.95,
+    max_count: int | None = None,
     dice_label: str = "Dice with reference",
     distance_label: str = "HD95 to reference (mm)",
 ) -> Figure:
@@ -352,6 +366,10 @@ def alarm_count_vs_quality(
     quantile : float, default 0.95
         The distance panel's y-axis ends at this quantile of the finite distances (the paper
         shows the 0-95 % range); the number of cases above it is noted under the panel.
+    max_count : int, optional
+        The last alarm count on the x-axis, e.g. the number of possible alarms per case
+        (algorithms x labels x metrics), which keeps the axis still while α changes; the
+        largest count seen by default.
     dice_label, distance_label : str
         The y-axis labels, with units.
 
@@ -364,7 +382,8 @@ def alarm_count_vs_quality(
     ------
     InputError
         When an input is not 1-d over cases, ``risk`` holds non-whole or negative counts,
-        the lengths or cases differ, or ``jitter`` / ``quantile`` are out of range.
+        the lengths or cases differ, ``jitter`` / ``quantile`` are out of range, or
+        ``max_count`` is smaller than a count seen.
 
     Notes
     -----
@@ -381,8 +400,10 @@ def alarm_count_vs_quality(
     >>> fig.axes[1].get_title(loc="left").splitlines()[-1]
     '1 case with infinite distance not shown'
     """
-    counts, panels = _figure4_inputs(risk, quality_dice, quality_distance, jitter, quantile)
+    counts, panels, top_count = _figure4_inputs(risk, quality_dice, quality_distance, jitter,
+                                                quantile, max_count)
     fig = _new_figure(fig, (5.2 * len(panels), 4.6))
+    fig.__dict__.pop(_BACKGROUNDS, None)  # backgrounds of the figure's former content
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     labels = {"Dice": dice_label, "distance": distance_label}
     state = []
@@ -397,7 +418,7 @@ def alarm_count_vs_quality(
         ax.grid(axis="y", color="0.9", zorder=0)
         ax.legend(loc=_FIGURE4_LEGEND[kind], fontsize="small", framealpha=0.8)
         state.append({"ax": ax, "points": points, "means": means, "kind": kind, "note": None})
-    _fill_figure4(state, counts, panels, seed=seed, jitter=jitter, quantile=quantile)
+    _fill_figure4(state, counts, panels, top_count, seed=seed, jitter=jitter, quantile=quantile)
     setattr(fig, _FIGURE4, state)
     return fig
 
@@ -411,6 +432,7 @@ def update_alarm_count_vs_quality(
     seed: int | None = 0,
     jitter: float = 0.2,
     quantile: float = 0.95,
+    max_count: int | None = None,
 ) -> Figure:
     """Show new alarm counts in a Figure 4 in place: the picture of a fresh call, faster.
 
@@ -424,7 +446,7 @@ def update_alarm_count_vs_quality(
     fig : Figure
         A figure drawn by :func:`alarm_count_vs_quality` (and not cleared since), with as
         many panels as this call has (a distance panel or not).
-    risk, quality_dice, quality_distance, seed, jitter, quantile
+    risk, quality_dice, quality_distance, seed, jitter, quantile, max_count
         As for :func:`alarm_count_vs_quality`; the axis labels stay those it was drawn with.
 
     Returns
@@ -455,13 +477,14 @@ def update_alarm_count_vs_quality(
             "`fig` was not drawn by alarm_count_vs_quality (or was cleared since); draw it "
             "with alarm_count_vs_quality(..., fig=fig) first."
         )
-    counts, panels = _figure4_inputs(risk, quality_dice, quality_distance, jitter, quantile)
+    counts, panels, top_count = _figure4_inputs(risk, quality_dice, quality_distance, jitter,
+                                                quantile, max_count)
     if [kind for kind, _ in panels] != [a["kind"] for a in state]:
         raise InputError(
             f"`fig` has {len(state)} panel(s) but this call has {len(panels)}; pass "
             "`quality_distance` exactly when the figure was drawn with it."
         )
-    _fill_figure4(state, counts, panels, seed=seed, jitter=jitter, quantile=quantile)
+    _fill_figure4(state, counts, panels, top_count, seed=seed, jitter=jitter, quantile=quantile)
     return fig
 
 
@@ -541,8 +564,6 @@ def figure_png(fig: Figure, *, dpi: float = 72.0, reuse_background: bool = False
     return buffer.getvalue()
 
 
-_BACKGROUNDS = "_qe_nb_backgrounds"  # per Figure-4 figure: ranges -> Agg background
-_MAX_BACKGROUNDS = 8
 
 
 def _blit_figure4(fig: Figure, canvas: Any, state: list[dict[str, Any]]) -> None:

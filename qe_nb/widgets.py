@@ -22,6 +22,7 @@ This is the only module that imports ipywidgets; without it the apps raise an
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import io
@@ -222,33 +223,29 @@ def _as_frame(value: Any) -> pd.DataFrame:
     return pd.DataFrame({"value": [value]})
 
 
-def _png(fig: Any, dpi: float) -> bytes:
-    """PNG of a figure: Agg renders raw RGBA, Pillow encodes it with light compression.
+def _png(fig: Any, dpi: float, *, reuse_background: bool = False) -> bytes:
+    """PNG of a figure, drawn by Agg directly (:func:`qe_nb.plots.figure_png`)."""
+    from .plots import figure_png
 
-    About twice as fast as ``savefig(format="png")``, whose default zlib level is the slow
-    part once the figure is drawn; the PNG is a little larger.
+    return figure_png(fig, dpi=dpi, reuse_background=reuse_background)
+
+
+def _show_png(out: Any, png: bytes) -> None:
+    """Show a PNG in an Output widget: one assignment, one message to the front end.
+
+    The same output that ``append_display_data(IPython.display.Image(png))`` makes, without
+    clearing first (a second message) or going through IPython's formatters.
     """
-    from PIL import Image
-
-    raw = io.BytesIO()
-    fig.savefig(raw, format="rgba", dpi=dpi)
-    data = raw.getvalue()
-    width = int(fig.get_figwidth() * dpi)
-    height = len(data) // (4 * width)
-    if width * height * 4 != len(data):  # pragma: no cover - Agg rounded differently
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=dpi)
-        return buffer.getvalue()
-    buffer = io.BytesIO()
-    Image.frombuffer("RGBA", (width, height), data, "raw", "RGBA", 0, 1).save(
-        buffer, format="png", compress_level=1)
-    return buffer.getvalue()
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"image/png": base64.b64encode(png).decode("ascii"),
+                             "text/plain": "<IPython.core.display.Image object>"}},)
 
 
-def _show(out: Any, obj: Any) -> None:
-    """Replace an Output widget's content (Voila-safe: no output capture)."""
-    out.outputs = ()
-    out.append_display_data(obj)
+def _show_html(out: Any, text: str) -> None:
+    """Show HTML in an Output widget, like :func:`_show_png` (one assignment)."""
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"text/html": text,
+                             "text/plain": "<IPython.core.display.HTML object>"}},)
 
 
 # ------------------------------------------------------------------------------- explorer
@@ -597,24 +594,29 @@ class CalibrationExplorer:
         sel = self.selection
         self.similarity = self._all.sel(metric=sel["metric"], label=sel["label"],
                                         algorithm=sel["algorithm"])
+        # the ground truth of the selection: read on every redraw, so computed once here
+        self._quality = self._quality_of(self.quality_metric)
+        self._distance = (self._quality_of(self._distance_metric)
+                          if self.has_ground_truth else None)
         # Selections are revisited when boxes are toggled back: keep their sweeps.
         key = tuple(tuple(names) for names in sel.values())
         cached = self._sweeps.get(key)
         if cached is None:
-            cached = {"table": sweep_table(self.similarity, DEFAULT_ALPHAS, quality=self.quality),
-                      "raster": None}
+            cached = {"table": sweep_table(self.similarity, DEFAULT_ALPHAS, quality=self._quality),
+                      "raster": None, "pngs": {}}
             if len(self._sweeps) >= 16:
                 self._sweeps.pop(next(iter(self._sweeps)))
             self._sweeps[key] = cached
         self._sweep_cache = cached
         self.sweep = cached["table"]
         self._drawn_counts = None
+        self._figure4_selection = None  # Figure 4 is drawn afresh for a new selection
 
     def refresh(self) -> None:
         """Recompute the result for the current widgets and redraw every panel."""
-        from .alarms import alarms, risk
+        from .alarms import alarms, risk, thresholds
 
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         alpha = self.alpha
         flags = alarms(self.similarity, alpha)
         counts = risk(flags)
@@ -623,21 +625,27 @@ class CalibrationExplorer:
             attrs={"alpha": float(self.alpha_slider.value),
                    "overrides": int(isinstance(alpha, xr.DataArray))},
         )
+        # one thresholds() serves the thresholds table and the worklist's reasons
+        limits = thresholds(self.similarity, alpha)
         seconds = {"result": time.perf_counter() - start}
+        cpu_seconds = {"result": time.process_time() - start_cpu}
         for name, draw in (
             ("summary", lambda: self._draw_summary(alpha, counts)),
             ("quality", lambda: self._draw_quality(counts)),
             ("sweep", self._draw_sweep),
             ("sweep_table", self._draw_sweep_table),
-            ("thresholds", lambda: self._draw_thresholds(alpha)),
-            ("worklist", lambda: self._draw_worklist(alpha)),
+            ("thresholds", lambda: self._draw_thresholds(limits)),
+            ("worklist", lambda: self._draw_worklist(limits)),
             ("triage", lambda: self._draw_triage(counts)),
         ):
-            tick = time.perf_counter()
+            tick, tick_cpu = time.perf_counter(), time.process_time()
             draw()
             seconds[name] = time.perf_counter() - tick
+            cpu_seconds[name] = time.process_time() - tick_cpu
         self.panel_seconds = seconds
+        self.panel_cpu_seconds = cpu_seconds
         self.redraw_seconds = time.perf_counter() - start
+        self.redraw_cpu_seconds = time.process_time() - start_cpu
 
     # ---- panels
 
@@ -653,40 +661,50 @@ class CalibrationExplorer:
         parts = [text, f"{int(counts.values.sum())} alarms",
                  f"{flagged} of {n_cases} cases with ≥ 1 alarm",
                  f"entropy {float(alarm_entropy(counts)):.2f}"]
-        quality = self.quality
-        if quality is not None:
-            r = _pearson(counts, quality)
+        if self._quality is not None:
+            r = _pearson(counts, self._quality)
             parts.append(f"r = {r:.2f}" if np.isfinite(r) else "r undefined")
         self.summary.value = " · ".join(html.escape(p) for p in parts)
         self.alpha_readout.value = f"<code>{g:.2f}</code>"
 
     def _draw_quality(self, counts: xr.DataArray) -> None:
+        """Figure 4: drawn once per selection, then updated in place on every α change."""
         from . import plots
 
-        quality = self.quality
         if self._drawn_counts is not None and np.array_equal(self._drawn_counts, counts.values):
             return  # α moved within a step of the alarm counts: the picture is the same
         self._drawn_counts = counts.values.copy()
-        if quality is None:
-            fig = self._figs.get("quality")
+        fig = self._figs.get("quality")
+        # the x-axis spans every possible count of the selection: it stays still while α
+        # moves, and so does the background that figure_png reuses
+        possible = int(np.prod([self.similarity.sizes[d] for d in OVERRIDE_DIMS]))
+        if self._quality is None:
             if fig is not None:
                 fig.clear()
                 ax = fig.add_subplot()
             else:
                 ax = None
-            ax = plots.alarm_histogram(counts, ax=ax)
+            ax = plots.alarm_histogram(counts, max_count=possible, ax=ax)
             fig = ax.figure
+            _freeze_layout(fig, self._layouts, "quality")
+            png = _png(fig, self._dpi)
         else:
-            distance = self._quality_of(self._distance_metric)
-            fig = plots.alarm_count_vs_quality(
-                counts, quality, distance, fig=self._figs.get("quality"),
-                dice_label=f"{self.quality_metric} of the fusion with the reference",
-                distance_label=(f"{self._distance_metric} of the fusion to the reference (mm)"
-                                if distance is not None else "distance"),
-            )
+            if fig is not None and self._figure4_selection is self._sweep_cache:
+                plots.update_alarm_count_vs_quality(fig, counts, self._quality, self._distance,
+                                                    max_count=possible)
+            else:
+                fig = plots.alarm_count_vs_quality(
+                    counts, self._quality, self._distance, fig=fig, max_count=possible,
+                    dice_label=f"{self.quality_metric} of the fusion with the reference",
+                    distance_label=(f"{self._distance_metric} of the fusion to the reference (mm)"
+                                    if self._distance is not None else "distance"),
+                )
+                _freeze_layout(fig, self._layouts, "quality", fresh=True)
+                self._figure4_selection = self._sweep_cache
+            # only the points, mean bars, legends and titles are drawn on a kept background
+            png = _png(fig, self._dpi, reuse_background=True)
         self._figs["quality"] = fig
-        _freeze_layout(fig, self._layouts, "quality")
-        _show(self.quality_panel, self._image_type(data=_png(fig, self._dpi), format="png"))
+        _show_png(self.quality_panel, png)
 
     def _draw_sweep(self) -> None:
         """The sweep figure is drawn once per selection; the α marker is painted on a copy."""
@@ -696,8 +714,16 @@ class CalibrationExplorer:
             fig = plots.sweep_plot(self.sweep, chosen_alpha=None, fig=self._figs.get("sweep"))
             self._figs["sweep"] = fig
             self._sweep_cache["raster"] = _raster(fig, self._dpi)
-        png = _paint_marker(self._sweep_cache["raster"], float(self.alpha_slider.value))
-        _show(self.sweep_panel, self._image_type(data=png, format="png"))
+        # painted images are kept per α: sliding back and forth repaints nothing
+        g = float(self.alpha_slider.value)
+        pngs = self._sweep_cache["pngs"]
+        png = pngs.pop(g, None)
+        if png is None:
+            png = _paint_marker(self._sweep_cache["raster"], g)
+            if len(pngs) >= 64:
+                pngs.pop(next(iter(pngs)))
+        pngs[g] = png
+        _show_png(self.sweep_panel, png)
 
     def _draw_sweep_table(self) -> None:
         g = float(self.alpha_slider.value)
@@ -706,28 +732,24 @@ class CalibrationExplorer:
         table = _html_table(self.sweep.set_index("alpha"), css_class="qe-sweep",
                             current_rows=current, digits=2)
         note = "" if current else f"<p>α = {g:.2f} lies between the rows of the sweep grid.</p>"
-        _show(self.sweep_table_panel, self._html_type(table + note))
+        _show_html(self.sweep_table_panel, table + note)
 
-    def _draw_thresholds(self, alpha: float | xr.DataArray) -> None:
-        from .alarms import threshold_table
+    def _draw_thresholds(self, limits: xr.DataArray) -> None:
+        _show_html(self.threshold_panel,
+                   _html_table(_threshold_frame(limits), css_class="qe-thresholds"))
 
-        table = threshold_table(self.similarity, alpha)
-        _show(self.threshold_panel, self._html_type(_html_table(table, css_class="qe-thresholds")))
-
-    def _draw_worklist(self, alpha: float | xr.DataArray) -> None:
-        from .triage import worklist
-
-        table = worklist(self.similarity, alpha, quality=self.quality)
-        _show(self.worklist_panel,
-              self._html_type(_html_table(table.head(self._top), css_class="qe-worklist-table")))
+    def _draw_worklist(self, limits: xr.DataArray) -> None:
+        table = _worklist_top(self.similarity, self.result["alarms"], limits, self._quality,
+                              self._top)
+        _show_html(self.worklist_panel, _html_table(table, css_class="qe-worklist-table"))
 
     def _draw_triage(self, counts: xr.DataArray) -> None:
         if self.triage_panel is None:
             return
         from .triage import triage_performance
 
-        perf = triage_performance(counts, self.quality, n_bootstrap=self._n_bootstrap)
-        _show(self.triage_panel, self._html_type(_html_table(_as_frame(perf), css_class="qe-triage-table")))
+        perf = triage_performance(counts, self._quality, n_bootstrap=self._n_bootstrap)
+        _show_html(self.triage_panel, _html_table(_as_frame(perf), css_class="qe-triage-table"))
 
     # ---- display
 
@@ -749,15 +771,80 @@ def _pearson(counts: xr.DataArray, quality: xr.DataArray) -> float:
     return float(_pearson_rows(counts.values[keep], q[keep])[0])
 
 
-def _freeze_layout(fig: Any, layouts: dict[str, list], key: str) -> None:
+def _threshold_frame(limits: xr.DataArray) -> pd.DataFrame:
+    """The thresholds (:func:`qe_nb.thresholds`) in the layout of :func:`qe_nb.threshold_table`.
+
+    Rows ``(label, algorithm)``, columns the metrics: the table the thresholds panel shows,
+    made from the thresholds the worklist's reasons use too (one robust-statistics pass).
+    """
+    limits = limits.transpose("algorithm", "label", "metric")
+    labels, algorithms = limits.indexes["label"], limits.indexes["algorithm"]
+    blocks = np.transpose(limits.values, (1, 0, 2)).reshape(-1, limits.sizes["metric"])
+    index = pd.MultiIndex.from_product([labels, pd.Index(algorithms, name="algorithm")],
+                                       names=["label", "algorithm"])
+    return pd.DataFrame(blocks, index=index, columns=pd.Index(limits.indexes["metric"], name="metric"))
+
+
+def _worklist_top(
+    similarity: xr.DataArray,
+    flags: xr.DataArray,
+    limits: xr.DataArray,
+    quality: xr.DataArray | None,
+    top: int,
+) -> pd.DataFrame:
+    """``qe_nb.worklist(similarity, alpha, quality=quality).head(top)``, from known alarms.
+
+    The worklist panel shows ``top`` rows; :func:`qe_nb.worklist` words the reasons of every
+    case (most of a redraw at 1,000 cases). Here the alarms of the app's result and the
+    thresholds of :func:`qe_nb.thresholds` are ordered the same way (risk descending, ties by
+    case id) and only the shown cases are worded, with :mod:`qe_nb.triage`'s own wording.
+    """
+    from ._validate import check_quality
+    from .triage import _reason
+
+    dims = ("case", "algorithm", "label", "metric")
+    flags_np = flags.transpose(*dims).values
+    values = similarity.transpose(*dims).values
+    limits = limits.transpose(*dims[1:])
+    limit_values = limits.values
+    cases = similarity.indexes["case"]
+    algorithms = [str(a) for a in similarity["algorithm"].values]
+    labels = [str(lab) for lab in similarity["label"].values]
+    metrics = [str(m) for m in similarity["metric"].values]
+    better = [bool(b) for b in limits["higher_is_better"].values]
+    risk = flags_np.sum(axis=(1, 2, 3)).astype(np.int64)
+    order = np.lexsort((cases.astype(str).to_numpy(), -risk))[:top]
+    reasons = []
+    for c in order:
+        per_algorithm: dict[int, list[str]] = {}
+        for a, lab, m in zip(*np.nonzero(flags_np[c]), strict=True):
+            text = _reason(metrics[m], float(values[c, a, lab, m]), float(limit_values[a, lab, m]),
+                           better[m])
+            per_algorithm.setdefault(int(a), []).append(f"{labels[lab]} {text}")
+        reasons.append(
+            "; ".join(f"{algorithms[a]}: " + ", ".join(items) for a, items in per_algorithm.items())
+        )
+    table = pd.DataFrame({"case": cases.to_numpy()[order], "risk": risk[order]})
+    if quality is not None:
+        table["quality"] = check_quality(quality, cases).values[order]
+    per_metric = flags_np.sum(axis=(1, 2))
+    for m, metric in enumerate(metrics):
+        table[f"n_alarms:{metric}"] = per_metric[order, m].astype(np.int64)
+    table["reasons"] = reasons
+    table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
+    return table
+
+
+def _freeze_layout(fig: Any, layouts: dict[str, list], key: str, *, fresh: bool = False) -> None:
     """Reuse the first constrained layout of a figure that is redrawn with the same axes.
 
     The plots are rebuilt into the same figure on every change; solving the constrained
     layout again each time costs about a third of a redraw, and the axes do not move.
+    ``fresh`` solves it again (a figure rebuilt for a new selection, whose titles may differ).
     """
     positions = layouts.get(key)
-    if positions is not None and len(positions) == len(fig.axes):
-        for ax, position in zip(fig.axes, positions):
+    if not fresh and positions is not None and len(positions) == len(fig.axes):
+        for ax, position in zip(fig.axes, positions, strict=True):
             ax.set_position(position)
         return
     fig.set_layout_engine("constrained")
@@ -818,7 +905,8 @@ def _paint_marker(base: dict[str, Any], alpha: float) -> bytes:
                 pixels[r0:r1 + 1, c0 + t] = color
                 pixels[r0:r1 + 1, c1 - t] = color
     buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGBA").save(buffer, format="png", compress_level=1)
+    Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB").save(buffer, format="png",
+                                                                      compress_level=1)
     return buffer.getvalue()
 
 
@@ -1084,7 +1172,7 @@ class CaseViewer:
         ax.set_title(f"{self.case} · {self.structure} · slice {'zyx'[axis]} = {index}",
                      loc="left", fontsize="medium")
         self._ax = ax
-        _show(self.overlay_panel, self._image_type(data=_png(ax.figure, self._dpi), format="png"))
+        _show_png(self.overlay_panel, _png(ax.figure, self._dpi))
 
     def _legend_values(self, names: list[str]) -> tuple[dict | None, dict | None]:
         if self.scores is None:

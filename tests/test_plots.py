@@ -299,6 +299,37 @@ def test_figure4_at_most_eleven_count_ticks_and_fixed_legends():
     assert [ax.get_legend()._loc for ax in fig.axes] == [3, 2]  # lower left, upper left
 
 
+
+def test_figure4_max_count_keeps_the_x_axis_still():
+    risk, dice, hd = fake_cohort()  # counts 0..6
+    fig = plots.alarm_count_vs_quality(risk, dice, hd, max_count=30)
+    expected = figure4_picture(fig)
+    for ax in fig.axes:
+        assert ax.get_xlim() == (-0.6, 30.6)
+        shown = [t for t in ax.get_xticks().tolist() if -0.6 <= t <= 30.6]
+        assert shown == [0, 5, 10, 15, 20, 25, 30]
+    smaller = (risk // 2).rename("risk")
+    plots.update_alarm_count_vs_quality(fig, smaller, dice, hd, max_count=30)
+    got = figure4_picture(fig)
+    assert [p["xlim"] for p in got] == [p["xlim"] for p in expected]
+    assert [p["xticks"] for p in got] == [p["xticks"] for p in expected]
+    assert_same_picture(got, figure4_picture(
+        plots.alarm_count_vs_quality(smaller, dice, hd, max_count=30)))
+    # max_count equal to the largest count is the default picture
+    assert_same_picture(figure4_picture(plots.alarm_count_vs_quality(risk, dice, max_count=6)),
+                        figure4_picture(plots.alarm_count_vs_quality(risk, dice)))
+
+
+@pytest.mark.parametrize("max_count", [5, 6.0, True, "30"])
+def test_figure4_max_count_errors(max_count):
+    risk, dice, _ = fake_cohort()  # largest count 6
+    match = rf"`max_count` must be a whole number >= the largest alarm count \(6\); got {max_count!r}"
+    with pytest.raises(InputError, match=match):
+        plots.alarm_count_vs_quality(risk, dice, max_count=max_count)
+    fig = plots.alarm_count_vs_quality(risk, dice)
+    with pytest.raises(InputError, match=match):
+        plots.update_alarm_count_vs_quality(fig, risk, dice, max_count=max_count)
+
 @pytest.mark.parametrize(
     ("fig", "args", "match"),
     [
