@@ -322,6 +322,116 @@ def test_sweep_marker_is_painted_not_redrawn(fresh):
     assert fresh._figs["sweep"] is fig and png_a != png_b
 
 
+
+def _figure4_data(fig) -> list[tuple]:
+    """What Figure 4 shows per panel: points, mean bars, title, x and y limits, x ticks."""
+    from matplotlib.collections import LineCollection, PathCollection
+
+    out = []
+    for ax in fig.axes:
+        (points,) = [c for c in ax.collections if isinstance(c, PathCollection)]
+        (bars,) = [c for c in ax.collections if isinstance(c, LineCollection)]
+        out.append((np.asarray(points.get_offsets()).tolist(),
+                    [np.asarray(seg).tolist() for seg in bars.get_segments()],
+                    ax.get_title(loc="left"), ax.get_xlim(), ax.get_ylim(),
+                    ax.get_xticks().tolist(), [t.get_text() for t in ax.texts]))
+    return out
+
+
+def test_figure4_is_updated_in_place_and_shows_a_fresh_figure(fresh, scores):
+    from qe_nb import plots
+
+    fresh.alpha_slider.value = 0.1
+    fig = fresh._figs["quality"]
+    points = [ax.collections[0] for ax in fig.axes]
+    possible = len(ALGORITHMS) * len(LABELS) * len(METRICS)
+    for value in (0.6, -0.8, 1.5):
+        fresh.alpha_slider.value = value
+        assert fresh._figs["quality"] is fig and [ax.collections[0] for ax in fig.axes] == points
+        counts = qe_nb.risk(qe_nb.alarms(scores["similarity"], value))
+        expected = plots.alarm_count_vs_quality(
+            counts, _expected_quality(scores), _expected_quality(scores, metric="hd95"),
+            max_count=possible)
+        assert _figure4_data(fig) == _figure4_data(expected)
+        assert fig.axes[0].get_xlim() == (-0.6, possible + 0.6)  # every possible count
+        # the PNG shown is the figure as a full Agg draw would render it
+        shown = _png_bytes(fresh.quality_panel)
+        assert _pixels(shown).shape == _pixels(plots.figure_png(fig)).shape
+        np.testing.assert_array_equal(_pixels(shown), _pixels(plots.figure_png(fig)))
+    # a new selection draws the figure afresh, for the selected labels' quality
+    fresh.checkboxes["label"]["enhancing_tumor"].value = False
+    labels = ["whole_tumor", "tumor_core"]
+    counts = fresh.result["risk"]
+    expected = plots.alarm_count_vs_quality(
+        counts, _expected_quality(scores, labels), _expected_quality(scores, labels, "hd95"),
+        max_count=len(ALGORITHMS) * 2 * len(METRICS))
+    assert _figure4_data(fresh._figs["quality"]) == _figure4_data(expected)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+@pytest.mark.parametrize("top", [5, 20, 60])
+def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
+    from qe_nb.widgets import _worklist_top
+
+    sim = scores["similarity"]
+    quality = _expected_quality(scores)
+    for alpha in (0.0, 0.75, xr.DataArray([0.0, 1.0], dims="metric", coords={"metric": METRICS})):
+        flags = qe_nb.alarms(sim, alpha)
+        got = _worklist_top(sim, flags, qe_nb.thresholds(sim, alpha), quality, top)
+        pd.testing.assert_frame_equal(got, qe_nb.worklist(sim, alpha, quality=quality).head(top))
+        got = _worklist_top(sim, flags, qe_nb.thresholds(sim, alpha), None, top)
+        pd.testing.assert_frame_equal(got, qe_nb.worklist(sim, alpha).head(top))
+    # dims in another order: the same table
+    other = sim.transpose("metric", "case", "label", "algorithm")
+    flags = qe_nb.alarms(other, 0.3)
+    pd.testing.assert_frame_equal(
+        _worklist_top(other, flags, qe_nb.thresholds(other, 0.3), quality, top),
+        qe_nb.worklist(other, 0.3, quality=quality).head(top))
+
+
+def test_worklist_and_threshold_panels_show_the_core_tables(fresh, scores):
+    from qe_nb.widgets import _html_table, _threshold_frame
+
+    fresh.alpha_slider.value = 0.35
+    sim = scores["similarity"]
+    table = qe_nb.worklist(sim, 0.35, quality=_expected_quality(scores)).head(20)
+    assert fresh.worklist_panel.outputs[0]["data"]["text/html"] == _html_table(
+        table, css_class="qe-worklist-table")
+    th = qe_nb.threshold_table(sim, 0.35)
+    pd.testing.assert_frame_equal(_threshold_frame(qe_nb.thresholds(sim, 0.35)), th)
+    assert fresh.threshold_panel.outputs[0]["data"]["text/html"] == _html_table(
+        th, css_class="qe-thresholds")
+    # an output as append_display_data(IPython.display.HTML(...)) makes it, in one assignment
+    assert fresh.worklist_panel.outputs[0]["output_type"] == "display_data"
+    assert fresh.worklist_panel.outputs[0]["data"]["text/plain"] == "<IPython.core.display.HTML object>"
+
+
+def test_panel_timings_in_wall_and_cpu_seconds(fresh):
+    fresh.alpha_slider.value = 0.45
+    assert set(fresh.panel_cpu_seconds) == set(fresh.panel_seconds) == {
+        "result", "summary", "quality", "sweep", "sweep_table", "thresholds", "worklist", "triage"}
+    assert all(v >= 0 for v in fresh.panel_cpu_seconds.values())
+    assert np.isfinite(fresh.redraw_cpu_seconds) and fresh.redraw_cpu_seconds > 0
+
+
+def test_sweep_images_are_kept_per_alpha(fresh):
+    fresh.alpha_slider.value = 0.2
+    first = _png_bytes(fresh.sweep_panel)
+    fresh.alpha_slider.value = 0.4
+    assert _png_bytes(fresh.sweep_panel) != first
+    kept = fresh._sweep_cache["pngs"]
+    fresh.alpha_slider.value = 0.2
+    assert _png_bytes(fresh.sweep_panel) == first and kept[0.2] == first
+
+
 def test_css_classes_and_display(app):
     assert "qe-alpha-slider" in app.alpha_slider._dom_classes
     assert "qe-alarm-summary" in app.summary._dom_classes
