@@ -224,9 +224,15 @@ def _as_frame(value: Any) -> pd.DataFrame:
 
 
 def _png(fig: Any, dpi: float, *, reuse_background: bool = False) -> bytes:
-    """PNG of a figure, drawn by Agg directly (:func:`qe_nb.plots.figure_png`)."""
+    """PNG of an app's figure, drawn by Agg directly (:func:`qe_nb.plots.figure_png`).
+
+    The figure keeps ``dpi``: switching back and forth would make Agg a new renderer, and
+    matplotlib lay out every text again, on each redraw.
+    """
     from .plots import figure_png
 
+    if fig.dpi != dpi:
+        fig.set_dpi(dpi)
     return figure_png(fig, dpi=dpi, reuse_background=reuse_background)
 
 
@@ -598,6 +604,11 @@ class CalibrationExplorer:
         self._quality = self._quality_of(self.quality_metric)
         self._distance = (self._quality_of(self._distance_metric)
                           if self.has_ground_truth else None)
+        # ... and as numpy in the selection's case order, for the per-move panels
+        cases = self.similarity["case"]
+        self._quality_values, self._distance_values = (
+            None if q is None else q.sel(case=cases).values.astype(float)
+            for q in (self._quality, self._distance))
         # Selections are revisited when boxes are toggled back: keep their sweeps.
         key = tuple(tuple(names) for names in sel.values())
         cached = self._sweeps.get(key)
@@ -661,8 +672,8 @@ class CalibrationExplorer:
         parts = [text, f"{int(counts.values.sum())} alarms",
                  f"{flagged} of {n_cases} cases with ≥ 1 alarm",
                  f"entropy {float(alarm_entropy(counts)):.2f}"]
-        if self._quality is not None:
-            r = _pearson(counts, self._quality)
+        if self._quality_values is not None:
+            r = _pearson(counts.values, self._quality_values)
             parts.append(f"r = {r:.2f}" if np.isfinite(r) else "r undefined")
         self.summary.value = " · ".join(html.escape(p) for p in parts)
         self.alpha_readout.value = f"<code>{g:.2f}</code>"
@@ -690,11 +701,12 @@ class CalibrationExplorer:
             png = _png(fig, self._dpi)
         else:
             if fig is not None and self._figure4_selection is self._sweep_cache:
-                plots.update_alarm_count_vs_quality(fig, counts, self._quality, self._distance,
-                                                    max_count=possible)
+                plots.update_alarm_count_vs_quality(fig, counts.values, self._quality_values,
+                                                    self._distance_values, max_count=possible)
             else:
                 fig = plots.alarm_count_vs_quality(
-                    counts, self._quality, self._distance, fig=fig, max_count=possible,
+                    counts.values, self._quality_values, self._distance_values, fig=fig,
+                    max_count=possible,
                     dice_label=f"{self.quality_metric} of the fusion with the reference",
                     distance_label=(f"{self._distance_metric} of the fusion to the reference (mm)"
                                     if self._distance is not None else "distance"),
@@ -762,13 +774,13 @@ class CalibrationExplorer:
         display(self.widget)
 
 
-def _pearson(counts: xr.DataArray, quality: xr.DataArray) -> float:
-    """Pearson r of the alarm count with quality, by the core's own rule (NaN when constant)."""
+def _pearson(counts: np.ndarray, quality: np.ndarray) -> float:
+    """Pearson r of the alarm count with quality (same case order), by the core's own rule
+    (over the finite quality values; NaN when constant)."""
     from .calibration import _pearson_rows
 
-    q = quality.sel(case=counts["case"]).values.astype(float)
-    keep = np.isfinite(q)
-    return float(_pearson_rows(counts.values[keep], q[keep])[0])
+    keep = np.isfinite(quality)
+    return float(_pearson_rows(counts[keep], quality[keep])[0])
 
 
 def _threshold_frame(limits: xr.DataArray) -> pd.DataFrame:
@@ -877,7 +889,7 @@ def _raster(fig: Any, dpi: float) -> dict[str, Any]:
 
 def _paint_marker(base: dict[str, Any], alpha: float) -> bytes:
     """PNG of the sweep figure with the α marker painted in (a dashed line, a row frame)."""
-    from PIL import Image
+    from .plots import _rgb_png
 
     pixels = base["pixels"].copy()
     height = base["height"]
@@ -904,10 +916,7 @@ def _paint_marker(base: dict[str, Any], alpha: float) -> bytes:
                 pixels[r1 - t, c0:c1 + 1] = color
                 pixels[r0:r1 + 1, c0 + t] = color
                 pixels[r0:r1 + 1, c1 - t] = color
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels[..., :3]), "RGB").save(buffer, format="png",
-                                                                      compress_level=1)
-    return buffer.getvalue()
+    return _rgb_png(pixels[..., :3])
 
 
 

@@ -393,6 +393,14 @@ def test_figure_png_with_reused_background_matches_a_full_draw_pixel_for_pixel()
     assert not hasattr(other, "_qe_nb_backgrounds")
 
 
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (64, 33)])
+def test_rgb_png_decodes_with_pillow_to_the_same_pixels(shape):
+    pixels = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    png = plots._rgb_png(pixels)
+    np.testing.assert_array_equal(_pixels(png), pixels)
+    np.testing.assert_array_equal(_pixels(plots._rgb_png(pixels[:, ::-1])), pixels[:, ::-1])
+
 @pytest.mark.parametrize(
     ("fig", "dpi", "match"),
     [
