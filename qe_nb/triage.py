@@ -26,6 +26,7 @@ _DISPLAY = {"dice": "Dice", "jaccard": "Jaccard", "nsd": "NSD"}
 
 def _pair(value: float, threshold: float) -> tuple[str, str]:
     """Format a value and its threshold with just enough digits to tell them apart."""
+    value, threshold = value + 0.0, threshold + 0.0  # no "-0" in the text a radiologist reads
     for digits in range(2, 8):
         a, b = f"{value:.{digits}g}", f"{threshold:.{digits}g}"
         if a != b:

@@ -839,20 +839,23 @@ def demo_environment(folder: str | os.PathLike | None = None, *, n_cases: int = 
 
 
 def app_notebook() -> Path:
-    """The notebook ``qe-nb app`` serves: ``notebooks/triage_app.ipynb`` of the source tree.
+    """The notebook ``qe-nb app`` serves: ``notebooks/triage_app.ipynb`` of the source tree, or
+    the copy shipped inside the package after a plain ``pip install``.
 
     Raises
     ------
     FileNotFoundError
-        When qe_nb runs from an installed wheel without the source tree's notebooks.
+        When neither is there (a broken installation).
     """
-    path = Path(__file__).resolve().parent.parent / "notebooks" / "triage_app.ipynb"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the app notebook {str(path)!r} is missing; qe-nb app serves notebooks/triage_app.ipynb "
-            "of a source checkout (pip install -e .)."
-        )
-    return path
+    in_tree = Path(__file__).resolve().parent.parent / "notebooks" / "triage_app.ipynb"
+    packaged = Path(__file__).resolve().parent / "triage_app.ipynb"
+    for path in (in_tree, packaged):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"the app notebook is missing (looked at {str(in_tree)!r} and {str(packaged)!r}); "
+        "reinstall qe-nb."
+    )
 
 
 def voila_command(
