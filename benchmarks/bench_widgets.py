@@ -85,7 +85,7 @@ def main() -> None:
         cpu.append(time.process_time() - c)
         assert app.result.attrs["alpha"] == alpha
         panels_wall.append(dict(app.panel_seconds))
-        panels_cpu.append(dict(getattr(app, "panel_cpu_seconds", {})))
+        panels_cpu.append(dict(app.panel_cpu_seconds))
 
     sizes = dict(scores["similarity"].sizes)
     print(f"cube {' x '.join(f'{n} {d}' for d, n in sizes.items())}, with quality; "

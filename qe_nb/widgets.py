@@ -13,8 +13,17 @@ Two apps, each a plain object that builds its widgets and exposes its state as d
 No science happens here: a callback reads the widgets, calls the core (:mod:`qe_nb.alarms`,
 :mod:`qe_nb.calibration`, :mod:`qe_nb.triage`, :mod:`qe_nb.plots`) and redraws. Panels are
 filled with ``out.outputs = ()`` and ``out.append_display_data(...)`` (never ``with out:``
-while a notebook cell runs, which can hang Voila); figures are rendered to PNG once per
-change and reused.
+while a notebook cell runs, which can hang Voila) or by assigning ``out.outputs`` one
+display-data dict (one message to the front end).
+
+A slider move has to feel immediate (goal: under 150 ms for 1,000 cases x 5 algorithms x 3
+labels x 2 metrics, ``benchmarks/bench_widgets.py``), so the panels do the least work that
+shows the same thing: Figure 4 is drawn once per selection and then updated in place
+(:func:`qe_nb.plots.update_alarm_count_vs_quality`) on a kept background
+(:func:`qe_nb.plots.figure_png` with ``reuse_background=True``); the sweep figure is drawn
+once per selection and only its α marker is painted per move; the worklist words the
+reasons of the shown rows only; one :func:`qe_nb.thresholds` call serves the thresholds
+table and the worklist.
 
 This is the only module that imports ipywidgets; without it the apps raise an
 :class:`ImportError` with the install hint ``pip install "qe-nb[notebook]"``.
@@ -295,11 +304,12 @@ class CalibrationExplorer:
     sweep : pandas.DataFrame
         The sweep of the selected sub-cube (:func:`qe_nb.sweep_table`), computed once per
         selection, not per slider move.
-    redraw_seconds : float
-        Wall time of the last recompute-and-redraw (widget change to every panel filled).
-    panel_seconds : dict of str to float
-        The same split into ``result`` (alarms and risk) and each panel, to see what a
-        redraw spends its time on.
+    redraw_seconds, redraw_cpu_seconds : float
+        Wall and CPU time of the last recompute-and-redraw (widget change to every panel
+        filled); ``benchmarks/bench_widgets.py`` times it from the slider's side.
+    panel_seconds, panel_cpu_seconds : dict of str to float
+        The same split into ``result`` (alarms, risk and the thresholds) and each panel, to
+        see what a redraw spends its time on.
 
     Raises
     ------
