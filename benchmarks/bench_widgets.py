@@ -30,7 +30,7 @@ METRICS = ["dice", "hd95"]
 GOAL_SECONDS = 0.150
 
 
-def fake_scores(n_cases: int = 1000, *, seed: int = 3) -> xr.Dataset:
+def fake_scores(n_cases: int = 1000, *, seed: int = 3, quality: bool = True) -> xr.Dataset:
     """A scores cube whose disagreement tracks a hidden per-case quality; some hd95 are inf."""
     rng = np.random.default_rng(seed)
     true_dice = np.clip(rng.beta(6, 1.5, n_cases), 0.05, 0.99)
@@ -48,11 +48,10 @@ def fake_scores(n_cases: int = 1000, *, seed: int = 3) -> xr.Dataset:
         "label": LABELS, "metric": METRICS,
         "higher_is_better": ("metric", [True, False]), "units": ("metric", ["1", "mm"]),
     }
-    return xr.Dataset(
-        {"similarity": (("case", "algorithm", "label", "metric"), np.stack([dice, hd95], -1)),
-         "quality": (("case", "label", "metric"), np.stack([q_dice, q_hd], -1))},
-        coords=coords, attrs={"fusion": "mav"},
-    )
+    data = {"similarity": (("case", "algorithm", "label", "metric"), np.stack([dice, hd95], -1))}
+    if quality:
+        data["quality"] = (("case", "label", "metric"), np.stack([q_dice, q_hd], -1))
+    return xr.Dataset(data, coords=coords, attrs={"fusion": "mav"})
 
 
 def main() -> None:
@@ -60,12 +59,14 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--moves", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--without-quality", action="store_true",
+                        help="no ground truth: the alarm histogram instead of Figure 4, no triage")
     args = parser.parse_args()
 
     from qe_nb.widgets import CalibrationExplorer
 
     warnings.simplefilter("ignore")
-    scores = fake_scores(args.cases)
+    scores = fake_scores(args.cases, quality=not args.without_quality)
     w, c = time.perf_counter(), time.process_time()
     app = CalibrationExplorer(scores)
     build = (time.perf_counter() - w, time.process_time() - c)
@@ -88,7 +89,8 @@ def main() -> None:
         panels_cpu.append(dict(app.panel_cpu_seconds))
 
     sizes = dict(scores["similarity"].sizes)
-    print(f"cube {' x '.join(f'{n} {d}' for d, n in sizes.items())}, with quality; "
+    truth = "without" if args.without_quality else "with"
+    print(f"cube {' x '.join(f'{n} {d}' for d, n in sizes.items())}, {truth} quality; "
           f"{len(wall)} slider moves after 3 warm-up moves; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"build the app: {1e3 * build[0]:.0f} ms wall, {1e3 * build[1]:.0f} ms CPU")
