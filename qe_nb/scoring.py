@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .exceptions import InputError, LabelValueWarning, QeNbError
+from .exceptions import InputError, LabelValueWarning, QeNbError, QeNbWarning
 
 __all__ = ["score", "score_case", "save_scores", "load_scores", "metric_coords", "label_mean"]
 
@@ -340,6 +340,7 @@ def _run_processes(jobs, settings, on_error, n_jobs, *, window=None):
     time, so that a case that kills its worker is found and recorded, and the others are not
     blamed for it.
     """
+    import itertools
     import multiprocessing
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
@@ -352,9 +353,28 @@ def _run_processes(jobs, settings, on_error, n_jobs, *, window=None):
     suspects: deque = deque()  # lost with a broken pool; each reruns alone
     attempts: dict[str, int] = {}
     pending: dict = {}
+    barren = 0  # pools broken while none has ever returned a result
+    returned = False
     pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx)
     try:
         while True:
+            if barren >= _MAX_ATTEMPTS and not returned:
+                # Workers that die before any result cannot start at all (e.g. a script
+                # without `if __name__ == "__main__":`, which spawned workers re-run): score here.
+                pool.shutdown(wait=False, cancel_futures=True)
+                rest = itertools.chain(suspects, jobs)
+                first = next(rest, None)
+                if first is None:
+                    return
+                warnings.warn(
+                    f"worker processes died {barren} times before returning a result; scoring the "
+                    "remaining cases in this process. In a script, guard the call with "
+                    "`if __name__ == \"__main__\":` or pass n_jobs=1.",
+                    QeNbWarning, stacklevel=4,
+                )
+                for job in itertools.chain([first], rest):
+                    yield _score_case_safe(job[0], job[1], settings, on_error)
+                return
             if suspects:
                 if not pending:
                     job = suspects.popleft()
@@ -383,8 +403,10 @@ def _run_processes(jobs, settings, on_error, n_jobs, *, window=None):
                             continue
                     suspects.append(job)
                     continue
+                returned = True
                 yield result
             if broken:
+                barren += 1
                 # The pool is unusable: every case still in flight is lost with it.
                 suspects.extend(pending.values())
                 pending.clear()

@@ -298,6 +298,30 @@ def test_a_case_that_keeps_killing_its_worker_is_recorded(cohort, serial):
         list(scoring._run_processes(iter(jobs[1:]), settings, "raise", 2))
 
 
+@pytest.mark.slow
+def test_script_without_main_guard_falls_back_to_scoring_here(cohort, serial, tmp_path):
+    """Spawned workers re-run an unguarded script and die at once; score() must still finish."""
+    out = tmp_path / "scores.nc"
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        import warnings, qe_nb
+        from qe_nb import scoring
+        scoring._PARALLEL_ABOVE_SECONDS = 0.0
+        ens = qe_nb.open_ensemble({cohort.attrs["root"]!r}, masks={cohort.attrs["masks"]!r},
+                                  reference={cohort.attrs["reference"]!r}, labels="brats-regions")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            scores = qe_nb.score(ens, metrics={METRICS!r}, n_jobs=2, progress=False)
+        print("WARNED", any("before returning a result" in str(w.message) for w in seen))
+        qe_nb.save_scores(scores, {str(out)!r})
+        """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WARNED True" in proc.stdout
+    back = qe_nb.load_scores(out)
+    xr.testing.assert_equal(back["similarity"], serial["similarity"])
+
+
 @pytest.mark.parametrize("n_jobs", [0, -1, 2.5, True, "2"])
 def test_n_jobs_must_be_a_positive_integer(cohort, n_jobs):
     with pytest.raises(InputError, match=r"`n_jobs` must be a positive integer or None \(every core\); got "):
