@@ -252,16 +252,15 @@ def structure_masks(label_map: np.ndarray, labels: str | Mapping | LabelScheme) 
     """
     scheme = resolve_labels(labels)
     arr = check_label_map(label_map)
-    top = int(arr.max()) if arr.size else 0
-    if top < 65536:
-        # One lookup table pass instead of one full-volume comparison per structure.
-        lut = np.zeros((len(scheme.structures), top + 1), dtype=bool)
-        for i, values in enumerate(scheme.structures.values()):
-            if values:
-                lut[i, [v for v in values if v <= top]] = True
-            else:
-                lut[i, 1:] = True
-        return lut[:, arr]
-    return np.stack(
-        [np.isin(arr, values) if values else arr != 0 for values in scheme.structures.values()]
-    )
+    out = np.empty((len(scheme.structures),) + arr.shape, dtype=bool)
+    for i, values in enumerate(scheme.structures.values()):
+        # Plain comparisons vectorise best (a lookup table or np.take is several times slower).
+        if not values:
+            np.not_equal(arr, 0, out=out[i])
+        elif len(values) <= 4:
+            np.equal(arr, values[0], out=out[i])
+            for v in values[1:]:
+                out[i] |= arr == v
+        else:
+            out[i] = np.isin(arr, values)
+    return out

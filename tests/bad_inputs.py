@@ -164,8 +164,10 @@ FAULTS: tuple[Fault, ...] = (
           r"case 'case-03', algorithm 'alg-b'.*non-integral values \(e\.g\. 0\.73"),
     Fault("negative-labels", "negative label values", _negative,
           r"case 'case-03', algorithm 'alg-b'.*negative labels"),
-    # ITK's NIfTI reader turns NaN voxels into 0 silently, so NaN is shown with NRRD.
-    Fault("nan-voxels", "NaN voxels (NRRD)", _nan,
+    # ITK's NIfTI reader turns NaN voxels into 0 silently; qe_nb finds them in the raw data.
+    Fault("nan-voxels", "NaN voxels (float NIfTI)", _nan,
+          r"case 'case-03', algorithm 'alg-b'.*NaN"),
+    Fault("nan-voxels-nrrd", "NaN voxels (NRRD)", _nan,
           r"case 'case-03', algorithm 'alg-b'.*NaN", suffix=".nrrd"),
     Fault("label-outside-scheme", "label value 7 where the scheme knows 1 and 2", _outside_scheme,
           r"case 'case-03', algorithm 'alg-b': label values \[7\] are outside the label scheme",

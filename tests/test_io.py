@@ -494,3 +494,27 @@ def test_write_image_two_file_formats_in_place(tmp_path, label_map):
     with pytest.raises(InputError, match=r"cannot write '.*\.mhd': SimpleITK cannot write a two-file format under "
                        r"a name that is not valid UTF-8"):
         write_image(label_map, odd)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_read_image_keeps_nan_voxels_of_float_nifti(tmp_path, suffix):
+    """SimpleITK's NIfTI reader turns NaN into 0; read_image puts the NaNs back."""
+    arr = np.zeros((3, 4, 5), np.float32)
+    arr[1, 2, 3] = np.nan
+    arr[0, 0, 0] = 2.0
+    path = tmp_path / f"p{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+    assert not np.isnan(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).any()  # the trap
+    got, _ = read_image(path)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(arr))
+    assert got[0, 0, 0] == 2.0
+
+
+def test_read_image_leaves_no_decompressed_copy(tmp_path):
+    from qe_nb.io import _ram_folder
+
+    path = tmp_path / "a.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5), np.uint8)), str(path))
+    before = set(os.listdir(_ram_folder()))
+    read_image(path)
+    assert {n for n in os.listdir(_ram_folder()) if n.startswith("qe_nb-")} <= before
