@@ -318,7 +318,7 @@ def test_bad_manifest_argument():
 
 
 def test_local_shared_copy_is_the_real_case(brats_case_dir):
-    assert mf.fetch_dataset("brats-example-shared") == BRATS_EXAMPLE.resolve()
+    assert mf.fetch_dataset("brats-example-shared").resolve() == BRATS_EXAMPLE.resolve()
 
 
 def test_cache_from_environment(tmp_path, monkeypatch):
