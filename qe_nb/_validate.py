@@ -600,7 +600,7 @@ def warn_unreliable_thresholds(
             stacklevel=stacklevel,
         )
     for mask, what in (
-        (mad == 0, "MAD is 0 (at least half of the cases share one value), so the threshold is the median for every alpha"),
+        (mad == 0, "a MAD of 0 (at least half of the cases share one value), so the threshold is the median for every alpha"),
         (np.isnan(mad), "no finite value, so every case raises an alarm"),
     ):
         if not mask.any():

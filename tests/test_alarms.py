@@ -222,7 +222,7 @@ def test_warns_with_fewer_than_three_cases_at_the_callers_line():
 def test_warns_on_a_group_with_mad_zero_and_names_it():
     sim = hand_cube().copy()
     sim.loc[{"metric": "dice"}] = [[[1.0]], [[1.0]], [[1.0]], [[0.5]], [[1.0]]]
-    with pytest.warns(UnreliableThresholdWarning, match=r"1 group\(s\) have MAD is 0 .*: \(algorithm='x', label='tumor', metric='dice'\)\.") as record:
+    with pytest.warns(UnreliableThresholdWarning, match=r"1 group\(s\) have a MAD of 0 .*: \(algorithm='x', label='tumor', metric='dice'\)\.") as record:
         out = alarms(sim, 2.0)
     assert record[0].filename == __file__
     # threshold = median 1.0 for every alpha: only the 0.5 alarms

@@ -353,7 +353,7 @@ def test_warn_few_cases_and_flat_groups():
     coords = {"algorithm": ["a"], "label": ["l"], "metric": ["dice", "hd"]}
     with pytest.warns(UnreliableThresholdWarning, match=r"`similarity` holds 2 case\(s\); median and MAD over fewer than three cases"):
         v.warn_unreliable_thresholds(2, np.array([[[0.1, 0.2]]]), coords, stacklevel=2)
-    with pytest.warns(UnreliableThresholdWarning, match=r"1 group\(s\) have MAD is 0 .*: \(algorithm='a', label='l', metric='hd'\)\."):
+    with pytest.warns(UnreliableThresholdWarning, match=r"1 group\(s\) have a MAD of 0 .*: \(algorithm='a', label='l', metric='hd'\)\."):
         v.warn_unreliable_thresholds(5, np.array([[[0.1, 0.0]]]), coords, stacklevel=2)
     with pytest.warns(UnreliableThresholdWarning, match=r"no finite value, so every case raises an alarm: \(algorithm='a', label='l', metric='dice'\)"):
         v.warn_unreliable_thresholds(5, np.array([[[np.nan, 0.1]]]), coords, stacklevel=2)

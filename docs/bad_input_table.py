@@ -1,0 +1,146 @@
+"""Print the bad-input table: each kind of broken input, and what the user sees.
+
+Runs every fault of ``tests/bad_inputs.py`` through ``qe_nb.score`` (the recorded per-case
+error, or the warning), then the argument and manifest errors through the public functions,
+and writes the table as Markdown to ``docs/bad-input.md`` (and prints it).
+
+    python docs/bad_input_table.py
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import qe_nb  # noqa: E402
+from tests.bad_inputs import ALGORITHMS, FAULTS, make_cohort, victim  # noqa: E402
+
+
+def _short(text: str, folder: Path) -> str:
+    text = text.replace(str(folder), "…")
+    return re.sub(r"\s+", " ", text).replace("|", "\\|")
+
+
+def _open(root: Path, suffix: str = ".nii.gz"):
+    return qe_nb.open_ensemble(root, masks=f"{{case}}/{{algorithm}}{suffix}",
+                               reference=f"{{case}}/reference{suffix}", labels="brats")
+
+
+def _caught(call) -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            call()
+        except qe_nb.QeNbError as exc:
+            return f"{type(exc).__name__}: {exc}"
+    messages = [f"{w.category.__name__}: {w.message}" for w in caught if issubclass(w.category, qe_nb.QeNbWarning)]
+    return " / ".join(messages) or "(nothing)"
+
+
+def file_rows(base: Path) -> list[tuple[str, str]]:
+    rows = []
+    clean = {s: make_cohort(base / f"clean{s}", suffix=s) for s in (".nii.gz", ".nrrd")}
+    for fault in FAULTS:
+        root = base / fault.id
+        shutil.copytree(clean[fault.suffix], root, symlinks=True)
+        fault.apply(victim(root, fault.suffix))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            scores = qe_nb.score(_open(root, fault.suffix), metrics=("dice", "hd95"), progress=False, n_jobs=1)
+        error = str(scores["error"].sel(case="case-03").item())
+        if error:
+            seen = f"case recorded as failed, its scores NaN, other cases intact: `{error}`"
+        elif fault.outcome == "nan-row":
+            seen = "the missing candidate's similarity is NaN (so it raises its alarms); the case is scored"
+        else:
+            warned = [str(w.message) for w in caught if issubclass(w.category, qe_nb.LabelValueWarning)]
+            seen = f"case scored; warning: `{warned[0]}`" if warned else "case scored"
+        rows.append((fault.description, _short(seen, base)))
+    root = base / "resample"
+    shutil.copytree(clean[".nii.gz"], root, symlinks=True)
+    next(f for f in FAULTS if f.id == "other-spacing").apply(victim(root))
+    scores = qe_nb.score(_open(root), metrics=("dice",), progress=False, n_jobs=1, resample=True)
+    rows.append(("same shape, other spacing, with `resample=True`",
+                 "brought onto the first candidate's grid (nearest neighbour) and scored" if
+                 str(scores["error"].sel(case="case-03").item()) == "" else "not scored"))
+    root = base / "no-candidates"
+    shutil.copytree(clean[".nii.gz"], root, symlinks=True)
+    for name in ALGORITHMS:
+        (root / "case-01" / f"{name}.nii.gz").unlink()
+    scores = qe_nb.score(_open(root), metrics=("dice",), progress=False, n_jobs=1)
+    rows.append(("a case with a reference but no candidates",
+                 _short(f"case recorded as failed: `{scores['error'].sel(case='case-01').item()}`", base)))
+    root = base / "duplicates"
+    shutil.copytree(clean[".nii.gz"], root, symlinks=True)
+    shutil.copy(root / "case-00" / "alg-a.nii.gz", root / "case-00" / "alg-a.nii")
+    rows.append(("duplicate case ids (`alg-a.nii` beside `alg-a.nii.gz`)", _short("raised before any work: `" + _caught(
+        lambda: qe_nb.open_ensemble(root, masks="{case}/{algorithm}", labels="brats")) + "`", base)))
+    rows.append(("a pattern without `{algorithm}`", _short("raised before any work: `" + _caught(
+        lambda: qe_nb.open_ensemble(root, masks="{case}.nii.gz")) + "`", base)))
+    rows.append(("a folder with no matching files", _short("raised before any work: `" + _caught(
+        lambda: qe_nb.open_ensemble(root, masks="{case}/{algorithm}.mha")) + "`", base)))
+    return rows
+
+
+def argument_rows() -> list[tuple[str, str]]:
+    rng = np.random.default_rng(0)
+    sim = xr.DataArray(rng.random((6, 2, 1, 2)), dims=("case", "algorithm", "label", "metric"),
+                       coords={"case": [f"c{i}" for i in range(6)], "algorithm": ["a", "b"],
+                               "label": ["t"], "metric": ["dice", "hd95"]})
+    flat = sim.copy()
+    flat.loc[{"metric": "dice", "algorithm": "a"}] = 0.9
+    rows = [
+        ("α that is NaN", _caught(lambda: qe_nb.alarms(sim, float("nan")))),
+        ("α that is inf", _caught(lambda: qe_nb.alarms(sim, float("inf")))),
+        ("α that is a string", _caught(lambda: qe_nb.alarms(sim, "high"))),
+        ("scores missing a dim", _caught(lambda: qe_nb.alarms(sim.isel(label=0, drop=True), 0.1))),
+        ("fewer than three cases", _caught(lambda: qe_nb.alarms(sim.isel(case=[0, 1]), 0.1))),
+        ("a metric identical for every case (MAD 0)", _caught(lambda: qe_nb.alarms(flat, 0.1))),
+        ("an unknown metric", _caught(lambda: qe_nb.compute_metrics(np.ones(3, bool), np.ones(3, bool), ("hd99",)))),
+        ("an unknown fusion method", _caught(lambda: qe_nb.fuse([np.zeros(3, np.uint8)], method="vote"))),
+    ]
+    return [(what, f"`{seen}`") for what, seen in rows]
+
+
+def manifest_rows(base: Path) -> list[tuple[str, str]]:
+    from qe_nb.manifest import parse_manifest
+
+    good = (REPO / "data_manifest.yml").read_text()
+    cases = [
+        ("a manifest that is not YAML", "datasets: [\n  - name: x\n    kind: : :\n"),
+        ("a manifest with an unknown key", good.replace("datasets:", "datasetz: 1\ndatasets:", 1)),
+        ("a manifest entry missing a field", "version: 1\ndatasets:\n  - name: x\n    kind: local\n"),
+        ("a manifest file path outside the cache",
+         good.replace("path: TCGA-DU-7294/segmentation/hnfnetv1-20.nii.gz", "path: ../../etc/passwd", 1)),
+    ]
+    rows = [(what, f"`{_caught(lambda t=text: parse_manifest(t, source='data_manifest.yml'))}`") for what, text in cases]
+    return rows
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="qe_nb-bad-input-"))
+    try:
+        rows = file_rows(base) + argument_rows() + manifest_rows(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    lines = ["# Bad input: what the user sees", "",
+             "Made by `docs/bad_input_table.py`; every row is also a test in `tests/` that asserts the message.",
+             "", "| input | what the user sees |", "| --- | --- |"]
+    lines += [f"| {what} | {seen} |" for what, seen in rows]
+    text = "\n".join(lines) + "\n"
+    (REPO / "docs" / "bad-input.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
