@@ -2,14 +2,16 @@
 
 Expected values come from the core (``qe_nb.alarms``, ``qe_nb.worklist``, ``qe_nb.calibrate``)
 computed in this process on the same deterministic data the served notebook builds.
-Recipe and pitfalls: ../shared/BROWSER-TESTING.md. Screenshots go to docs/screenshots/.
+Recipe and pitfalls: ../shared/BROWSER-TESTING.md. Screenshots go to $QE_NB_SCREENSHOTS (docs/screenshots/ to refresh the docs' copies).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +51,10 @@ __all__ = ["browser_page", "chromium"]  # fixtures, imported for pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-SHOTS = REPO / "docs" / "screenshots"
+# Screenshots go to a temporary folder, so a test run leaves the tree clean; set
+# QE_NB_SCREENSHOTS=docs/screenshots to refresh the ones the docs show.
+SHOTS = Path(os.environ.get("QE_NB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "qe_nb-screenshots")
+SHOTS.mkdir(parents=True, exist_ok=True)
 CALIBRATE_NB = "02_calibrate_alpha.ipynb"
 
 
