@@ -43,13 +43,21 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .exceptions import EnsembleError, GeometryError, ImageReadError, InputError, LabelError
+from .exceptions import (
+    EnsembleError,
+    GeometryError,
+    ImageReadError,
+    InputError,
+    LabelError,
+    QeNbWarning,
+)
 from .io import (
     IMAGE_SUFFIXES,
     Geometry,
@@ -78,6 +86,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("qe_nb")
+
+_REFERENCE_NAMES = {"reference", "ref", "ground_truth", "groundtruth", "gt", "seg", "label", "labels", "truth"}
+"""Algorithm ids that are most likely a ground truth caught by the masks pattern."""
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _KNOWN = ("case", "algorithm", "modality")
@@ -439,6 +450,17 @@ def open_ensemble(
         coords["modality"] = np.array(modalities, dtype=object)
     coords["label"] = np.array(scheme.names, dtype=object)
     coords["label_values"] = ("label", np.array(scheme.values_text(), dtype=object))
+    if reference is None:
+        suspects = sorted(a for a in algorithms if a.lower() in _REFERENCE_NAMES)
+        if suspects:
+            warnings.warn(
+                f"the `masks` pattern {masks!r} takes {suspects} for algorithms; if "
+                f"{'it is' if len(suspects) == 1 else 'they are'} the ground truth, pass "
+                f"e.g. reference='{{case}}/{suspects[0]}.nii.gz' so it is scored as the reference "
+                "instead of fused with the candidates.",
+                QeNbWarning,
+                stacklevel=2,
+            )
 
     return xr.Dataset(
         data_vars,

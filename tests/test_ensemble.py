@@ -22,7 +22,14 @@ from qe_nb.ensemble import (
     load_reference,
     open_ensemble,
 )
-from qe_nb.exceptions import EnsembleError, GeometryError, ImageReadError, InputError, LabelError
+from qe_nb.exceptions import (
+    EnsembleError,
+    GeometryError,
+    ImageReadError,
+    InputError,
+    LabelError,
+    QeNbWarning,
+)
 from qe_nb.io import Geometry, write_image
 from qe_nb.labels import BRATS, BRATS_REGIONS, LabelScheme, structure_masks
 
@@ -161,7 +168,9 @@ def test_reference_beside_candidates_is_not_an_algorithm(tmp_path, maps):
     np.testing.assert_array_equal(ref.values, structure_masks(maps[("BraTS-001", "sanet")], BRATS_REGIONS))
     assert ref.attrs["case"] == "BraTS-001" and ref.attrs["spacing"] == (1.0, 1.0, 1.0)
     assert load_reference(ens, "BraTS-003") is None
-    assert load_reference(open_ensemble(root, labels="brats"), "BraTS-001") is None
+    with pytest.warns(QeNbWarning, match="takes \\['reference'\\] for algorithms"):
+        no_reference = open_ensemble(root, labels="brats")
+    assert load_reference(no_reference, "BraTS-001") is None
 
 
 def test_case_with_reference_but_no_candidates_is_kept(tmp_path, maps):
@@ -650,3 +659,22 @@ def test_catalogue_recovers_every_id(cases, algorithms, layout):
         assert list(ens.case.values) == sorted(cases)
         assert list(ens.algorithm.values) == sorted(algorithms)
         assert (ens["mask"].values != "").all()
+
+
+def test_reference_caught_by_the_masks_pattern_warns(tmp_path):
+    """Without `reference=`, a `reference.nii.gz` beside the candidates would be fused as one."""
+    import warnings as _warnings
+
+    arr = np.zeros((4, 5, 6), np.uint8)
+    arr[1:3, 1:3, 1:3] = 1
+    for name in ("alg-a", "alg-b", "reference"):
+        path = tmp_path / "c1" / f"{name}.nii.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+    with pytest.warns(QeNbWarning, match=r"takes \['reference'\] for algorithms; .*reference='\{case\}/reference\.nii\.gz'"):
+        open_ensemble(tmp_path, masks="{case}/{algorithm}.nii.gz", labels="binary")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        ens = open_ensemble(tmp_path, masks="{case}/{algorithm}.nii.gz",
+                            reference="{case}/reference.nii.gz", labels="binary")
+    assert list(ens.algorithm.values) == ["alg-a", "alg-b"]
