@@ -38,6 +38,14 @@ def _print(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _write_csv(path, table) -> None:
+    """Write a DataFrame to CSV atomically (a crash never leaves a half-written file)."""
+    from .io import atomic_write
+
+    with atomic_write(path, mode="w", newline="") as fh:
+        table.to_csv(fh, index=False)
+
+
 def _format_table(df, float_format="{:.2f}") -> str:
     import pandas as pd
 
@@ -89,16 +97,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print(qe_nb.threshold_table(similarity, alpha).to_string(float_format=lambda v: f"{v:.4f}"))
     _print()
     for label, a in (("the paper's alpha", 0.1), ("the calibrated alpha", alpha)):
-        count = qe_nb.risk(qe_nb.alarms(similarity, a))
-        r = float(np.corrcoef(count.values, quality.sel(case=count.case).values)[0, 1])
+        risk = qe_nb.risk(qe_nb.alarms(similarity, a))
+        r = float(np.corrcoef(risk.values, quality.sel(case=risk.case).values)[0, 1])
         _print(f"Pearson r between alarm count and the fusion's true Dice at {label} {a:.2f}: {r:.2f}")
     _print("(the paper, 68 real glioma cases at alpha 0.1: r = -0.72)")
-    risk = qe_nb.risk(qe_nb.alarms(similarity, alpha))
+    # `risk` is now the calibrated alpha's, which the figures show.
     worklist = qe_nb.worklist(similarity, alpha, quality=quality)
-    from .io import atomic_write
-
-    with atomic_write(out / "worklist.csv", mode="w") as fh:
-        worklist.to_csv(fh, index=False)
+    _write_csv(out / "worklist.csv", worklist)
     _print()
     _print(f"Top of the worklist (all {len(worklist)} cases in {out / 'worklist.csv'}):")
     cols = [c for c in ("case", "risk", "quality", "reasons") if c in worklist.columns]
@@ -123,19 +128,19 @@ def _write_demo_figures(out, risk, scores, quality, table, alpha, similarity) ->
         import matplotlib.pyplot as plt
 
         from . import plots
+        from .alarms import thresholds
+        from .io import atomic_write
     except ImportError:
         return []
     hd = scores["quality"].sel(metric="hd95").mean("label")
     figures = {
         "figure4_alarms_vs_quality.png": lambda: plots.alarm_count_vs_quality(risk, quality, hd),
         "alpha_sweep.png": lambda: plots.sweep_plot(table, chosen_alpha=alpha),
-        "thresholds.png": lambda: plots.threshold_plot(__import__("qe_nb").thresholds(similarity, alpha)),
+        "thresholds.png": lambda: plots.threshold_plot(thresholds(similarity, alpha)),
     }
     written = []
     for name, make in figures.items():
         fig = make()
-        from .io import atomic_write
-
         with atomic_write(out / name, mode="wb") as fh:
             fig.savefig(fh, dpi=110, bbox_inches="tight", format="png")
         plt.close(fig)
@@ -212,10 +217,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality)
     _print(_format_table(table))
     if args.csv:
-        from .io import atomic_write
-
-        with atomic_write(args.csv, mode="w") as fh:
-            table.to_csv(fh, index=False)
+        _write_csv(args.csv, table)
     return 0
 
 
@@ -230,10 +232,7 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
         _print(f"alpha calibrated by entropy: {alpha:.2f}")
     table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores))
     if args.csv:
-        from .io import atomic_write
-
-        with atomic_write(args.csv, mode="w") as fh:
-            table.to_csv(fh, index=False)
+        _write_csv(args.csv, table)
         _print(f"wrote {args.csv} ({len(table)} cases)")
     shown = table.head(args.top) if args.top else table
     _print(_format_table(shown))

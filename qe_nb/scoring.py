@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import traceback
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -250,9 +249,7 @@ def _score_case_safe(case_catalogue: xr.Dataset, case: str, settings: dict, on_e
         if on_error == "raise":
             raise
         with_reference = "reference" in case_catalogue
-        result = _empty_result(case, settings, with_reference, _error_text(case, exc))
-        result["traceback"] = traceback.format_exc(limit=3)
-        return result
+        return _empty_result(case, settings, with_reference, _error_text(case, exc))
 
 
 # ---------------------------------------------------------------------------------------------
