@@ -63,6 +63,7 @@ from .io import (
     Geometry,
     _first_difference,
     _fmt,
+    _read_image,
     check_geometry,
     read_image,
     resample_to,
@@ -260,7 +261,7 @@ def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) ->
                 break
             tried.append(path)
             try:
-                array, _ = read_image(path, case=case, role=f"algorithm {algorithm!r}")
+                array, _ = _read_image(path, case=case, role=f"algorithm {algorithm!r}")
                 array = check_label_map(array, name="label_map")
             except (ImageReadError, LabelError) as exc:
                 problems.append(str(exc))
@@ -522,7 +523,7 @@ def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> 
 
 
 def _read_label_map(path: str, case: str, role: str) -> tuple[np.ndarray, Geometry]:
-    array, geometry = read_image(path, case=case, role=role)
+    array, geometry = _read_image(path, case=case, role=role)  # copied by the callers
     try:
         return check_label_map(array, name="label_map"), geometry
     except LabelError as exc:

@@ -380,8 +380,10 @@ def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
     head = b""
     total = 0
     with open(path, "rb") as f:
+        pending = b""
         while True:
-            chunk = f.read(_CHUNK)
+            chunk = pending or f.read(_CHUNK)
+            pending = b""
             if not chunk:
                 break
             try:
@@ -394,7 +396,13 @@ def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
             if out is not None:
                 out.write(data)
             if d.eof:
-                break
+                # Another member may follow (as gzip and zlib's gzread read them); other
+                # trailing bytes are ignored, as gzread ignores them.
+                rest = d.unused_data + f.read(2 - len(d.unused_data)) if len(d.unused_data) < 2 else d.unused_data
+                if rest[:2] != _GZIP_MAGIC:
+                    break
+                d = _inflate.decompressobj(wbits=31)
+                pending = rest
     if not d.eof:
         raise ValueError("the gzip stream is truncated (it ends before its end marker)")
     return head, total
@@ -448,6 +456,95 @@ def _nifti_expected_size(head: bytes) -> int | None:
     for k in range(1, ndim + 1):
         n *= max(int(dims[k]), 1)
     return int(vox_offset) + (n * int(bitpix) + 7) // 8
+
+
+_NIFTI_INTEGERS = {
+    2: (np.uint8, sitk.sitkUInt8),
+    4: (np.int16, sitk.sitkInt16),
+    8: (np.int32, sitk.sitkInt32),
+    256: (np.int8, sitk.sitkInt8),
+    512: (np.uint16, sitk.sitkUInt16),
+    768: (np.uint32, sitk.sitkUInt32),
+    1024: (np.int64, sitk.sitkInt64),
+    1280: (np.uint64, sitk.sitkUInt64),
+}
+"""NIfTI datatype codes of integer voxels, with the numpy and SimpleITK types they read as."""
+
+
+def _inflate_whole(path: str) -> bytes | None:
+    """The whole decompressed content of a one-member gzip file, in one allocation.
+
+    Verifies the stream (end marker and CRC) as :func:`_check_gzip` does. Returns None when
+    the file is not that simple (several members, trailing bytes, a size the trailer does
+    not give): the caller then takes the streaming path, which explains any problem.
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 18:
+        return None
+    (size,) = struct.unpack("<I", raw[-4:])  # ISIZE: the decompressed size modulo 2**32
+    d = _inflate.decompressobj(wbits=31)
+    try:
+        data = d.decompress(raw, size + 1)
+    except _inflate.error:
+        return None
+    if not d.eof or d.unused_data or len(data) != size:
+        return None
+    return data
+
+
+def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, Geometry] | None:
+    """Voxels and grid of a decompressed single-file NIfTI-1 holding unscaled integers.
+
+    The voxels are viewed in ``data`` (read-only); the grid comes from SimpleITK's reading
+    of the header alone, and the result is only returned when SimpleITK reports the same
+    size and pixel type, so it equals ``sitk.ReadImage`` voxel for voxel. None otherwise.
+    """
+    if len(data) < 352 or data[344:348] != b"n+1\x00":
+        return None
+    for endian in "<>":
+        if struct.unpack(endian + "i", data[:4])[0] == 348:
+            break
+    else:
+        return None
+    dims = struct.unpack(endian + "8h", data[40:56])
+    (datatype,) = struct.unpack(endian + "h", data[70:72])
+    (vox_offset, slope, inter) = struct.unpack(endian + "3f", data[108:120])
+    if dims[0] != 3 or min(dims[1:4]) < 1 or datatype not in _NIFTI_INTEGERS:
+        return None
+    if slope not in (0.0, 1.0) or inter != 0.0 or vox_offset != int(vox_offset):
+        return None
+    dtype, pixel_id = _NIFTI_INTEGERS[datatype]
+    shape = (int(dims[3]), int(dims[2]), int(dims[1]))
+    count = shape[0] * shape[1] * shape[2]
+    if len(data) < int(vox_offset) + count * np.dtype(dtype).itemsize:
+        return None  # truncated: the full path names the problem
+    with _sitk_readable(path) as readable:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(readable)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
+    if (
+        reader.GetDimension() != 3
+        or reader.GetNumberOfComponents() != 1
+        or reader.GetPixelID() != pixel_id
+        or tuple(reader.GetSize()) != shape[::-1]
+    ):
+        return None
+    voxels = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(endian), count=count,
+                           offset=int(vox_offset)).reshape(shape)
+    if not voxels.dtype.isnative:
+        voxels = voxels.astype(dtype)
+    d = np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)[::-1, ::-1]
+    geometry = Geometry(
+        shape=shape,
+        spacing=tuple(reader.GetSpacing()[::-1]),
+        origin=tuple(reader.GetOrigin()[::-1]),
+        direction=tuple(d.ravel()),
+    )
+    return voxels, geometry
 
 
 @contextlib.contextmanager
@@ -523,6 +620,17 @@ def read_image(
     ...
     qe_nb.exceptions.ImageReadError: case 'c1', reference: cannot read '.../b.nii.gz': the file does not exist.
     """
+    array, geometry = _read_image(path, case=case, role=role)
+    if not array.flags.writeable:
+        array = array.copy()
+    return array, geometry
+
+
+def _read_image(
+    path: PathLike, *, case: str | None = None, role: str | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """:func:`read_image`, whose array may be a read-only view of the decompressed file
+    (loaders that copy the voxels anyway save a copy)."""
     p = os.fsdecode(os.fspath(path))
     where = _where(case, role)
     prefix = f"{where}: " if where else ""
@@ -548,7 +656,24 @@ def read_image(
     data_size = os.path.getsize(p)
     raw = None  # a decompressed single-file NIfTI, read instead of the .gz
     try:
-        if head[:2] == _GZIP_MAGIC:
+        whole = _inflate_whole(p) if head[:2] == _GZIP_MAGIC else None
+        if whole is not None:
+            # Decompressed in memory and verified. A label map (integer NIfTI) is viewed
+            # right there; anything else is handed to SimpleITK uncompressed below.
+            fast = _nifti_integer_voxels(whole, p)
+            if fast is not None:
+                return fast
+            head, data_size = whole[:544], len(whole)
+            if head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00":
+                fd, raw = tempfile.mkstemp(prefix="qe_nb-", suffix=".nii", dir=_ram_folder())
+                try:
+                    with os.fdopen(fd, "wb") as out:
+                        out.write(whole)
+                except OSError:  # no room for the copy: let SimpleITK inflate the file
+                    os.unlink(raw)
+                    raw = None
+            del whole
+        elif head[:2] == _GZIP_MAGIC:
             # Decompress once: this verifies the stream (SimpleITK reads truncated or corrupt
             # gzip files without complaint, padding or garbling voxels), and a NIfTI inside is
             # then handed to SimpleITK uncompressed, so the data are inflated only once.

@@ -380,8 +380,8 @@ class _Mask:
         self._codes: np.ndarray | None = None
         self._surface: np.ndarray | None = None
         self._surface_tree: cKDTree | None = None
-        self.boundary_points: np.ndarray  # set with boundary_tree
-        self.surface_points: np.ndarray  # set with surface_tree
+        self.boundary_points: np.ndarray  # set by boundary_tree()
+        self.surface_points: np.ndarray  # set by surface_tree()
 
     @property
     def boundary(self) -> np.ndarray:
@@ -401,12 +401,12 @@ class _Mask:
             self._boundary = boundary
         return self._boundary
 
-    @property
-    def boundary_tree(self) -> cKDTree:
+    def boundary_tree(self) -> tuple[cKDTree, np.ndarray]:
+        """A k-d tree over the boundary voxels (mm) and their absolute indices."""
         if self._boundary_tree is None:
             self.boundary_points = np.argwhere(self.boundary) + self.origin
             self._boundary_tree = cKDTree(self.boundary_points * self.spacing)
-        return self._boundary_tree
+        return self._boundary_tree, self.boundary_points
 
     @property
     def codes(self) -> np.ndarray:
@@ -440,12 +440,12 @@ class _Mask:
         """Surfel area of every surface corner, in C order."""
         return _surfel_area_table(tuple(self.spacing.tolist()))[self.codes[self.surface]]
 
-    @property
-    def surface_tree(self) -> cKDTree:
+    def surface_tree(self) -> tuple[cKDTree, np.ndarray]:
+        """A k-d tree over the surface corners (mm) and their absolute corner indices."""
         if self._surface_tree is None:
             self.surface_points = np.argwhere(self.surface) + self.lo
             self._surface_tree = cKDTree(self.surface_points * self.spacing)
-        return self._surface_tree
+        return self._surface_tree, self.surface_points
 
 
 def _features(mask: np.ndarray, spacing: tuple[float, ...]) -> _Mask | None:
@@ -453,26 +453,85 @@ def _features(mask: np.ndarray, spacing: tuple[float, ...]) -> _Mask | None:
     return None if box is None else _Mask(mask, box, spacing)
 
 
-def _nearest(points: np.ndarray, tree: cKDTree, tree_points: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """Distance (mm) from every integer point to the nearest point of a tree.
+# Above this fraction of unresolved query points per frame cell, one distance transform of
+# the frame is cheaper than k-d tree queries (measured on BraTS pairs and random blobs).
+_EDT_FRACTION = 0.05
 
-    The tree finds the nearest point; the distance is then recomputed from the integer
-    offsets exactly as ``scipy.ndimage.distance_transform_edt(..., sampling=spacing)`` does
-    (scale per axis, square, add axis by axis, root), so values agree to the last bit and a
-    distance equal to an NSD tolerance falls on the same side as in surface-distance.
-    """
-    idx = tree.query(points * spacing)[1]
-    offset = (tree_points[idx] - points).astype(np.float64)
-    squared = np.zeros(len(points))
-    for ax in range(points.shape[1]):
-        component = offset[:, ax] * spacing[ax]
+# The offset scan looks this many integer offsets around each query point (all those within
+# a physical radius, nearest first) before it hands the rest to a k-d tree.
+_SCAN_OFFSETS = 600
+_SCAN_BATCHES = (7, 32, 128, 256)
+
+
+@dataclass(frozen=True)
+class _Offsets:
+    """Integer offsets within a radius, sorted by their exact distance (scipy's arithmetic)."""
+
+    steps: np.ndarray  # (k, ndim) int64, nearest first, without the zero offset
+    distances: np.ndarray  # (k,) float64 mm
+    pad: tuple[int, ...]  # the largest |step| per axis: the margin a frame needs
+
+
+def _exact_distance(offsets: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """sqrt of the squared scaled offsets added axis by axis, as
+    ``scipy.ndimage.distance_transform_edt(..., sampling=spacing)`` computes its values, so
+    the floats agree to the last bit and a distance equal to an NSD tolerance falls on the
+    same side as in surface-distance."""
+    offsets = np.asarray(offsets, dtype=np.float64)
+    squared = np.zeros(len(offsets))
+    for ax in range(offsets.shape[1]):
+        component = offsets[:, ax] * spacing[ax]
         squared += component * component
     return np.sqrt(squared)
 
 
-# Above this fraction of query points per frame cell, one distance transform of the frame
-# is cheaper than k-d tree queries (measured on BraTS pairs and random blobs).
-_EDT_FRACTION = 0.05
+@lru_cache(maxsize=16)
+def _scan_offsets(spacing: tuple[float, ...]) -> _Offsets:
+    sp = np.asarray(spacing)
+    radius = 6.0 * float(sp.min())
+    while True:
+        reach = np.floor(radius / sp).astype(int)
+        grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
+        steps = np.stack([g.ravel() for g in grids], axis=1)
+        dist = _exact_distance(steps, sp)
+        keep = (dist <= radius) & (dist > 0)
+        if np.count_nonzero(keep) <= _SCAN_OFFSETS or radius <= float(sp.min()):
+            break
+        radius *= 0.85
+    steps, dist = steps[keep], dist[keep]
+    order = np.argsort(dist, kind="stable")
+    steps, dist = steps[order], dist[order]
+    pad = tuple(int(np.abs(steps[:, ax]).max()) if len(steps) else 0 for ax in range(len(spacing)))
+    return _Offsets(steps, dist, pad)
+
+
+def _scan(query: np.ndarray, target: np.ndarray, offsets: _Offsets) -> tuple[np.ndarray, np.ndarray]:
+    """Distance from each True cell of ``query`` to the nearest True cell of ``target``
+    found among ``offsets`` (nearest first), and the positions (in C order of the query's
+    cells) of the cells with no target within the offsets' radius, whose distance is NaN.
+
+    Both arrays share one C-contiguous frame whose margin holds ``offsets.pad`` cells beyond
+    every query cell, so a flat step never wraps to another row. Exact: the first offset
+    that hits is a nearest target cell, since offsets come sorted by distance.
+    """
+    cells = np.flatnonzero(query)
+    out = np.full(cells.size, np.nan)
+    strides = np.array(query.strides, dtype=np.int64) // query.itemsize
+    flat_steps = offsets.steps @ strides
+    flat_target = target.reshape(-1)
+    todo = np.arange(cells.size)
+    start = 0
+    for size in (*_SCAN_BATCHES, len(flat_steps)):
+        stop = min(start + size, len(flat_steps))
+        if start >= stop or todo.size == 0:
+            break
+        window = flat_target[cells[todo, None] + flat_steps[None, start:stop]]
+        hit = window.any(axis=1)
+        if hit.any():
+            out[todo[hit]] = offsets.distances[start + window[hit].argmax(axis=1)]
+            todo = todo[~hit]
+        start = stop
+    return out, todo
 
 
 def _distances(
@@ -480,22 +539,30 @@ def _distances(
     target: np.ndarray,
     origin: np.ndarray,
     spacing: np.ndarray,
-    tree_of_target: tuple[cKDTree, np.ndarray] | None = None,
+    tree_of_target=None,
 ) -> np.ndarray:
     """Distances (mm) from the True cells of ``query`` to the nearest True cell of
-    ``target`` (same frame, which holds all of ``target``), in C order of ``query``.
+    ``target`` (same frame, which holds all of ``target`` and the scan margin of
+    :func:`_scan_offsets`), in C order of ``query``.
 
-    Few query points: k-d tree over the target's relevant points (``tree_of_target``,
-    built lazily by the caller's mask). Many: scipy's exact distance transform of the frame.
-    Both give the same floats.
+    Most cells lie within a few voxels of the target: an offset scan, nearest first, finds
+    them. The rest go to a k-d tree over the target's relevant points (``tree_of_target``
+    returns it with its points, built lazily by the caller's mask), or to scipy's exact
+    distance transform of the frame when they are many. All three give the same floats.
     """
-    n = int(np.count_nonzero(query))
-    if n == 0:
+    if not query.any():
         return np.zeros(0)
-    if tree_of_target is None or n > _EDT_FRACTION * query.size:
-        return ndimage.distance_transform_edt(~target, sampling=spacing)[query]
-    tree, tree_points = tree_of_target
-    return _nearest(np.argwhere(query) + origin, tree, tree_points, spacing)
+    out, todo = _scan(query, target, _scan_offsets(tuple(spacing.tolist())))
+    if todo.size == 0:
+        return out
+    if tree_of_target is None or todo.size > _EDT_FRACTION * query.size:
+        out[todo] = ndimage.distance_transform_edt(~target, sampling=spacing)[query][todo]
+        return out
+    tree, tree_points = tree_of_target()
+    points = np.argwhere(query)[todo] + origin
+    idx = tree.query(points * spacing)[1]
+    out[todo] = _exact_distance(tree_points[idx] - points, spacing)
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -503,23 +570,31 @@ def _distances(
 
 
 class _Pair:
-    """The distances between two non-empty masks, computed once and shared by all metrics."""
+    """The distances between two non-empty masks, computed once and shared by all metrics.
+
+    Both masks are embedded in one frame: the union of their padded boxes plus the margin
+    the offset scan needs (:func:`_scan_offsets`).
+    """
 
     def __init__(self, a: _Mask, b: _Mask):
         self.a, self.b = a, b
+        self.spacing = a.spacing
+        self.margin = np.asarray(_scan_offsets(tuple(a.spacing.tolist())).pad)
         self.lo = np.minimum(a.lo, b.lo)
-        self.shape = tuple((np.maximum(a.hi, b.hi) - self.lo + 3).tolist())
+        self.shape = tuple((np.maximum(a.hi, b.hi) - self.lo + 3 + 2 * self.margin).tolist())
         self._voxels: tuple[np.ndarray, np.ndarray] | None = None
         self._hd: float | None = None
         self._intersection: int | None = None
         self._medpy: np.ndarray | None = None
         self._surface: tuple[np.ndarray, ...] | None = None
 
+    def _frame(self, mask: _Mask, cells: np.ndarray, corners: bool = False) -> np.ndarray:
+        shape = tuple(n - 1 for n in self.shape) if corners else self.shape
+        return _embed(cells, shape, mask.lo - self.lo + self.margin)
+
     def voxels(self) -> tuple[np.ndarray, np.ndarray]:
         if self._voxels is None:
-            self._voxels = tuple(
-                _embed(m.voxels, self.shape, m.lo - self.lo) for m in (self.a, self.b)
-            )
+            self._voxels = (self._frame(self.a, self.a.voxels), self._frame(self.b, self.b.voxels))
         return self._voxels
 
     def intersection(self) -> int:
@@ -542,22 +617,17 @@ class _Pair:
         va, vb = self._voxels
         return int(np.count_nonzero(va & vb))
 
-    def _few(self, query: np.ndarray) -> bool:
-        return int(np.count_nonzero(query)) <= _EDT_FRACTION * query.size
-
     def hd(self) -> float:
         """Exact symmetric Hausdorff distance between the voxel sets."""
         if self._hd is None:
             va, vb = self.voxels()
-            origin = self.lo - 1
+            origin = self.lo - 1 - self.margin
             result = 0.0
             for inside, other, mask in ((va, vb, self.b), (vb, va, self.a)):
-                query = inside & ~other
                 # The voxel of B nearest to any voxel outside B is a boundary voxel of B (a
                 # step towards the outside point along any axis where they differ would be
                 # closer), so B's boundary tree gives exact distances to the whole set.
-                tree = (mask.boundary_tree, mask.boundary_points) if self._few(query) else None
-                dist = _distances(query, other, origin, mask.spacing, tree)
+                dist = _distances(inside & ~other, other, origin, self.spacing, mask.boundary_tree)
                 if len(dist):
                     result = max(result, float(dist.max()))
             self._hd = result
@@ -566,30 +636,26 @@ class _Pair:
     def medpy_distances(self) -> np.ndarray:
         """Pooled boundary-voxel distances of both directions, as MedPy's hd95 uses them."""
         if self._medpy is None:
-            ba = _embed(self.a.boundary, self.shape, self.a.lo - self.lo)
-            bb = _embed(self.b.boundary, self.shape, self.b.lo - self.lo)
-            origin = self.lo - 1
+            ba = self._frame(self.a, self.a.boundary)
+            bb = self._frame(self.b, self.b.boundary)
+            origin = self.lo - 1 - self.margin
             parts = [np.zeros(2 * int(np.count_nonzero(ba & bb)))]
             for inside, other, mask in ((ba, bb, self.b), (bb, ba, self.a)):
-                query = inside & ~other
-                tree = (mask.boundary_tree, mask.boundary_points) if self._few(query) else None
-                parts.append(_distances(query, other, origin, mask.spacing, tree))
+                parts.append(_distances(inside & ~other, other, origin, self.spacing, mask.boundary_tree))
             self._medpy = np.concatenate(parts)
         return self._medpy
 
     def surface(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(distances a->b, areas a, distances b->a, areas b), each sorted as surface-distance."""
         if self._surface is None:
-            shape = tuple(n - 1 for n in self.shape)
-            sa = _embed(self.a.surface, shape, self.a.lo - self.lo)
-            sb = _embed(self.b.surface, shape, self.b.lo - self.lo)
+            sa = self._frame(self.a, self.a.surface, corners=True)
+            sb = self._frame(self.b, self.b.surface, corners=True)
+            origin = self.lo - self.margin
             out = []
             for mine, theirs, me, other in ((sa, sb, self.a, self.b), (sb, sa, self.b, self.a)):
                 shared = theirs[mine]  # surface corners of mine that lie on theirs: distance 0
                 dist = np.zeros(shared.shape)
-                query = mine & ~theirs
-                tree = (other.surface_tree, other.surface_points) if self._few(query) else None
-                dist[~shared] = _distances(query, theirs, self.lo, me.spacing, tree)
+                dist[~shared] = _distances(mine & ~theirs, theirs, origin, self.spacing, other.surface_tree)
                 areas = me.surface_areas
                 order = np.lexsort((areas, dist))
                 out += [dist[order], areas[order]]

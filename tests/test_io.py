@@ -102,6 +102,90 @@ def test_read_image_matches_simpleitk_geometry(tmp_path, label_map, suffix):
         np.testing.assert_allclose(got, expected, atol=1e-9)
 
 
+def _sitk_reference(path):
+    image = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(image), qio._geometry_of(image)
+
+
+def _nifti_variant(path, target, *, big_endian=False, slope=None):
+    """Rewrite a .nii written by SimpleITK as a big-endian and/or scaled .nii.gz."""
+    data = bytearray(path.read_bytes())
+    if slope is not None:
+        data[112:116] = np.float32(slope).tobytes()
+    if big_endian:
+        header = np.frombuffer(bytes(data[:348]), np.uint8).copy()
+        # Swap every numeric header field of NIfTI-1 to big-endian, by its layout.
+        layout = [(0, 4, 1), (32, 4, 1), (36, 2, 1), (40, 2, 8), (56, 4, 3), (68, 2, 4),
+                  (76, 4, 8), (108, 4, 3), (120, 2, 1), (123, 0, 0), (124, 4, 4),
+                  (252, 2, 2), (256, 4, 9), (280, 4, 12)]
+        for start, size, count in layout:
+            for k in range(count):
+                a = start + k * size
+                header[a:a + size] = header[a:a + size][::-1]
+        vox_offset = int(np.frombuffer(bytes(data[108:112]), "<f4")[0])
+        datatype = int(np.frombuffer(bytes(data[70:72]), "<i2")[0])
+        dtype = np.dtype(qio._NIFTI_INTEGERS[datatype][0])
+        voxels = np.frombuffer(bytes(data[vox_offset:]), dtype.newbyteorder("<"))
+        data = bytearray(header.tobytes()) + data[348:vox_offset] + voxels.astype(dtype.newbyteorder(">")).tobytes()
+    target.write_bytes(gzip.compress(bytes(data)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32,
+                                   np.uint64, np.int64])
+@pytest.mark.parametrize("variant", ["plain", "big-endian", "slope-1", "slope-2"])
+def test_read_image_in_memory_path_equals_simpleitk(tmp_path, rng, dtype, variant):
+    """Integer NIfTI label maps are decompressed and viewed in memory; the voxels and grid
+    equal SimpleITK's reading of the same file, and files it does not take (scaled voxels)
+    still read as SimpleITK reads them."""
+    info = np.iinfo(dtype)
+    array = rng.integers(max(info.min, -1000), min(info.max, 1000), size=SHAPE, endpoint=True).astype(dtype)
+    plain = tmp_path / "a.nii"
+    _sitk_write(array, plain, spacing_xyz=(0.5, 0.8, 3.0), origin_xyz=(10.0, -20.0, 30.0),
+                direction=SITK_DIRECTION, compress=False)
+    target = tmp_path / "b.nii.gz"
+    _nifti_variant(plain, target, big_endian=variant == "big-endian",
+                   slope={"slope-1": 1.0, "slope-2": 2.0}.get(variant))
+    expected, expected_geometry = _sitk_reference(target)
+    got, geometry = qio._read_image(target)
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == expected.dtype
+    assert geometry == expected_geometry
+    # The in-memory view is taken for unscaled integers (a big-endian one is converted to a
+    # native copy); scaled files go to SimpleITK.
+    if variant != "big-endian":
+        assert got.flags.writeable == (variant == "slope-2")
+    public, _ = read_image(target)
+    assert public.flags.writeable
+    np.testing.assert_array_equal(public, expected)
+
+
+def test_read_image_in_memory_path_on_the_real_case(brats_case_dir):
+    """Every file of the real BraTS case (label maps and MR images) reads as SimpleITK reads it."""
+    files = sorted(brats_case_dir.rglob("*.nii.gz"))
+    assert len(files) >= 10
+    viewed = 0
+    for path in files:
+        expected, expected_geometry = _sitk_reference(path)
+        got, geometry = qio._read_image(path)
+        np.testing.assert_array_equal(got, expected, err_msg=str(path))
+        assert got.dtype == expected.dtype and geometry == expected_geometry, path
+        viewed += not got.flags.writeable
+    assert viewed >= 5  # at least the five candidates took the in-memory path
+
+
+def test_read_image_multi_member_gzip_reads_as_simpleitk(tmp_path, label_map):
+    """A gzip file of two members (concatenated streams) is not taken in memory; the
+    streaming path reads it as SimpleITK does."""
+    plain = tmp_path / "a.nii"
+    _sitk_write(label_map, plain, compress=False)
+    data = plain.read_bytes()
+    target = tmp_path / "b.nii.gz"
+    target.write_bytes(gzip.compress(data[:500]) + gzip.compress(data[500:]))
+    assert qio._inflate_whole(str(target)) is None
+    got, _ = read_image(target)
+    np.testing.assert_array_equal(got, label_map)
+
+
 def test_read_image_error_prefix_names_case_role_and_file(tmp_path):
     missing = tmp_path / "isen-20.nii.gz"
     with pytest.raises(
