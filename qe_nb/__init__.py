@@ -40,6 +40,7 @@ _API = {
     "abs_volume_diff": "metrics",
     "compute_metrics": "metrics",
     "compute_metrics_many": "metrics",
+    "metrics_of_pairs": "metrics",
     "metric_spec": "metrics",
     "MetricSpec": "metrics",
     # fusion

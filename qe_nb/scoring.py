@@ -116,7 +116,7 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
     from .ensemble import load_label_maps, load_reference
     from .fusion import fuse
     from .labels import structure_masks
-    from .metrics import compute_metrics, compute_metrics_many
+    from .metrics import metrics_of_pairs
 
     algorithms = settings["algorithms"]
     metrics = settings["metrics"]
@@ -157,20 +157,20 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
     fused_masks = structure_masks(fused, scheme)
     index = [algorithms.index(a) for a in present]
     candidate_masks = np.stack([structure_masks(m, scheme) for m in maps])
-    for j in range(n_lab):
-        similarity[index, j, :] = compute_metrics_many(
-            fused_masks[j], candidate_masks[:, j], metrics,
-            spacing=spacing, nsd_tolerance=settings["nsd_tolerance"],
-        )
+    # Per structure, one stack: the fusion, the candidates, the reference. Each mask is
+    # prepared once for all the pairs it is in.
+    n = len(present)
+    pairs = [(0, 1 + i) for i in range(n)]
     if ref is not None:
-        for j in range(n_lab):
-            values = compute_metrics(ref[j], fused_masks[j], metrics, spacing=spacing,
-                                     nsd_tolerance=settings["nsd_tolerance"])
-            quality[j, :] = [values[m] for m in metrics]
-            candidate_quality[index, j, :] = compute_metrics_many(
-                ref[j], candidate_masks[:, j], metrics,
-                spacing=spacing, nsd_tolerance=settings["nsd_tolerance"],
-            )
+        pairs += [(n + 1, 0)] + [(n + 1, 1 + i) for i in range(n)]
+    for j in range(n_lab):
+        stack = [fused_masks[j][None], candidate_masks[:, j]] + ([ref[j][None]] if ref is not None else [])
+        table = metrics_of_pairs(np.concatenate(stack), pairs, metrics, spacing=spacing,
+                                 nsd_tolerance=settings["nsd_tolerance"])
+        similarity[index, j, :] = table[:n]
+        if ref is not None:
+            quality[j, :] = table[n]
+            candidate_quality[index, j, :] = table[n + 1 :]
     return {
         "case": case,
         "similarity": similarity,

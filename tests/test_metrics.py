@@ -26,6 +26,7 @@ from qe_nb.metrics import (
     hausdorff,
     jaccard,
     metric_spec,
+    metrics_of_pairs,
     nsd,
 )
 
@@ -150,6 +151,68 @@ def test_conformance_random_pairs(batch):
     assert len(kinds) == 7
 
 
+def _large_far_pair(seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Two big overlapping blobs (tens of thousands of voxels), one with a far satellite
+    and a shifted copy: many voxels and surfels lie beyond the offset scan's radius."""
+    rng = np.random.default_rng(1000 + seed)
+    shape = (48, 56, 64)
+    a = _blob(rng, shape, sigma=4.0, level=-0.2)
+    b = np.roll(a, tuple(int(v) for v in rng.integers(-2, 3, size=3)), axis=(0, 1, 2))
+    b &= ~_blob(rng, shape, sigma=3.0, level=1.4)
+    far = np.zeros(shape, bool)
+    corner = rng.integers(0, 6, size=3)
+    far[tuple(slice(c, c + 5) for c in corner)] = True
+    if seed % 2:
+        a = a & ~ndimage.binary_dilation(far, iterations=12)
+        b |= far
+    else:
+        b = b & ~ndimage.binary_dilation(far, iterations=12)
+        a |= far
+    return a, b, SPACINGS[seed % len(SPACINGS)]
+
+
+@pytest.mark.parametrize("fallback", ["kd-tree", "distance-transform"])
+def test_conformance_large_far_pairs_on_every_distance_path(monkeypatch, fallback):
+    """Large pairs with far parts go through every distance path: the offset scan, the
+    k-d tree or the distance transform for what lies beyond it, and the block pruning of
+    the exact Hausdorff distance. Each path gives the peers' values."""
+    from qe_nb import metrics as qm
+
+    monkeypatch.setattr(qm, "_EDT_FRACTION", 1.0 if fallback == "kd-tree" else 0.0)
+    measured = {"hd_query": 0, "hd_measured": 0, "measured": 0, "beyond_scan": 0}
+    scan, farthest_distances = qm._scan, qm._distances
+
+    def counting_scan(cells, target, offsets):
+        out, todo = scan(cells, target, offsets)
+        measured["beyond_scan"] += todo.size
+        return out, todo
+
+    def counting_distances(query, target, origin, spacing, tree_of_target=None, *, cells=None):
+        out = farthest_distances(query, target, origin, spacing, tree_of_target, cells=cells)
+        measured["measured"] += out.size
+        return out
+
+    monkeypatch.setattr(qm, "_scan", counting_scan)
+    monkeypatch.setattr(qm, "_distances", counting_distances)
+    for seed in range(4):
+        a, b, spacing = _large_far_pair(seed)
+        before = measured["measured"]
+        hd_alone = compute_metrics(a, b, "hd", spacing=spacing)["hd"]
+        measured["hd_measured"] += measured["measured"] - before
+        measured["hd_query"] += int(np.count_nonzero(a & ~b) + np.count_nonzero(b & ~a))
+        ours = compute_metrics(a, b, ("hd", "hd95", "assd", "nsd"), spacing=spacing)
+        assert ours["hd"] == hd_alone
+        sd = surface_distance.compute_surface_distances(a, b, spacing)
+        assert ours["hd"] == pytest.approx(sitk_hausdorff(a, b, spacing), abs=ATOL), seed
+        assert ours["hd95"] == surface_distance.compute_robust_hausdorff(sd, 95), seed
+        assert ours["assd"] == pytest.approx(
+            float(np.mean(surface_distance.compute_average_surface_distance(sd))), abs=ATOL), seed
+        assert ours["nsd"] == surface_distance.compute_surface_dice_at_tolerance(sd, 1.0), seed
+    assert measured["beyond_scan"] > 1000, measured
+    # the block pruning measured a fraction of the voxels of the Hausdorff queries
+    assert measured["hd_measured"] < 0.5 * measured["hd_query"], measured
+
+
 def test_random_pairs_cover_interesting_cases():
     """The generator really makes nested pairs, one-voxel masks and masks on the border,
     and the shells separate MedPy's surface hd from the exact voxel-set hd."""
@@ -235,6 +298,29 @@ def test_compute_metrics_many_equals_pairwise():
         expected = compute_metrics(fused, c, ALL, spacing=spacing, nsd_tolerance=1.5)
         np.testing.assert_array_equal(got[i], [expected[m] for m in ALL])
     assert got[3].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_metrics_of_pairs_equals_pairwise_and_checks_pairs():
+    rng = np.random.default_rng(8)
+    shape = (24, 30, 28)
+    fused = _nonempty(rng, shape, level=0.5)
+    masks = np.stack([fused, fused ^ _blob(rng, shape, level=1.5), _nonempty(rng, shape),
+                      np.zeros(shape, bool), _nonempty(rng, shape, level=0.8)])
+    pairs = [(0, 1), (0, 2), (0, 3), (4, 0), (4, 1), (4, 2), (4, 3), (2, 2)]
+    spacing = (0.7, 1.3, 3.0)
+    got = metrics_of_pairs(masks, pairs, ALL, spacing=spacing, nsd_tolerance=2.0)
+    assert got.shape == (len(pairs), len(ALL))
+    for row, (i, j) in zip(got, pairs):
+        expected = compute_metrics(masks[i], masks[j], ALL, spacing=spacing, nsd_tolerance=2.0)
+        np.testing.assert_array_equal(row, [expected[m] for m in ALL])
+    with pytest.raises(InputError, match=r"`pairs` holds \(0, 5\), outside the 5 masks"):
+        metrics_of_pairs(masks, [(0, 5)])
+    with pytest.raises(InputError, match=r"`pairs` must hold pairs of integer indices; got \(0, 1, 2\)"):
+        metrics_of_pairs(masks, [(0, 1, 2)])
+    with pytest.raises(InputError, match=r"`pairs` must hold pairs of integer indices; got \(0.5, 1\)"):
+        metrics_of_pairs(masks, [(0.5, 1)])
+    with pytest.raises(InputError, match=r"`masks` must stack masks on a leading axis; got shape \(5,\)"):
+        metrics_of_pairs(np.ones(5, bool), [(0, 1)])
 
 
 def test_2d_masks_match_surface_distance():
