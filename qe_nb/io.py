@@ -146,7 +146,8 @@ class Geometry:
         return cls(tuple(shape[-3:]), **kwargs)
 
 
-def _geometry_of(image: sitk.Image) -> Geometry:
+def _geometry_of(image: sitk.Image | sitk.ImageFileReader) -> Geometry:
+    """The grid of an image, or of a reader that has read an image's information."""
     d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[::-1, ::-1]
     return Geometry(
         shape=tuple(image.GetSize()[::-1]),
@@ -398,7 +399,9 @@ def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
             if d.eof:
                 # Another member may follow (as gzip and zlib's gzread read them); other
                 # trailing bytes are ignored, as gzread ignores them.
-                rest = d.unused_data + f.read(2 - len(d.unused_data)) if len(d.unused_data) < 2 else d.unused_data
+                rest = d.unused_data
+                if len(rest) < 2:
+                    rest += f.read(2 - len(rest))
                 if rest[:2] != _GZIP_MAGIC:
                     break
                 d = _inflate.decompressobj(wbits=31)
@@ -408,25 +411,50 @@ def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
     return head, total
 
 
+@dataclass(frozen=True)
+class _Nifti1:
+    """The fields of a single-file NIfTI-1 header that the readers here need."""
+
+    endian: str  # "<" or ">"
+    dims: tuple[int, ...]  # dim[0..7]
+    datatype: int
+    bitpix: int
+    vox_offset: float
+    slope: float
+    inter: float
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The (z, y, x) shape of a 3-D image."""
+        return (int(self.dims[3]), int(self.dims[2]), int(self.dims[1]))
+
+
+def _nifti1_header(head: bytes) -> _Nifti1 | None:
+    """The header of a single-file NIfTI-1 (``n+1``) in either byte order, or None."""
+    if len(head) < 348 or head[344:348] != b"n+1\x00":
+        return None
+    for endian in "<>":
+        if struct.unpack(endian + "i", head[:4])[0] == 348:
+            break
+    else:
+        return None
+    (datatype, bitpix) = struct.unpack(endian + "2h", head[70:74])
+    (vox_offset, slope, inter) = struct.unpack(endian + "3f", head[108:120])
+    return _Nifti1(endian, struct.unpack(endian + "8h", head[40:56]), datatype, bitpix,
+                   vox_offset, slope, inter)
+
+
 def _nifti_float_nans(path: str, head: bytes) -> np.ndarray | None:
     """Where a single-file float NIfTI holds NaN voxels, as a (z, y, x) mask; None if none.
 
     SimpleITK's NIfTI reader turns NaN voxels into 0 without a word, so they are found in
     the raw data instead, and put back into what ``read_image`` returns.
     """
-    if len(head) < 348 or head[344:348] != b"n+1\x00":
+    header = _nifti1_header(head)
+    if header is None or header.datatype not in _NIFTI_FLOATS or header.dims[0] != 3:
         return None
-    endian = "<" if struct.unpack("<i", head[:4])[0] == 348 else ">"
-    (datatype,) = struct.unpack(endian + "h", head[70:72])
-    if datatype not in _NIFTI_FLOATS:
-        return None
-    dims = struct.unpack(endian + "8h", head[40:56])
-    if dims[0] != 3:
-        return None
-    (vox_offset,) = struct.unpack(endian + "f", head[108:112])
-    shape = (int(dims[3]), int(dims[2]), int(dims[1]))
-    dtype = np.dtype(_NIFTI_FLOATS[datatype]).newbyteorder(endian)
-    voxels = np.memmap(path, dtype=dtype, mode="r", offset=int(vox_offset), shape=shape)
+    dtype = np.dtype(_NIFTI_FLOATS[header.datatype]).newbyteorder(header.endian)
+    voxels = np.memmap(path, dtype=dtype, mode="r", offset=int(header.vox_offset), shape=header.shape)
     nans = np.isnan(voxels)
     return nans if nans.any() else None
 
@@ -435,20 +463,19 @@ def _nifti_expected_size(head: bytes) -> int | None:
     """Bytes a single-file NIfTI needs according to its header, or None if not NIfTI."""
     if len(head) < 348:
         return None
-    for endian in "<>":
-        (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
-        if sizeof_hdr == 348 and head[344:348] == b"n+1\x00":
-            dims = struct.unpack(endian + "8h", head[40:56])
-            (bitpix,) = struct.unpack(endian + "h", head[72:74])
-            (vox_offset,) = struct.unpack(endian + "f", head[108:112])
-            break
-        if sizeof_hdr == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
-            (bitpix,) = struct.unpack(endian + "h", head[14:16])
-            dims = struct.unpack(endian + "8q", head[16:80])
-            (vox_offset,) = struct.unpack(endian + "q", head[168:176])
-            break
+    header = _nifti1_header(head)
+    if header is not None:
+        dims, bitpix, vox_offset = header.dims, header.bitpix, header.vox_offset
     else:
-        return None
+        for endian in "<>":
+            (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
+            if sizeof_hdr == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
+                (bitpix,) = struct.unpack(endian + "h", head[14:16])
+                dims = struct.unpack(endian + "8q", head[16:80])
+                (vox_offset,) = struct.unpack(endian + "q", head[168:176])
+                break
+        else:
+            return None
     ndim = int(dims[0])
     if not 1 <= ndim <= 7 or bitpix <= 0:
         return None
@@ -500,22 +527,16 @@ def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, Geometry]
     of the header alone, and the result is only returned when SimpleITK reports the same
     size and pixel type, so it equals ``sitk.ReadImage`` voxel for voxel. None otherwise.
     """
-    if len(data) < 352 or data[344:348] != b"n+1\x00":
+    header = _nifti1_header(data)
+    if header is None or len(data) < 352:
         return None
-    for endian in "<>":
-        if struct.unpack(endian + "i", data[:4])[0] == 348:
-            break
-    else:
+    dims, vox_offset = header.dims, header.vox_offset
+    if dims[0] != 3 or min(dims[1:4]) < 1 or header.datatype not in _NIFTI_INTEGERS:
         return None
-    dims = struct.unpack(endian + "8h", data[40:56])
-    (datatype,) = struct.unpack(endian + "h", data[70:72])
-    (vox_offset, slope, inter) = struct.unpack(endian + "3f", data[108:120])
-    if dims[0] != 3 or min(dims[1:4]) < 1 or datatype not in _NIFTI_INTEGERS:
+    if header.slope not in (0.0, 1.0) or header.inter != 0.0 or vox_offset != int(vox_offset):
         return None
-    if slope not in (0.0, 1.0) or inter != 0.0 or vox_offset != int(vox_offset):
-        return None
-    dtype, pixel_id = _NIFTI_INTEGERS[datatype]
-    shape = (int(dims[3]), int(dims[2]), int(dims[1]))
+    dtype, pixel_id = _NIFTI_INTEGERS[header.datatype]
+    shape = header.shape
     count = shape[0] * shape[1] * shape[2]
     if len(data) < int(vox_offset) + count * np.dtype(dtype).itemsize:
         return None  # truncated: the full path names the problem
@@ -533,18 +554,11 @@ def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, Geometry]
         or tuple(reader.GetSize()) != shape[::-1]
     ):
         return None
-    voxels = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(endian), count=count,
+    voxels = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(header.endian), count=count,
                            offset=int(vox_offset)).reshape(shape)
     if not voxels.dtype.isnative:
         voxels = voxels.astype(dtype)
-    d = np.asarray(reader.GetDirection(), dtype=float).reshape(3, 3)[::-1, ::-1]
-    geometry = Geometry(
-        shape=shape,
-        spacing=tuple(reader.GetSpacing()[::-1]),
-        origin=tuple(reader.GetOrigin()[::-1]),
-        direction=tuple(d.ravel()),
-    )
-    return voxels, geometry
+    return voxels, _geometry_of(reader)
 
 
 @contextlib.contextmanager
