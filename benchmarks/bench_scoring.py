@@ -454,16 +454,14 @@ def part_cohort(args, state):
              f"failed cases {scores.attrs['n_failed_cases']}; similarity, quality, candidate_quality")
     # Where the time goes: the same run without the reference (the run-time job: 15 pairs
     # per case instead of 33), and with Dice alone (reading, fusion and masks, no distances).
-    t0 = time.perf_counter()
-    qe_nb.score(ens.drop_vars("reference"), metrics=METRICS, progress=False)
-    t_noref = time.perf_counter() - t0
-    row("  the same without the reference (similarity only)", t_noref, base=io,
-        note=f"{t_noref / n * 1000:.0f} ms per case")
-    t0 = time.perf_counter()
-    qe_nb.score(ens, metrics=("dice",), progress=False)
-    t_dice = time.perf_counter() - t0
-    row("  the same with Dice alone (no distances)", t_dice, base=io,
-        note=f"{t_dice / n * 1000:.0f} ms per case")
+    for what, cohort, metrics in (
+        ("without the reference (similarity only)", ens.drop_vars("reference"), METRICS),
+        ("with Dice alone (no distances)", ens, ("dice",)),
+    ):
+        t0 = time.perf_counter()
+        qe_nb.score(cohort, metrics=metrics, progress=False)
+        t = time.perf_counter() - t0
+        row(f"  the same {what}", t, base=io, note=f"{t / n * 1000:.0f} ms per case")
 
 
 def rss_worker(root: str, n: int) -> None:
