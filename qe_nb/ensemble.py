@@ -558,6 +558,22 @@ def _grid_attrs(geometry: Geometry, case: str) -> dict[str, Any]:
     return {**geometry.as_attrs(), "case": case}
 
 
+def _stack(arrays: dict[str, np.ndarray], dim: str, dtype, geometry: Geometry, case: str, *,
+           name: str) -> xr.DataArray:
+    """The arrays (emptied as they are copied, in their order) stacked on a leading ``dim``."""
+    names = list(arrays)
+    out = np.empty((len(names), *geometry.shape), dtype=dtype)
+    for i, key in enumerate(names):
+        out[i] = arrays.pop(key)
+    return xr.DataArray(
+        out,
+        dims=(dim, "z", "y", "x"),
+        coords={dim: np.array(names, dtype=object)},
+        name=name,
+        attrs=_grid_attrs(geometry, case),
+    )
+
+
 def load_label_maps(
     ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
 ) -> xr.DataArray:
@@ -618,16 +634,7 @@ def load_label_maps(
         arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
     )
     dtype = np.result_type(*(a.dtype for a in arrays.values()))
-    out = np.empty((len(algorithms), *geometry.shape), dtype=dtype)
-    for i, algorithm in enumerate(algorithms):
-        out[i] = arrays.pop(algorithm)
-    return xr.DataArray(
-        out,
-        dims=("algorithm", "z", "y", "x"),
-        coords={"algorithm": np.array(algorithms, dtype=object)},
-        name="label_map",
-        attrs=_grid_attrs(geometry, case),
-    )
+    return _stack(arrays, "algorithm", dtype, geometry, case, name="label_map")
 
 
 def load_case(
@@ -856,14 +863,5 @@ def load_images(
         grid = target
     else:
         grid = _align(arrays, geometries, case=case, role="image", check=True, resample=resample)
-    out = np.empty((len(modalities), *grid.shape), dtype=np.float32)
-    for i, modality in enumerate(modalities):
-        out[i] = arrays.pop(modality)
-    return xr.DataArray(
-        out,
-        dims=("modality", "z", "y", "x"),
-        coords={"modality": np.array(modalities, dtype=object)},
-        name="image",
-        attrs=_grid_attrs(grid, case),
-    )
+    return _stack(arrays, "modality", np.float32, grid, case, name="image")
 
