@@ -464,9 +464,28 @@ def part_cohort(args, state):
         row(f"  the same {what}", t, base=io, note=f"{t / n * 1000:.0f} ms per case")
 
 
+def peak_rss_mb(pid: int | str = "self") -> float | None:
+    """Peak resident memory (MB) of a live process: ``VmHWM`` from ``/proc`` (Linux), or None.
+
+    Not ``getrusage``: Linux carries a process's ``ru_maxrss`` across ``exec`` from the forked
+    copy of its parent, so a fresh interpreter started by a big process reports the parent's
+    size. ``VmHWM`` belongs to the process's own address space.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def rss_worker(root: str, n: int) -> None:
-    """Score the first ``n`` cases of a cohort; print peak RSS of this process and its children."""
-    import resource
+    """Score the first ``n`` cases of a cohort; print the peak RSS of this process and of its
+    largest worker process (sampled every 50 ms while they live)."""
+    import multiprocessing
+    import threading
 
     import qe_nb
     from qe_nb import synth
@@ -474,12 +493,25 @@ def rss_worker(root: str, n: int) -> None:
     params = json.loads((Path(root) / "cohort.json").read_text())
     ens = qe_nb.open_ensemble(root, masks=synth.MASKS, reference=synth.REFERENCE, labels=params["labels"])
     ens = ens.isel(case=slice(0, n))
+    workers: dict[int, float] = {}
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.05):
+            for proc in multiprocessing.active_children():
+                peak = peak_rss_mb(proc.pid)
+                if peak is not None:
+                    workers[proc.pid] = max(workers.get(proc.pid, 0.0), peak)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     scores = qe_nb.score(ens, metrics=METRICS, progress=False)
     t = time.perf_counter() - t0
-    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print("RSS-JSON " + json.dumps({"seconds": t, "main_mb": main, "child_mb": child,
+    done.set()
+    sampler.join()
+    print("RSS-JSON " + json.dumps({"seconds": t, "main_mb": peak_rss_mb(), "n_workers": len(workers),
+                                    "child_mb": max(workers.values(), default=0.0),
                                     "n": int(scores.sizes["case"]), "failed": scores.attrs["n_failed_cases"]}))
 
 
@@ -498,7 +530,7 @@ def part_scale(args, state):
         state[f"scale_{n}"] = r
         row(f"qe_nb.score, {n} cases {shape}, all cores (fresh process)", r["seconds"],
             note=f"{n / r['seconds']:.1f} cases/s; peak RSS main {r['main_mb']:.0f} MB, "
-                 f"largest worker {r['child_mb']:.0f} MB; failed {r['failed']}")
+                 f"largest of {r['n_workers']} workers {r['child_mb']:.0f} MB; failed {r['failed']}")
 
 
 def part_dask(args, state):
@@ -549,12 +581,16 @@ def goals(state) -> None:
     if "cohort_score" in state:
         r = state["cohort_score"] / state["cohort_io"]
         line(f"synthetic BraTS-size cohort scored in <= 2x its read time: {r:.2f}x", r <= 2)
-    runs = sorted(k for k in state if k.startswith("scale_"))
+    runs = sorted((state[k] for k in state if k.startswith("scale_")), key=lambda r: r["n"])
     if len(runs) == 2:
-        a, b = (state[k] for k in runs)
-        line(f"peak RSS independent of cases: main {a['main_mb']:.0f} MB ({a['n']} cases) vs "
-             f"{b['main_mb']:.0f} MB ({b['n']} cases); worker {a['child_mb']:.0f} vs {b['child_mb']:.0f} MB",
-             b["main_mb"] <= 1.25 * a["main_mb"] and b["child_mb"] <= 1.25 * a["child_mb"])
+        # Per process: the cohort must not pile up in any of them. (A short cohort is scored
+        # in the main process alone, a long one in workers: their sum depends on the workers.)
+        a, b = runs
+        largest = [max(r["main_mb"], r["child_mb"]) for r in runs]
+        line(f"peak RSS independent of cases: largest process {largest[0]:.0f} MB ({a['n']} cases: "
+             f"main {a['main_mb']:.0f}, {a['n_workers']} workers {a['child_mb']:.0f}) vs {largest[1]:.0f} MB "
+             f"({b['n']} cases: main {b['main_mb']:.0f}, {b['n_workers']} workers {b['child_mb']:.0f} each)",
+             largest[1] <= 1.25 * largest[0] and b["main_mb"] <= 1.25 * a["main_mb"])
     if "dask_rates" in state:
         r = state["dask_rates"]
         line(f"LocalCluster of 2 workers: {r[2]:.1f} cases/s, {r[2] / r[1]:.2f}x one worker", None)
