@@ -368,6 +368,12 @@ def _embed(src: np.ndarray, shape: tuple[int, ...], offset: np.ndarray) -> np.nd
     return out
 
 
+# Points per k-d tree leaf. The queries that reach a tree are far from its surface, where
+# many leaves lie at similar distances: larger leaves than scipy's 16 visit fewer nodes
+# (about 2x faster per far query on BraTS-size surfaces; measured 16-512).
+_TREE_LEAF = 128
+
+
 class _Mask:
     """A non-empty mask cropped to its bounding box padded by one voxel, with lazily built
     boundary voxels and surface corners and their k-d trees, in absolute indices.
@@ -413,7 +419,7 @@ class _Mask:
         """A k-d tree over the boundary voxels (mm) and their absolute indices."""
         if self._boundary_tree is None:
             self.boundary_points = np.argwhere(self.boundary) + self.origin
-            self._boundary_tree = cKDTree(self.boundary_points * self.spacing)
+            self._boundary_tree = cKDTree(self.boundary_points * self.spacing, leafsize=_TREE_LEAF)
         return self._boundary_tree, self.boundary_points
 
     @property
@@ -452,7 +458,7 @@ class _Mask:
         """A k-d tree over the surface corners (mm) and their absolute corner indices."""
         if self._surface_tree is None:
             self.surface_points = np.argwhere(self.surface) + self.lo
-            self._surface_tree = cKDTree(self.surface_points * self.spacing)
+            self._surface_tree = cKDTree(self.surface_points * self.spacing, leafsize=_TREE_LEAF)
         return self._surface_tree, self.surface_points
 
 
@@ -462,8 +468,8 @@ def _features(mask: np.ndarray, spacing: tuple[float, ...]) -> _Mask | None:
 
 
 # Above this fraction of unresolved query points per frame cell, one distance transform of
-# the frame is cheaper than k-d tree queries (measured on BraTS pairs and random blobs).
-_EDT_FRACTION = 0.01
+# the frame is cheaper than k-d tree queries (measured on the BraTS-size synthetic cohort).
+_EDT_FRACTION = 0.02
 
 # The offset scan looks this many integer offsets around each query point (all those within
 # a physical radius, nearest first) before it hands the rest to a k-d tree.
