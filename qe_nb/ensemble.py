@@ -618,6 +618,17 @@ def load_label_maps(
     >>> maps.dims, maps.dtype.name, int(maps.max())
     (('algorithm', 'z', 'y', 'x'), 'uint8', 2)
     """
+    arrays, geometry = _read_label_maps(ensemble, case, check_geometry=check_geometry, resample=resample)
+    dtype = np.result_type(*(a.dtype for a in arrays.values()))
+    return _stack(arrays, "algorithm", dtype, geometry, case, name="label_map")
+
+
+def _read_label_maps(
+    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
+) -> tuple[dict[str, np.ndarray], Geometry]:
+    """:func:`load_label_maps` before stacking: algorithm -> label map (possibly a read-only
+    view of the decompressed file) on the common grid, and that grid. The scoring pipeline
+    crops the maps before it stacks them."""
     _check_ensemble(ensemble, case)
     algorithms = [str(a) for a in np.atleast_1d(ensemble["algorithm"].values)]
     if not algorithms:
@@ -633,8 +644,7 @@ def load_label_maps(
     geometry = _align(
         arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
     )
-    dtype = np.result_type(*(a.dtype for a in arrays.values()))
-    return _stack(arrays, "algorithm", dtype, geometry, case, name="label_map")
+    return arrays, geometry
 
 
 def load_case(
@@ -767,16 +777,10 @@ def load_reference(
     >>> list(ens.algorithm.values), load_reference(ens, "c1").dims
     (['a'], ('label', 'z', 'y', 'x'))
     """
-    _check_ensemble(ensemble, case)
-    if "reference" not in ensemble.data_vars:
+    found = _read_reference(ensemble, case, geometry=geometry, resample=resample)
+    if found is None:
         return None
-    path = _cell(ensemble, "reference", case=case)
-    if not path:
-        return None
-    array, own = _read_label_map(path, case, "reference")
-    array, grid = _against(
-        array, own, _target_geometry(geometry), case=case, role="reference", resample=resample
-    )
+    array, grid = found
     scheme = ensemble_labels(ensemble)
     return xr.DataArray(
         structure_masks(array, scheme),
@@ -788,6 +792,25 @@ def load_reference(
         name="reference",
         attrs=_grid_attrs(grid, case),
     )
+
+
+def _read_reference(
+    ensemble: xr.Dataset,
+    case: str,
+    *,
+    geometry: Geometry | xr.DataArray | None = None,
+    resample: bool = False,
+) -> tuple[np.ndarray, Geometry] | None:
+    """:func:`load_reference` before the structure masks: the reference's label map (possibly
+    a read-only view) on ``geometry`` and its grid, or None when the case has no reference."""
+    _check_ensemble(ensemble, case)
+    if "reference" not in ensemble.data_vars:
+        return None
+    path = _cell(ensemble, "reference", case=case)
+    if not path:
+        return None
+    array, own = _read_label_map(path, case, "reference")
+    return _against(array, own, _target_geometry(geometry), case=case, role="reference", resample=resample)
 
 
 def load_images(

@@ -113,7 +113,7 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
         ``candidate_quality`` (algorithm, label, metric) or None, ``error`` ("" when fine) and
         ``case``. Missing candidates give NaN rows.
     """
-    from .ensemble import load_label_maps, load_reference
+    from .ensemble import _read_label_maps, _read_reference
     from .fusion import fuse
     from .labels import structure_masks
     from .metrics import metrics_of_pairs
@@ -133,26 +133,24 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
 
     scheme = _scheme_from_settings(settings)
     resample = settings.get("resample", False)
-    label_maps = load_label_maps(cat.sel(algorithm=present), case, resample=resample)
-    spacing = tuple(float(s) for s in label_maps.attrs["spacing"])
-    maps = label_maps.values
-    ref = None
-    if has_reference:
-        reference = load_reference(cat, case, geometry=label_maps, resample=resample)
-        ref = np.asarray(reference.values, dtype=bool)
+    arrays, grid = _read_label_maps(cat.sel(algorithm=present), case, resample=resample)
+    spacing = tuple(float(s) for s in grid.spacing)
+    found = _read_reference(cat, case, geometry=grid, resample=resample) if has_reference else None
+    reference_map = None if found is None else found[0]
     # Everything below runs on the box holding every non-zero voxel of the case (plus a
     # margin): fusion, structure masks and metrics give the same values there as on the
-    # whole grid, at a fraction of the cost (a tumour fills a few % of a brain volume).
+    # whole grid, at a fraction of the cost (a tumour fills a few % of a brain volume). The
+    # maps are cropped before they are stacked, so the whole grid is never copied.
     # STAPLE's priors depend on the amount of background, so it fuses the whole grid.
-    box = _foreground_box(maps, ref)
+    maps_whole = list(arrays.values())
+    box = _foreground_box(maps_whole + ([] if reference_map is None else [reference_map]))
+    maps = np.stack([m[box] for m in maps_whole])
     if settings["fusion"] == "staple":
-        fused = fuse(maps, method="staple")[box]
+        fused = fuse(np.stack(maps_whole), method="staple")[box]
     else:
-        fused = fuse(maps[(slice(None),) + box], method=settings["fusion"])
-    maps = maps[(slice(None),) + box]
-    if ref is not None:
-        ref = ref[(slice(None),) + box]
-    del label_maps
+        fused = fuse(maps, method=settings["fusion"])
+    ref = None if reference_map is None else structure_masks(reference_map[box], scheme)
+    del arrays, maps_whole, reference_map, found
     warnings_found = _unexpected_labels(maps, present, scheme, case)
     fused_masks = structure_masks(fused, scheme)
     index = [algorithms.index(a) for a in present]
@@ -181,26 +179,29 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
     }
 
 
-def _foreground_box(maps: np.ndarray, reference: np.ndarray | None, margin: int = 1) -> tuple[slice, ...]:
-    """The box holding every non-zero voxel of the label maps and the reference, plus a margin.
+def _foreground_box(maps: Sequence[np.ndarray], margin: int = 1) -> tuple[slice, ...]:
+    """The box holding every non-zero voxel of the label maps (same shape), plus a margin.
 
     Examples
     --------
-    >>> maps = np.zeros((2, 5, 6, 7), np.uint8); maps[0, 2, 3, 4] = 1
-    >>> _foreground_box(maps, None)
-    (slice(1, 4, None), slice(2, 5, None), slice(3, 6, None))
+    >>> a = np.zeros((5, 6, 7), np.uint8); a[2, 3, 4] = 1
+    >>> b = np.zeros_like(a); b[2, 3, 5] = 4
+    >>> _foreground_box([a, b])
+    (slice(1, 4, None), slice(2, 5, None), slice(3, 7, None))
+    >>> _foreground_box([np.zeros((2, 3, 4), np.uint8)])
+    (slice(0, 1, None), slice(0, 1, None), slice(0, 1, None))
     """
-    occupied = np.bitwise_or.reduce(maps, axis=0) != 0 if maps.dtype.kind in "ui" else maps.any(axis=0)
-    if reference is not None:
-        occupied |= reference.any(axis=0)
-    box = []
-    for axis in range(occupied.ndim):
-        others = tuple(a for a in range(occupied.ndim) if a != axis)
-        hits = np.flatnonzero(occupied.any(axis=others))
-        if hits.size == 0:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
-            return tuple(slice(0, 1) for _ in range(occupied.ndim))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, occupied.shape[axis])))
-    return tuple(box)
+    from .metrics import _bounding_box
+
+    shape = maps[0].shape
+    boxes = [box for box in map(_bounding_box, maps) if box is not None]
+    if not boxes:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
+        return tuple(slice(0, 1) for _ in shape)
+    lo = np.min([lo for lo, _ in boxes], axis=0)
+    hi = np.max([hi for _, hi in boxes], axis=0)
+    return tuple(
+        slice(max(int(low) - margin, 0), min(int(high) + 1 + margin, n)) for low, high, n in zip(lo, hi, shape)
+    )
 
 
 def _unexpected_labels(maps: np.ndarray, algorithms: list[str], scheme, case: str) -> list[str]:
