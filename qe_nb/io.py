@@ -543,6 +543,7 @@ def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, Geometry]
     with _sitk_readable(path) as readable:
         reader = sitk.ImageFileReader()
         reader.SetFileName(readable)
+        reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
         try:
             reader.ReadImageInformation()
         except RuntimeError:
