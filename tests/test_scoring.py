@@ -147,6 +147,64 @@ def test_one_broken_file_never_loses_the_others(small_cohort, tmp_path):
         qe_nb.score(small_cohort, metrics=("dice",), progress=False, on_error="raise")
 
 
+def test_quality_on_the_foreground_box_matches_whole_grid_peers(tmp_path):
+    """score() crops every map to the case's foreground box before anything else: quality and
+    candidate quality still equal MedPy's Dice and SimpleITK's Hausdorff on the whole grids,
+    with far-off parts that only the reference (missed edema, a label outside the scheme) or
+    only one candidate (a false positive) holds."""
+    medpy = pytest.importorskip("medpy.metric.binary")
+    shape, spacing = (20, 24, 28), (2.0, 1.0, 0.8)
+    root = tmp_path / "cohort"
+    ref = np.zeros(shape, np.uint8)
+    ref[_blob(shape, (6, 7, 8), 4)] = 2
+    ref[_blob(shape, (6, 7, 8), 2)] = 4
+    ref[0:2, 0:3, 20:23] = 2  # edema that every candidate misses
+    ref[0, 0, 27] = 3  # not in the BraTS scheme: ignored, but non-zero
+    _write(ref, root / "c0" / "reference.nii.gz", spacing)
+    cands = []
+    for name, shift in (("alg-a", (0, 0, 0)), ("alg-b", (1, -1, 0)), ("alg-c", (0, 2, 1))):
+        cand = np.zeros(shape, np.uint8)
+        center = np.array((6, 7, 8)) + shift
+        cand[_blob(shape, center, 4)] = 2
+        cand[_blob(shape, center, 2)] = 4
+        cand[_blob(shape, center + 1, 1)] = 1
+        if name == "alg-c":
+            cand[15:17, 18:20, 20:22] = 4  # a far false positive
+        _write(cand, root / "c0" / f"{name}.nii.gz", spacing)
+        cands.append(cand)
+    ens = qe_nb.open_ensemble(root, masks="{case}/{algorithm}.nii.gz",
+                              reference="{case}/reference.nii.gz", labels="brats-regions")
+    scores = qe_nb.score(ens, metrics=("dice", "hd"), progress=False, n_jobs=1)
+    fused = qe_nb.structure_masks(qe_nb.fuse(cands, method="mav"), "brats-regions")
+    truth = qe_nb.structure_masks(ref, "brats-regions")
+
+    def hausdorff(a, b):
+        if not a.any() and not b.any():
+            return 0.0
+        if not a.any() or not b.any():
+            return np.inf
+        images = [sitk.GetImageFromArray(x.astype(np.uint8)) for x in (a, b)]
+        for image in images:
+            image.SetSpacing(spacing[::-1])
+        f = sitk.HausdorffDistanceImageFilter()
+        f.Execute(*images)
+        return f.GetHausdorffDistance()
+
+    def dice(a, b):
+        return 1.0 if not a.any() and not b.any() else medpy.dc(a, b)
+
+    for j, label in enumerate(scores.label.values):
+        got = scores["quality"].sel(case="c0", label=label)
+        assert got.sel(metric="dice") == pytest.approx(dice(truth[j], fused[j]), abs=1e-12)
+        assert got.sel(metric="hd") == pytest.approx(hausdorff(truth[j], fused[j]), abs=1e-6)
+        for name, cand in zip(("alg-a", "alg-b", "alg-c"), cands):
+            mask = qe_nb.structure_masks(cand, "brats-regions")[j]
+            got = scores["candidate_quality"].sel(case="c0", algorithm=name, label=label)
+            assert got.sel(metric="dice") == pytest.approx(dice(truth[j], mask), abs=1e-12)
+            assert got.sel(metric="hd") == pytest.approx(hausdorff(truth[j], mask), abs=1e-6)
+    assert scores["candidate_quality"].sel(case="c0", algorithm="alg-c", metric="hd").max() > 15
+
+
 def test_missing_candidate_gives_nan_row(small_cohort):
     ens = small_cohort.copy(deep=True)
     ens["mask"].loc[{"case": "c1", "algorithm": "alg-c"}] = ""
