@@ -23,7 +23,7 @@ import struct
 import tempfile
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -371,6 +371,26 @@ def _ram_folder() -> str:
     return tempfile.gettempdir()
 
 
+def _ram_copy(write: Callable[[IO[bytes]], Any]) -> tuple[str, Any] | None:
+    """A short-lived ``.nii`` file in :func:`_ram_folder`, filled by ``write(file)``.
+
+    Returns its path and what ``write`` returned, or None when there is no room for it (the
+    partial file is removed; the caller reads the original instead). ``ValueError`` and
+    ``PermissionError`` from ``write`` propagate, also after removing the partial file.
+    """
+    fd, path = tempfile.mkstemp(prefix="qe_nb-", suffix=".nii", dir=_ram_folder())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = write(out)
+    except (ValueError, PermissionError):
+        os.unlink(path)
+        raise
+    except OSError:
+        os.unlink(path)
+        return None
+    return path, result
+
+
 def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
     """Decompress a gzip file fully (verifying its end marker and CRC), optionally into ``out``.
 
@@ -680,33 +700,24 @@ def _read_image(
                 return fast
             head, data_size = whole[:544], len(whole)
             if head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00":
-                fd, raw = tempfile.mkstemp(prefix="qe_nb-", suffix=".nii", dir=_ram_folder())
-                try:
-                    with os.fdopen(fd, "wb") as out:
-                        out.write(whole)
-                except OSError:  # no room for the copy: let SimpleITK inflate the file
-                    os.unlink(raw)
-                    raw = None
+                # (no room for the copy: SimpleITK inflates the file itself)
+                copy = _ram_copy(lambda out: out.write(whole))
+                raw = None if copy is None else copy[0]
             del whole
         elif head[:2] == _GZIP_MAGIC:
             # Decompress once: this verifies the stream (SimpleITK reads truncated or corrupt
             # gzip files without complaint, padding or garbling voxels), and a NIfTI inside is
             # then handed to SimpleITK uncompressed, so the data are inflated only once.
-            fd, raw = tempfile.mkstemp(prefix="qe_nb-", suffix=".nii", dir=_ram_folder())
             try:
-                with os.fdopen(fd, "wb") as out:
-                    head, data_size = _check_gzip(p, out)
+                copy = _ram_copy(lambda out: _check_gzip(p, out))
+                if copy is None:  # no room for the copy: verify only, and let SimpleITK inflate
+                    head, data_size = _check_gzip(p)
+                else:
+                    raw, (head, data_size) = copy
             except ValueError as exc:
                 raise fail(f"it is a truncated or corrupt gzip file: {exc}") from None
             except PermissionError:
                 raise fail("permission denied (the file cannot be opened for reading)") from None
-            except OSError:  # no room for the copy: verify only, and let SimpleITK inflate
-                os.unlink(raw)
-                raw = None
-                try:
-                    head, data_size = _check_gzip(p)
-                except ValueError as exc:
-                    raise fail(f"it is a truncated or corrupt gzip file: {exc}") from None
             if raw is not None and head[344:348] != b"n+1\x00" and head[4:8] != b"n+2\x00":
                 os.unlink(raw)
                 raw = None
