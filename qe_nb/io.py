@@ -17,6 +17,8 @@ the new one, never half a file.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import math
 import os
 import shutil
 import struct
@@ -464,18 +466,31 @@ def _nifti1_header(head: bytes) -> _Nifti1 | None:
                    vox_offset, slope, inter)
 
 
-def _nifti_float_nans(path: str, head: bytes) -> np.ndarray | None:
+def _nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.ndarray | None:
     """Where a single-file float NIfTI holds NaN voxels, as a (z, y, x) mask; None if none.
 
     SimpleITK's NIfTI reader turns NaN voxels into 0 without a word, so they are found in
-    the raw data instead, and put back into what ``read_image`` returns.
+    the raw data instead, and put back into what ``read_image`` returns. ``compressed``: the
+    file is gzip'd (read when there was no room for a decompressed copy). None too when the
+    file holds fewer voxels than its header says: the caller reports the truncation.
     """
     header = _nifti1_header(head)
     if header is None or header.datatype not in _NIFTI_FLOATS or header.dims[0] != 3:
         return None
     dtype = np.dtype(_NIFTI_FLOATS[header.datatype]).newbyteorder(header.endian)
-    voxels = np.memmap(path, dtype=dtype, mode="r", offset=int(header.vox_offset), shape=header.shape)
-    nans = np.isnan(voxels)
+    offset, count = int(header.vox_offset), math.prod(header.shape)
+    needed = offset + count * dtype.itemsize
+    if compressed:
+        with gzip.open(path, "rb") as f:
+            data = f.read(needed)
+        if len(data) < needed:
+            return None
+        voxels = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    else:
+        if os.path.getsize(path) < needed:
+            return None
+        voxels = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=header.shape)
+    nans = np.isnan(voxels).reshape(header.shape)
     return nans if nans.any() else None
 
 
@@ -689,9 +704,10 @@ def _read_image(
     if not head:
         raise fail("the file is empty (0 bytes)")
     data_size = os.path.getsize(p)
+    gzipped = head[:2] == _GZIP_MAGIC
     raw = None  # a decompressed single-file NIfTI, read instead of the .gz
     try:
-        whole = _inflate_whole(p) if head[:2] == _GZIP_MAGIC else None
+        whole = _inflate_whole(p) if gzipped else None
         if whole is not None:
             # Decompressed in memory and verified. A label map (integer NIfTI) is viewed
             # right there; anything else is handed to SimpleITK uncompressed below.
@@ -704,7 +720,7 @@ def _read_image(
                 copy = _ram_copy(lambda out: out.write(whole))
                 raw = None if copy is None else copy[0]
             del whole
-        elif head[:2] == _GZIP_MAGIC:
+        elif gzipped:
             # Decompress once: this verifies the stream (SimpleITK reads truncated or corrupt
             # gzip files without complaint, padding or garbling voxels), and a NIfTI inside is
             # then handed to SimpleITK uncompressed, so the data are inflated only once.
@@ -733,7 +749,9 @@ def _read_image(
                         ".nii.gz, .nii, .nrrd or .mha)"
                     ) from None
                 raise fail(f"SimpleITK could not read it ({reason})") from None
-        nans = _nifti_float_nans(source, head) if image.GetDimension() == 3 else None
+        # (a gzip file read as it is: there was no room for a decompressed copy)
+        compressed = gzipped and raw is None
+        nans = _nifti_float_nans(source, head, compressed=compressed) if image.GetDimension() == 3 else None
     finally:
         if raw is not None:
             with contextlib.suppress(OSError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import io
 import os
 import stat
 
@@ -306,6 +308,18 @@ def test_read_image_truncated_raw_nifti(tmp_path, label_map):
         read_image(tmp_path / "t.nii")
 
 
+def test_read_image_truncated_raw_float_nifti(tmp_path):
+    """The same for float voxels, whose NaN voxels are looked up in the file: the missing
+    bytes are reported, not read past."""
+    image = np.linspace(0.0, 1.0, 1000, dtype=np.float32).reshape(10, 10, 10)
+    full = tmp_path / "full.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(image), str(full))
+    path = tmp_path / "t.nii"
+    path.write_bytes(full.read_bytes()[:-400])
+    with pytest.raises(ImageReadError, match=r"the NIfTI data are truncated: it holds \d+ bytes"):
+        read_image(path)
+
+
 def test_read_image_truncated_nrrd_keeps_one_line(tmp_path, label_map):
     _sitk_write(label_map, tmp_path / "a.nrrd")
     data = (tmp_path / "a.nrrd").read_bytes()
@@ -592,6 +606,43 @@ def test_read_image_keeps_nan_voxels_of_float_nifti(tmp_path, suffix):
     got, _ = read_image(path)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(arr))
     assert got[0, 0, 0] == 2.0
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_read_image_without_room_for_the_decompressed_copy(tmp_path, members, monkeypatch):
+    """A full RAM folder (every write fails): a float NIfTI in one gzip member (inflated in
+    memory) or in two (streamed) still reads right, SimpleITK inflating the file itself and
+    its NaN voxels found in the gzip'd data; a corrupt file is still named as such; no
+    partial copy is left behind."""
+    image = np.linspace(-1.5, 7.25, 3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    image[1, 2, 3] = image[2, 0, 4] = np.nan
+    plain = tmp_path / "a.nii"
+    sitk.WriteImage(sitk.GetImageFromArray(image), str(plain))
+    data = plain.read_bytes()
+    path = tmp_path / "a.nii.gz"
+    cut = len(data) // members
+    path.write_bytes(b"".join(gzip.compress(data[k * cut : (k + 1) * cut if k < members - 1 else None])
+                              for k in range(members)))
+    broken = tmp_path / "broken.nii.gz"
+    whole = gzip.compress(data)
+    broken.write_bytes(whole[:-12] + bytes(4) + whole[-8:])  # a wrong CRC
+    folder = tmp_path / "ram"
+    folder.mkdir()
+    monkeypatch.setattr(qio, "_ram_folder", lambda: str(folder))
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(qio.os, "fdopen", lambda fd, mode: (os.close(fd), Full())[1])
+    got, _ = read_image(path)
+    np.testing.assert_array_equal(got, image)
+    with pytest.raises(ImageReadError, match="truncated or corrupt gzip file"):
+        read_image(broken)
+    assert os.listdir(folder) == []
 
 
 def test_read_image_leaves_no_decompressed_copy(tmp_path):
