@@ -17,30 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:
-    from .browser_util import (
-        Server,
-        browser_page,
-        chromium,
-        copy_notebooks,
-        free_port,
-        jupyter_env,
-        lab_run_all,
-        no_widget_errors,
-        start_jupyterlab,
-    )
-except ImportError:  # tests/ imported as top-level modules
-    from browser_util import (  # type: ignore[no-redef]
-        Server,
-        browser_page,
-        chromium,
-        copy_notebooks,
-        free_port,
-        jupyter_env,
-        lab_run_all,
-        no_widget_errors,
-        start_jupyterlab,
-    )
+from .browser_util import (
+    Server,
+    browser_page,
+    chromium,
+    copy_notebooks,
+    free_port,
+    jupyter_env,
+    lab_run_all,
+    no_widget_errors,
+    start_jupyterlab,
+)
 
 pytestmark = [
     pytest.mark.browser,

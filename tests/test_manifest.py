@@ -15,10 +15,7 @@ import yaml
 from qe_nb import manifest as mf
 from qe_nb.exceptions import InputError, ManifestError
 
-try:  # tests/ as a package or as a plain folder on sys.path
-    from .conftest import BRATS_ALGORITHMS, BRATS_EXAMPLE, REPO, SHARED
-except ImportError:
-    from conftest import BRATS_ALGORITHMS, BRATS_EXAMPLE, REPO, SHARED
+from .conftest import BRATS_ALGORITHMS, BRATS_EXAMPLE, REPO, SHARED
 
 HAVE_ENSEMBLE = importlib.util.find_spec("qe_nb.ensemble") is not None
 HAVE_SYNTH = importlib.util.find_spec("qe_nb.synth") is not None
