@@ -21,6 +21,7 @@ import numpy as np
 
 from .exceptions import InputError
 from .labels import check_label_map
+from .metrics import _bounding_box
 
 __all__ = ["METHODS", "fuse"]
 
@@ -294,19 +295,14 @@ def _check_labels(labels: object) -> tuple[int, ...] | None:
 # -- the pieces -----------------------------------------------------------------------------
 
 
-def _union_box(maps: list[np.ndarray]) -> tuple[slice, ...] | None:
-    """Bounding box of the voxels that are non-zero in any candidate (None if there are none)."""
-    union = maps[0].astype(np.result_type(*maps), copy=True)
-    for m in maps[1:]:
-        np.bitwise_or(union, m, out=union)
-    box = []
-    for axis in range(union.ndim):
-        others = tuple(a for a in range(union.ndim) if a != axis)
-        hit = np.flatnonzero(union.any(axis=others) if others else union)
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
+def _union_box(maps: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
+    """Bounding box of the voxels that are non-zero in any map (None if there are none)."""
+    boxes = [box for box in map(_bounding_box, maps) if box is not None]
+    if not boxes:
+        return None
+    lo = np.min([lo for lo, _ in boxes], axis=0)
+    hi = np.max([hi for _, hi in boxes], axis=0)
+    return tuple(slice(int(low), int(high) + 1) for low, high in zip(lo, hi))
 
 
 def _present_values(maps: list[np.ndarray], box: tuple[slice, ...] | None) -> tuple[int, ...]:

@@ -191,16 +191,13 @@ def _foreground_box(maps: Sequence[np.ndarray], margin: int = 1) -> tuple[slice,
     >>> _foreground_box([np.zeros((2, 3, 4), np.uint8)])
     (slice(0, 1, None), slice(0, 1, None), slice(0, 1, None))
     """
-    from .metrics import _bounding_box
+    from .fusion import _union_box
 
-    shape = maps[0].shape
-    boxes = [box for box in map(_bounding_box, maps) if box is not None]
-    if not boxes:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
-        return tuple(slice(0, 1) for _ in shape)
-    lo = np.min([lo for lo, _ in boxes], axis=0)
-    hi = np.max([hi for _, hi in boxes], axis=0)
+    union = _union_box(maps)
+    if union is None:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
+        return tuple(slice(0, 1) for _ in maps[0].shape)
     return tuple(
-        slice(max(int(low) - margin, 0), min(int(high) + 1 + margin, n)) for low, high, n in zip(lo, hi, shape)
+        slice(max(box.start - margin, 0), min(box.stop + margin, n)) for box, n in zip(union, maps[0].shape)
     )
 
 
