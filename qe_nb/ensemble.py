@@ -71,6 +71,7 @@ from .io import (
 from .labels import (
     SCHEMES,
     LabelScheme,
+    _values_in,
     check_label_map,
     infer_labels,
     resolve_labels,
@@ -266,7 +267,7 @@ def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) ->
             except (ImageReadError, LabelError) as exc:
                 problems.append(str(exc))
                 continue
-            values.update(int(v) for v in np.unique(array))
+            values.update(_values_in(array).tolist())
         if values or len(tried) >= _MAX_INFERENCE_FILES:
             break
     if not values:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .exceptions import InputError
-from .labels import check_label_map
+from .labels import _values_in, check_label_map
 from .metrics import _bounding_box
 
 __all__ = ["METHODS", "fuse"]
@@ -309,11 +309,7 @@ def _present_values(maps: list[np.ndarray], box: tuple[slice, ...] | None) -> tu
     """Sorted non-zero values present in any map (within `box` when given)."""
     seen: set[int] = set()
     for m in maps:
-        part = m if box is None else m[box]
-        if part.dtype.kind == "u" and part.dtype.itemsize <= 2:
-            seen.update(np.flatnonzero(np.bincount(part.ravel())).tolist())
-        else:
-            seen.update(np.unique(part).tolist())
+        seen.update(_values_in(m if box is None else m[box]).tolist())
     seen.discard(0)
     return tuple(sorted(seen))
 

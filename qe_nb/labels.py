@@ -189,6 +189,23 @@ def infer_labels(values: Iterable[int]) -> LabelScheme:
     return LabelScheme("inferred", {f"label_{v}": (v,) for v in seen})
 
 
+def _values_in(label_map: np.ndarray) -> np.ndarray:
+    """The distinct values of a checked (non-negative integer) label map, sorted.
+
+    A histogram (one pass) when the values are small, as label values are; ``np.unique``
+    (a sort) otherwise.
+
+    Examples
+    --------
+    >>> _values_in(np.array([[4, 0], [2, 4]], np.uint8))
+    array([0, 2, 4])
+    """
+    top = int(label_map.max()) if label_map.size else 0
+    if top < 65536:
+        return np.flatnonzero(np.bincount(label_map.ravel(), minlength=top + 1))
+    return np.unique(label_map)
+
+
 def check_label_map(label_map: np.ndarray, *, name: str = "label_map") -> np.ndarray:
     """Return ``label_map`` as a non-negative integer array, or raise :class:`LabelError`.
 

@@ -203,14 +203,14 @@ def _foreground_box(maps: Sequence[np.ndarray], margin: int = 1) -> tuple[slice,
 
 def _unexpected_labels(maps: np.ndarray, algorithms: list[str], scheme, case: str) -> list[str]:
     """Messages naming label values that no structure of the scheme uses (they are ignored)."""
+    from .labels import _values_in
+
     known = set(scheme.values)
     if not known:  # the binary scheme takes every non-zero value
         return []
     messages = []
     for algorithm, values in zip(algorithms, maps):
-        top = int(values.max()) if values.size else 0
-        seen = np.flatnonzero(np.bincount(values.ravel(), minlength=top + 1)) if top < 65536 else np.unique(values)
-        extra = sorted(set(int(v) for v in seen) - known - {0})
+        extra = sorted(set(_values_in(values).tolist()) - known - {0})
         if extra:
             messages.append(
                 f"case {case!r}, algorithm {str(algorithm)!r}: label values {extra} are outside the "
