@@ -149,13 +149,17 @@ class Geometry:
 
 
 def _geometry_of(image: sitk.Image | sitk.ImageFileReader) -> Geometry:
-    """The grid of an image, or of a reader that has read an image's information."""
-    d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[::-1, ::-1]
+    """The grid of an image, or of a reader that has read an image's information.
+
+    Zeros are unsigned (``+ 0.0``): a reader's header-only read gives ``-0.0`` where
+    ``sitk.ReadImage`` gives ``0.0`` for the same file, and grids are printed in messages.
+    """
+    d = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[::-1, ::-1] + 0.0
     return Geometry(
         shape=tuple(image.GetSize()[::-1]),
         spacing=tuple(image.GetSpacing()[::-1]),
-        origin=tuple(image.GetOrigin()[::-1]),
-        direction=tuple(d.ravel()),
+        origin=tuple((np.asarray(image.GetOrigin(), dtype=float)[::-1] + 0.0).tolist()),
+        direction=tuple(d.ravel().tolist()),
     )
 
 

@@ -161,6 +161,19 @@ def test_read_image_in_memory_path_equals_simpleitk(tmp_path, rng, dtype, varian
     np.testing.assert_array_equal(public, expected)
 
 
+def test_read_image_in_memory_grid_prints_as_simpleitks(tmp_path):
+    """The in-memory path takes its grid from SimpleITK's header-only read, which gives -0.0
+    where sitk.ReadImage gives 0.0; the grid (printed in geometry errors, stored in attrs)
+    must print the same either way."""
+    path = tmp_path / "a.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5), np.uint8)), str(path))
+    got, geometry = qio._read_image(path)
+    assert not got.flags.writeable  # the in-memory path
+    image = sitk.ReadImage(str(path))
+    assert repr(geometry.direction) == repr(tuple(image.GetDirection()))  # identity: (x, y, z) reversal is moot
+    assert repr(geometry.origin) == repr(tuple(image.GetOrigin()))
+
+
 def test_read_image_in_memory_path_on_the_real_case(brats_case_dir):
     """Every file of the real BraTS case (label maps and MR images) reads as SimpleITK reads it."""
     files = sorted(brats_case_dir.rglob("*.nii.gz"))
