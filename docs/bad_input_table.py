@@ -49,7 +49,7 @@ def _caught(call) -> str:
 
 def file_rows(base: Path) -> list[tuple[str, str]]:
     rows = []
-    clean = {s: make_cohort(base / f"clean{s}", suffix=s) for s in (".nii.gz", ".nrrd")}
+    clean = {s: make_cohort(base / f"clean{s}", suffix=s) for s in sorted({f.suffix for f in FAULTS})}
     for fault in FAULTS:
         root = base / fault.id
         shutil.copytree(clean[fault.suffix], root, symlinks=True)

@@ -68,6 +68,13 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2])
 
 
+def _truncate_float(path: Path) -> None:
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    write(arr, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
@@ -144,6 +151,8 @@ def _broken_symlink(path: Path) -> None:
 FAULTS: tuple[Fault, ...] = (
     Fault("truncated", "a .nii.gz cut off half-way (interrupted copy)", _truncate,
           r"case 'case-03', algorithm 'alg-b': .*alg-b\.nii\.gz.*(truncated|incomplete|ends early)"),
+    Fault("truncated-float-nii", "an uncompressed float32 .nii cut off (interrupted copy)", _truncate_float,
+          r"case 'case-03', algorithm 'alg-b': .*alg-b\.nii.*the NIfTI data are truncated", suffix=".nii"),
     Fault("corrupt-gzip", "a .nii.gz with zeroed bytes in the middle", _corrupt,
           r"case 'case-03', algorithm 'alg-b': .*alg-b\.nii\.gz.*(corrupt|CRC|invalid|damaged)"),
     Fault("not-an-image", "a spreadsheet saved as .nii.gz", _not_an_image,

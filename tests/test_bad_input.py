@@ -32,7 +32,7 @@ def _open(root, suffix=".nii.gz"):
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory):
     out = {}
-    for suffix in (".nii.gz", ".nrrd"):
+    for suffix in sorted({f.suffix for f in FAULTS}):
         root = make_cohort(tmp_path_factory.mktemp("clean") / "cohort", suffix=suffix)
         out[suffix] = (root, qe_nb.score(_open(root, suffix), metrics=METRICS, progress=False))
     return out
