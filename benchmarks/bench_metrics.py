@@ -15,8 +15,8 @@ import numpy as np
 import SimpleITK as sitk
 import surface_distance
 
-from qe_nb.labels import structure_masks
-from qe_nb.metrics import compute_metrics_many
+from qe_nb.core.labels import structure_masks
+from qe_nb.core.metrics import compute_metrics_many
 
 SHARED = Path(os.environ.get("QE_NB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CASE = SHARED / "data" / "brats-example" / "TCGA-DU-7294"

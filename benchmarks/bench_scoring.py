@@ -156,7 +156,7 @@ def read_maps(paths):
 def synthetic(workdir: Path, n: int, shape: tuple[int, int, int]):
     """A synthetic glioma cohort, generated once into ``workdir`` and reused."""
     import qe_nb
-    from qe_nb import synth
+    from qe_nb.data import synth
 
     root = workdir / f"glioma-{n}-{'x'.join(map(str, shape))}"
     marker = root / "cohort.json"
@@ -327,7 +327,7 @@ def part_peers(args, state):
     import SimpleITK as sitk
 
     import qe_nb
-    from qe_nb.metrics import compute_metrics_many
+    from qe_nb.core.metrics import compute_metrics_many
 
     maps = read_maps(real_paths())
     fused = _region_masks(qe_nb.fuse(maps, method="mav"))
@@ -490,7 +490,7 @@ def rss_worker(root: str, n: int) -> None:
     import threading
 
     import qe_nb
-    from qe_nb import synth
+    from qe_nb.data import synth
 
     params = json.loads((Path(root) / "cohort.json").read_text())
     ens = qe_nb.open_ensemble(root, masks=synth.MASKS, reference=synth.REFERENCE, labels=params["labels"])

@@ -22,11 +22,11 @@ import time
 import numpy as np
 import xarray as xr
 
-from qe_nb.alarms import alarms, risk
-from qe_nb.fusion import fuse
-from qe_nb.labels import structure_masks
-from qe_nb.metrics import compute_metrics
-from qe_nb.synth import _LABELS, KINDS, _algorithm_names, _check_arguments, _generate
+from qe_nb.core.alarms import alarms, risk
+from qe_nb.core.fusion import fuse
+from qe_nb.core.labels import structure_masks
+from qe_nb.core.metrics import compute_metrics
+from qe_nb.data.synth import _LABELS, KINDS, _algorithm_names, _check_arguments, _generate
 
 
 def cohort_scores(kind: str, n_cases: int, n_algorithms: int, seed: int, shape=None):
@@ -64,7 +64,7 @@ def main() -> None:
     kinds = [a for a in args if a in KINDS] or list(KINDS)
     seeds = [int(a) for a in args if a.isdigit()] or [0, 1, 2]
     if "--timing" in args:
-        from qe_nb.synth import _write_cohort
+        from qe_nb.data.synth import _write_cohort
 
         with tempfile.TemporaryDirectory() as folder:
             t = time.perf_counter()

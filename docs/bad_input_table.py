@@ -113,7 +113,7 @@ def argument_rows() -> list[tuple[str, str]]:
 
 
 def manifest_rows(base: Path) -> list[tuple[str, str]]:
-    from qe_nb.manifest import parse_manifest
+    from qe_nb.data.manifest import parse_manifest
 
     good = (REPO / "data_manifest.yml").read_text()
     cases = [

@@ -1,4 +1,4 @@
-"""Save a PNG of every figure kind of :mod:`qe_nb.plots` to ``docs/figures/``.
+"""Save a PNG of every figure kind of :mod:`qe_nb.ui.plots` to ``docs/figures/``.
 
 Run by hand from the repository root (it takes a few seconds)::
 
@@ -34,7 +34,7 @@ import xarray as xr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from qe_nb import plots  # noqa: E402
+from qe_nb.ui import plots  # noqa: E402
 
 OUT = REPO / "docs" / "figures"
 SHARED = Path(os.environ.get("QE_NB_SHARED", REPO.parent / "shared"))

@@ -22,60 +22,60 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 # public name -> module that defines it
 _API = {
     # labels
-    "LabelScheme": "labels",
-    "BRATS": "labels",
-    "BRATS_REGIONS": "labels",
-    "BRATS_2023": "labels",
-    "BRATS_2023_REGIONS": "labels",
-    "BINARY": "labels",
-    "resolve_labels": "labels",
-    "structure_masks": "labels",
+    "LabelScheme": "core.labels",
+    "BRATS": "core.labels",
+    "BRATS_REGIONS": "core.labels",
+    "BRATS_2023": "core.labels",
+    "BRATS_2023_REGIONS": "core.labels",
+    "BINARY": "core.labels",
+    "resolve_labels": "core.labels",
+    "structure_masks": "core.labels",
     # metrics
-    "METRICS": "metrics",
-    "dice": "metrics",
-    "jaccard": "metrics",
-    "hausdorff": "metrics",
-    "assd": "metrics",
-    "nsd": "metrics",
-    "abs_volume_diff": "metrics",
-    "compute_metrics": "metrics",
-    "compute_metrics_many": "metrics",
-    "metrics_of_pairs": "metrics",
-    "metric_spec": "metrics",
-    "MetricSpec": "metrics",
+    "METRICS": "core.metrics",
+    "dice": "core.metrics",
+    "jaccard": "core.metrics",
+    "hausdorff": "core.metrics",
+    "assd": "core.metrics",
+    "nsd": "core.metrics",
+    "abs_volume_diff": "core.metrics",
+    "compute_metrics": "core.metrics",
+    "compute_metrics_many": "core.metrics",
+    "metrics_of_pairs": "core.metrics",
+    "metric_spec": "core.metrics",
+    "MetricSpec": "core.metrics",
     # fusion
-    "fuse": "fusion",
+    "fuse": "core.fusion",
     # alarms
-    "thresholds": "alarms",
-    "alarms": "alarms",
-    "risk": "alarms",
-    "threshold_table": "alarms",
+    "thresholds": "core.alarms",
+    "alarms": "core.alarms",
+    "risk": "core.alarms",
+    "threshold_table": "core.alarms",
     # calibration
-    "alarm_entropy": "calibration",
-    "sweep": "calibration",
-    "sweep_table": "calibration",
-    "calibrate": "calibration",
+    "alarm_entropy": "core.calibration",
+    "sweep": "core.calibration",
+    "sweep_table": "core.calibration",
+    "calibrate": "core.calibration",
     # triage
-    "worklist": "triage",
-    "triage_performance": "triage",
+    "worklist": "core.triage",
+    "triage_performance": "core.triage",
     # files -> cohort
-    "open_ensemble": "ensemble",
-    "load_case": "ensemble",
-    "load_label_maps": "ensemble",
-    "load_reference": "ensemble",
-    "load_images": "ensemble",
-    "read_image": "io",
-    "write_image": "io",
-    "synthetic_cohort": "synth",
-    "score": "scoring",
-    "save_scores": "scoring",
-    "load_scores": "scoring",
-    "label_mean": "scoring",
+    "open_ensemble": "data.ensemble",
+    "load_case": "data.ensemble",
+    "load_label_maps": "data.ensemble",
+    "load_reference": "data.ensemble",
+    "load_images": "data.ensemble",
+    "read_image": "data.images",
+    "write_image": "data.images",
+    "synthetic_cohort": "data.synth",
+    "score": "pipeline.scoring",
+    "save_scores": "pipeline.scoring",
+    "load_scores": "pipeline.scoring",
+    "label_mean": "pipeline.scoring",
     # data sets
-    "load_manifest": "manifest",
-    "fetch_dataset": "manifest",
-    "open_dataset": "manifest",
-    "DatasetEntry": "manifest",
+    "load_manifest": "data.manifest",
+    "fetch_dataset": "data.manifest",
+    "open_dataset": "data.manifest",
+    "DatasetEntry": "data.manifest",
     # errors
     "QeNbError": "exceptions",
     "InputError": "exceptions",
@@ -92,10 +92,11 @@ _API = {
 
 __all__ = sorted(_API) + ["__version__"]
 
-# ``qe_nb.alarms`` names both a submodule and its main function. Importing the submodule binds
-# the module to the package attribute, which would hide the function from the lazy lookup
-# below; binding the function eagerly here (after the submodule import) keeps it callable.
-from .alarms import alarms  # noqa: E402, F401
+# The flat modules of versions before 0.2 (``qe_nb.metrics``, ``qe_nb.widgets``, ...) still
+# import, with a DeprecationWarning that names their new home in the layers.
+from qe_nb._compat import install_module_aliases  # noqa: E402
+
+install_module_aliases()
 
 
 def __getattr__(name: str):

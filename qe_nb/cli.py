@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import QeNbError
+from qe_nb.exceptions import QeNbError
 
 PAPER_ALPHAS = (-3.0, -2.0, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0)
 
@@ -40,7 +40,7 @@ def _print(text: str = "") -> None:
 
 def _write_csv(path, table) -> None:
     """Write a DataFrame to CSV atomically (a crash never leaves a half-written file)."""
-    from .io import atomic_write
+    from qe_nb.data.images import atomic_write
 
     with atomic_write(path, mode="w", newline="") as fh:
         table.to_csv(fh, index=False)
@@ -59,8 +59,7 @@ def _format_table(df, float_format="{:.2f}") -> str:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import qe_nb
-
-    from .scoring import label_mean
+    from qe_nb.pipeline.scoring import label_mean
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,9 +126,9 @@ def _write_demo_figures(out, risk, scores, quality, table, alpha, similarity) ->
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from . import plots
-        from .alarms import thresholds
-        from .io import atomic_write
+        from qe_nb.core.alarms import thresholds
+        from qe_nb.data.images import atomic_write
+        from qe_nb.ui import plots
     except ImportError:
         return []
     hd = scores["quality"].sel(metric="hd95").mean("label")
@@ -196,7 +195,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _similarity_for(scores, args):
     sim = scores["similarity"]
     if getattr(args, "label_mean", False):
-        from .scoring import label_mean
+        from qe_nb.pipeline.scoring import label_mean
 
         sim = label_mean(sim)
     return sim
@@ -253,7 +252,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    from .triage_app import voila_command
+    from qe_nb.ui.triage_app import voila_command
 
     if importlib.util.find_spec("voila") is None:
         raise CommandError('the triage app needs Voila: pip install "qe-nb[browser]"')
@@ -279,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qe-nb",
         description="Unsupervised quality estimation for segmentation ensembles (Kofler et al. 2021).",
     )
-    from . import __version__
+    from qe_nb import __version__
 
     parser.add_argument("--version", action="version", version=f"qe-nb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qe_nb.alarms import alarms, risk, threshold_table, thresholds
+from qe_nb.core.alarms import alarms, risk, threshold_table, thresholds
 from qe_nb.exceptions import InputError, UnreliableThresholdWarning
 
 DIMS = ("case", "algorithm", "label", "metric")
@@ -288,7 +288,7 @@ def test_threshold_table_unknown_label():
 
 def test_package_attribute_is_the_function_after_submodule_import():
     """``qe_nb.alarms`` names a module and its function; the package binds the function."""
-    import qe_nb.calibration  # noqa: F401  (imports the submodule too)
+    import qe_nb.core.calibration  # noqa: F401  (imports the submodule too)
 
     sim = hand_cube()
     assert callable(qe_nb.alarms) and qe_nb.alarms is alarms

@@ -95,7 +95,7 @@ def test_resample_brings_the_candidate_onto_the_first_grid(fault_id, clean, tmp_
 
 def test_permission_denied_is_reported(clean, tmp_path, monkeypatch):
     """As root chmod 000 still reads, so the PermissionError of opening the file is emulated."""
-    import qe_nb.io as qio
+    import qe_nb.data.images as qio
 
     root = tmp_path / "cohort"
     shutil.copytree(clean[".nii.gz"][0], root, symlinks=True)

@@ -150,7 +150,7 @@ def test_calibration_explorer_in_jupyterlab(browser_page, lab):
 def cohort(tmp_path_factory):
     """A small synthetic cohort with images and ground truth, scored and saved."""
     import qe_nb
-    from qe_nb.synth import IMAGES, MASKS, REFERENCE
+    from qe_nb.data.synth import IMAGES, MASKS, REFERENCE
 
     root = tmp_path_factory.mktemp("triage")
     ensemble = qe_nb.synthetic_cohort(root / "cohort", kind="glioma", n_cases=10, n_algorithms=3,
@@ -181,7 +181,7 @@ def _open_app(page, server: Server):
 def test_triage_app_in_voila(browser_page, cohort):
     """Open the top case, record a verdict, restart the app: the verdict is still there."""
     import qe_nb
-    from qe_nb.triage_app import read_verdicts
+    from qe_nb.ui.triage_app import read_verdicts
 
     expect = _expect()
     page = browser_page

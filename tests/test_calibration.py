@@ -10,8 +10,8 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from qe_nb.alarms import alarms, risk
-from qe_nb.calibration import DEFAULT_ALPHAS, alarm_entropy, calibrate, sweep, sweep_table
+from qe_nb.core.alarms import alarms, risk
+from qe_nb.core.calibration import DEFAULT_ALPHAS, alarm_entropy, calibrate, sweep, sweep_table
 from qe_nb.exceptions import InputError, UndefinedValueWarning, UnreliableThresholdWarning
 
 DIMS = ("case", "algorithm", "label", "metric")

@@ -21,8 +21,8 @@ import pytest
 import xarray as xr
 
 import qe_nb
-from qe_nb import scoring
 from qe_nb.exceptions import InputError, QeNbError
+from qe_nb.pipeline import scoring
 
 distributed = pytest.importorskip("distributed")
 
@@ -305,7 +305,7 @@ def test_script_without_main_guard_falls_back_to_scoring_here(cohort, serial, tm
     script = tmp_path / "unguarded.py"
     script.write_text(textwrap.dedent(f"""
         import warnings, qe_nb
-        from qe_nb import scoring
+        from qe_nb.pipeline import scoring
         scoring._PARALLEL_ABOVE_SECONDS = 0.0
         ens = qe_nb.open_ensemble({cohort.attrs["root"]!r}, masks={cohort.attrs["masks"]!r},
                                   reference={cohort.attrs["reference"]!r}, labels="brats-regions")

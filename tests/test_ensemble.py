@@ -1,4 +1,4 @@
-"""Tests of qe_nb.ensemble: the catalogue of files and loading one case."""
+"""Tests of qe_nb.data.ensemble: the catalogue of files and loading one case."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import qe_nb
-from qe_nb.ensemble import (
+from qe_nb.core.labels import BRATS, BRATS_REGIONS, LabelScheme, structure_masks
+from qe_nb.data.ensemble import (
     ensemble_labels,
     load_case,
     load_images,
@@ -22,6 +23,7 @@ from qe_nb.ensemble import (
     load_reference,
     open_ensemble,
 )
+from qe_nb.data.images import Geometry, write_image
 from qe_nb.exceptions import (
     EnsembleError,
     GeometryError,
@@ -30,8 +32,6 @@ from qe_nb.exceptions import (
     LabelError,
     QeNbWarning,
 )
-from qe_nb.io import Geometry, write_image
-from qe_nb.labels import BRATS, BRATS_REGIONS, LabelScheme, structure_masks
 
 SHAPE = (8, 10, 12)
 CASES = ("BraTS-001", "BraTS-002", "BraTS-003")

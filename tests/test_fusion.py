@@ -1,4 +1,4 @@
-"""Tests of qe_nb.fusion: conformance with BraTS Toolkit and SimpleITK, rules, errors.
+"""Tests of qe_nb.core.fusion: conformance with BraTS Toolkit and SimpleITK, rules, errors.
 
 BraTS Toolkit (AGPL) is never a dependency: its outputs are stored in
 tests/data/fusion_reference/ by benchmarks/make_fusion_reference.py, run by hand in a scratch
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import qe_nb
-from qe_nb import fusion
+from qe_nb.core import fusion
+from qe_nb.core.fusion import METHODS, fuse
 from qe_nb.exceptions import InputError, LabelError
-from qe_nb.fusion import METHODS, fuse
 
 REFERENCE = Path(__file__).parent / "data" / "fusion_reference"
 REFERENCE_CASES = sorted(p for p in REFERENCE.glob("*.npz") if not p.name.startswith("real_"))

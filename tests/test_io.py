@@ -1,4 +1,4 @@
-"""Tests of qe_nb.io: reading, writing, geometry checks, resampling, atomic writes."""
+"""Tests of qe_nb.data.images: reading, writing, geometry checks, resampling, atomic writes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-import qe_nb.io as qio
-from qe_nb.exceptions import GeometryError, ImageReadError, InputError
-from qe_nb.io import (
+import qe_nb.data.images as qio
+from qe_nb.data.images import (
     Geometry,
     atomic_path,
     atomic_write,
@@ -26,6 +25,7 @@ from qe_nb.io import (
     resample_to,
     write_image,
 )
+from qe_nb.exceptions import GeometryError, ImageReadError, InputError
 
 SHAPE = (8, 10, 12)
 # An oblique direction (rotation about the scanner's z axis), in SimpleITK's (x, y, z) order.
@@ -659,7 +659,7 @@ def test_read_image_without_room_for_the_decompressed_copy(tmp_path, members, mo
 
 
 def test_read_image_leaves_no_decompressed_copy(tmp_path):
-    from qe_nb.io import _ram_folder
+    from qe_nb.data.images import _ram_folder
 
     path = tmp_path / "a.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5), np.uint8)), str(path))

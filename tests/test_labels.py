@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from qe_nb.exceptions import InputError, LabelError
-from qe_nb.labels import (
+from qe_nb.core.labels import (
     BINARY,
     BRATS,
     BRATS_2023_REGIONS,
@@ -20,6 +19,7 @@ from qe_nb.labels import (
     resolve_labels,
     structure_masks,
 )
+from qe_nb.exceptions import InputError, LabelError
 
 
 def test_predefined_schemes():

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from qe_nb import manifest as mf
+from qe_nb.data import manifest as mf
 from qe_nb.exceptions import InputError, ManifestError
 
 from .conftest import BRATS_ALGORITHMS, BRATS_EXAMPLE, REPO, SHARED

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from qe_nb.exceptions import InputError
-from qe_nb.labels import structure_masks
-from qe_nb.metrics import (
+from qe_nb.core.labels import structure_masks
+from qe_nb.core.metrics import (
     METRICS,
     MetricSpec,
     _surfel_area_table,
@@ -29,6 +28,7 @@ from qe_nb.metrics import (
     metrics_of_pairs,
     nsd,
 )
+from qe_nb.exceptions import InputError
 
 sitk = pytest.importorskip("SimpleITK")
 surface_distance = pytest.importorskip("surface_distance")
@@ -176,7 +176,7 @@ def test_conformance_large_far_pairs_on_every_distance_path(monkeypatch, fallbac
     """Large pairs with far parts go through every distance path: the offset scan, the
     k-d tree or the distance transform for what lies beyond it, and the block pruning of
     the exact Hausdorff distance. Each path gives the peers' values."""
-    from qe_nb import metrics as qm
+    from qe_nb.core import metrics as qm
 
     monkeypatch.setattr(qm, "_EDT_FRACTION", 1.0 if fallback == "kd-tree" else 0.0)
     measured = {"hd_query": 0, "hd_measured": 0, "measured": 0, "beyond_scan": 0}

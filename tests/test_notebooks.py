@@ -101,7 +101,7 @@ def third_party(modules: set[str]) -> set[str]:
 
 def test_notebook_imports_skips_magics_and_relative_imports():
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np\nfrom qe_nb import plots"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy as np\nfrom qe_nb.ui import plots"),
         nbformat.v4.new_code_cell("!pip install foo\nfrom SimpleITK import ReadImage\nimport os.path"),
         nbformat.v4.new_code_cell("%%bash\nimport notpython"),
         nbformat.v4.new_markdown_cell("import markdown_is_not_code"),

@@ -1,4 +1,4 @@
-"""Tests of qe_nb.plots: structure of the figures, numbers drawn, and every error message."""
+"""Tests of qe_nb.ui.plots: structure of the figures, numbers drawn, and every error message."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from scipy import ndimage, stats  # noqa: E402
 
-from qe_nb import plots  # noqa: E402
 from qe_nb.exceptions import InputError  # noqa: E402
+from qe_nb.ui import plots  # noqa: E402
 
 # ----------------------------------------------------------------------------- data
 

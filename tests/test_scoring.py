@@ -9,7 +9,7 @@ import xarray as xr
 
 import qe_nb
 from qe_nb.exceptions import InputError
-from qe_nb.scoring import label_mean
+from qe_nb.pipeline.scoring import label_mean
 
 from .conftest import BRATS_ALGORITHMS
 

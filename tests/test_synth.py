@@ -10,8 +10,8 @@ import pytest
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from qe_nb.data.synth import GLIOMA_ALGORITHMS, synthetic_cohort
 from qe_nb.exceptions import EnsembleError, InputError
-from qe_nb.synth import GLIOMA_ALGORITHMS, synthetic_cohort
 
 SMALL_GLIOMA = (48, 56, 48)
 SMALL_LUNG = (24, 80, 96)
@@ -257,8 +257,8 @@ def _pearson(x, y) -> float:
     ],
 )
 def test_alarm_count_predicts_fusion_dice(tmp_path, kind, n_cases, n_algorithms, shape, median_range):
-    from qe_nb.alarms import alarms, risk
-    from qe_nb.scoring import score
+    from qe_nb.core.alarms import alarms, risk
+    from qe_nb.pipeline.scoring import score
 
     ens = synthetic_cohort(tmp_path, kind=kind, n_cases=n_cases, n_algorithms=n_algorithms,
                            shape=shape, seed=0, images=False)

@@ -11,9 +11,9 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-from qe_nb.alarms import alarms, risk
+from qe_nb.core.alarms import alarms, risk
+from qe_nb.core.triage import _auroc_rows, _spearman_rows, _top_rows, triage_performance, worklist
 from qe_nb.exceptions import InputError, UnreliableThresholdWarning
-from qe_nb.triage import _auroc_rows, _spearman_rows, _top_rows, triage_performance, worklist
 
 DIMS = ("case", "algorithm", "label", "metric")
 

@@ -12,7 +12,7 @@ import xarray as xr
 
 import qe_nb
 from qe_nb.exceptions import InputError
-from qe_nb.triage_app import (
+from qe_nb.ui.triage_app import (
     VERDICT_COLUMNS,
     VERDICTS,
     TriageApp,
@@ -258,7 +258,7 @@ def test_app_errors(app, tmp_path):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    from qe_nb.synth import IMAGES, MASKS, REFERENCE
+    from qe_nb.data.synth import IMAGES, MASKS, REFERENCE
 
     root = tmp_path_factory.mktemp("cohort")
     ensemble = qe_nb.synthetic_cohort(root / "cohort", kind="glioma", n_cases=6, n_algorithms=3,
@@ -335,7 +335,7 @@ def test_cli_app_execs_voila(cohort, monkeypatch, capsys):
 def test_notebook_builds_the_app_from_the_environment():
     import json
 
-    from qe_nb.triage_app import app_notebook
+    from qe_nb.ui.triage_app import app_notebook
 
     cells = json.loads(app_notebook().read_text(encoding="utf-8"))["cells"]
     code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from qe_nb import _validate as v
+from qe_nb.core import checks as v
 from qe_nb.exceptions import InputError, QeNbError, UnreliableThresholdWarning
 
 DIMS = ("case", "algorithm", "label", "metric")

@@ -16,9 +16,9 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("matplotlib")
 
 import qe_nb  # noqa: E402
-from qe_nb.calibration import DEFAULT_ALPHAS  # noqa: E402
+from qe_nb.core.calibration import DEFAULT_ALPHAS  # noqa: E402
 from qe_nb.exceptions import InputError  # noqa: E402
-from qe_nb.widgets import CalibrationExplorer, CaseViewer, combine_alpha  # noqa: E402
+from qe_nb.ui.widgets import CalibrationExplorer, CaseViewer, combine_alpha  # noqa: E402
 
 ALGORITHMS = ["alg-a", "alg-b", "alg-c", "alg-d"]
 LABELS = ["whole_tumor", "tumor_core", "enhancing_tumor"]
@@ -339,7 +339,7 @@ def _figure4_data(fig) -> list[tuple]:
 
 
 def test_figure4_is_updated_in_place_and_shows_a_fresh_figure(fresh, scores):
-    from qe_nb import plots
+    from qe_nb.ui import plots
 
     fresh.alpha_slider.value = 0.1
     fig = fresh._figs["quality"]
@@ -379,7 +379,7 @@ def _pixels(png: bytes) -> np.ndarray:
 
 @pytest.mark.parametrize("top", [5, 20, 60])
 def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
-    from qe_nb.widgets import _worklist_top
+    from qe_nb.ui.widgets import _worklist_top
 
     sim = scores["similarity"]
     quality = _expected_quality(scores)
@@ -398,7 +398,7 @@ def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
 
 
 def test_worklist_and_threshold_panels_show_the_core_tables(fresh, scores):
-    from qe_nb.widgets import _html_table, _threshold_frame
+    from qe_nb.ui.widgets import _html_table, _threshold_frame
 
     fresh.alpha_slider.value = 0.35
     sim = scores["similarity"]
@@ -499,8 +499,8 @@ def cohort_scores(cohort):
 
 
 def _fused_structures(cohort, case):
-    from qe_nb.ensemble import load_label_maps
-    from qe_nb.labels import structure_masks
+    from qe_nb.core.labels import structure_masks
+    from qe_nb.data.ensemble import load_label_maps
 
     maps = load_label_maps(cohort, case)
     return structure_masks(qe_nb.fuse(maps.values, method="mav"), "brats-regions")
@@ -559,7 +559,7 @@ def test_viewer_set_case_and_scores(cohort, cohort_scores):
     cases = [str(c) for c in cohort["case"].values]
     viewer = CaseViewer(cohort, cases[0], scores=cohort_scores, alpha=0.2, fusion="simple")
     viewer.set_case(cases[2])
-    from qe_nb.ensemble import load_label_maps
+    from qe_nb.data.ensemble import load_label_maps
 
     maps = load_label_maps(cohort, cases[2])
     np.testing.assert_array_equal(viewer.label_maps.values, maps.values)

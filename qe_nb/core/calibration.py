@@ -18,7 +18,8 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 
-from ._validate import (
+from qe_nb.core.alarms import _Robust, _robust
+from qe_nb.core.checks import (
     GROUP_DIMS,
     check_alphas,
     check_by,
@@ -26,8 +27,7 @@ from ._validate import (
     check_quality,
     check_risk,
 )
-from .alarms import _Robust, _robust
-from .exceptions import InputError, UndefinedValueWarning
+from qe_nb.exceptions import InputError, UndefinedValueWarning
 
 __all__ = ["DEFAULT_ALPHAS", "alarm_entropy", "sweep", "sweep_table", "calibrate"]
 

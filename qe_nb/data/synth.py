@@ -2,7 +2,7 @@
 
 :func:`synthetic_cohort` writes a folder of NIfTI files that looks like a real ensemble run:
 per case a ground-truth label map, one candidate segmentation per algorithm and the images,
-then opens it with :func:`qe_nb.ensemble.open_ensemble`.
+then opens it with :func:`qe_nb.data.ensemble.open_ensemble`.
 
 How the candidates fail
 -----------------------
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .exceptions import EnsembleError, InputError
+from qe_nb.exceptions import EnsembleError, InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -108,7 +108,7 @@ def synthetic_cohort(
     Returns
     -------
     xarray.Dataset
-        The catalogue of :func:`qe_nb.ensemble.open_ensemble` over ``case`` x ``algorithm``,
+        The catalogue of :func:`qe_nb.data.ensemble.open_ensemble` over ``case`` x ``algorithm``,
         with ``reference`` and (when ``images``) ``image`` paths; label scheme
         ``"brats-regions"`` (glioma) or ``"binary"`` (lung).
 
@@ -160,7 +160,7 @@ def synthetic_cohort(
         progress=progress,
         overwrite=overwrite,
     )
-    from .ensemble import open_ensemble
+    from qe_nb.data.ensemble import open_ensemble
 
     return open_ensemble(
         Path(path),
@@ -297,7 +297,7 @@ def _write_cohort(
         if bar is not None:
             bar.close()
 
-    from . import __version__
+    from qe_nb import __version__
 
     params = {
         "generator": _GENERATOR,

@@ -33,7 +33,7 @@ from typing import IO, Any
 import numpy as np
 import SimpleITK as sitk
 
-from .exceptions import GeometryError, ImageReadError, InputError
+from qe_nb.exceptions import GeometryError, ImageReadError, InputError
 
 __all__ = [
     "Geometry",

@@ -15,9 +15,9 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 
-from ._validate import check_alpha, check_case_scores, check_quality
-from .alarms import _robust
-from .exceptions import InputError
+from qe_nb.core.alarms import _robust
+from qe_nb.core.checks import check_alpha, check_case_scores, check_quality
+from qe_nb.exceptions import InputError
 
 __all__ = ["worklist", "triage_performance"]
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from .exceptions import InputError, LabelValueWarning, QeNbError, QeNbWarning
+from qe_nb.exceptions import InputError, LabelValueWarning, QeNbError, QeNbWarning
 
 __all__ = ["score", "score_case", "save_scores", "load_scores", "metric_coords", "label_mean"]
 
@@ -41,7 +41,7 @@ def metric_coords(metrics: Sequence[str]) -> dict[str, Any]:
     >>> c["higher_is_better"][1].tolist(), c["units"][1].tolist()
     ([True, False], ['1', 'mm'])
     """
-    from .metrics import metric_spec
+    from qe_nb.core.metrics import metric_spec
 
     specs = [metric_spec(m) for m in metrics]
     return {
@@ -52,7 +52,7 @@ def metric_coords(metrics: Sequence[str]) -> dict[str, Any]:
 
 
 def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
-    from .metrics import metric_spec
+    from qe_nb.core.metrics import metric_spec
 
     if isinstance(metrics, str):
         metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
@@ -68,7 +68,7 @@ def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
 
 def _settings(ensemble: xr.Dataset, fusion: str, metrics: tuple[str, ...], nsd_tolerance: float,
               resample: bool = False) -> dict:
-    from . import __version__
+    from qe_nb import __version__
 
     return {
         "fusion": fusion,
@@ -85,7 +85,7 @@ def _settings(ensemble: xr.Dataset, fusion: str, metrics: tuple[str, ...], nsd_t
 
 
 def _scheme_from_settings(settings: dict):
-    from .labels import LabelScheme
+    from qe_nb.core.labels import LabelScheme
 
     structures = {
         name: tuple(int(v) for v in text.split(",")) if text != "nonzero" else ()
@@ -113,10 +113,10 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
         ``candidate_quality`` (algorithm, label, metric) or None, ``error`` ("" when fine) and
         ``case``. Missing candidates give NaN rows.
     """
-    from .ensemble import _read_label_maps, _read_reference
-    from .fusion import fuse
-    from .labels import structure_masks
-    from .metrics import metrics_of_pairs
+    from qe_nb.core.fusion import fuse
+    from qe_nb.core.labels import structure_masks
+    from qe_nb.core.metrics import metrics_of_pairs
+    from qe_nb.data.ensemble import _read_label_maps, _read_reference
 
     algorithms = settings["algorithms"]
     metrics = settings["metrics"]
@@ -191,7 +191,7 @@ def _foreground_box(maps: Sequence[np.ndarray], margin: int = 1) -> tuple[slice,
     >>> _foreground_box([np.zeros((2, 3, 4), np.uint8)])
     (slice(0, 1, None), slice(0, 1, None), slice(0, 1, None))
     """
-    from .fusion import _union_box
+    from qe_nb.core.fusion import _union_box
 
     union = _union_box(maps)
     if union is None:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
@@ -203,7 +203,7 @@ def _foreground_box(maps: Sequence[np.ndarray], margin: int = 1) -> tuple[slice,
 
 def _unexpected_labels(maps: np.ndarray, algorithms: list[str], scheme, case: str) -> list[str]:
     """Messages naming label values that no structure of the scheme uses (they are ignored)."""
-    from .labels import _values_in
+    from qe_nb.core.labels import _values_in
 
     known = set(scheme.values)
     if not known:  # the binary scheme takes every non-zero value
@@ -295,7 +295,7 @@ def _cache_load(path: Path, case: str, files_key: str) -> dict | None:
 
 
 def _cache_store(path: Path, result: dict, files_key: str) -> None:
-    from .io import atomic_write
+    from qe_nb.data.images import atomic_write
 
     arrays = {
         "format": np.array(_CACHE_FORMAT),
@@ -586,7 +586,7 @@ def score(
         For an unknown fusion method or metric, a bad ``on_error`` or ``n_jobs``, or a
         ``client`` that is not a dask.distributed Client.
     """
-    from ._progress import progress_bar
+    from qe_nb.pipeline.progress import progress_bar
 
     if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble or "case" not in ensemble.dims:
         raise InputError(
@@ -690,7 +690,7 @@ def _assemble(results, cases, settings, with_reference, ensemble) -> xr.Dataset:
             np.stack([results[c]["candidate_quality"] for c in cases]),
             {"long_name": "quality of each candidate against the reference"},
         )
-    from .metrics import METRICS
+    from qe_nb.core.metrics import METRICS
 
     attrs = {
         "title": "qe_nb scores",
@@ -715,7 +715,7 @@ def save_scores(scores: xr.Dataset, path: str | os.PathLike) -> Path:
 
     Returns the path written.
     """
-    from .io import atomic_path
+    from qe_nb.data.images import atomic_path
 
     path = Path(path)
     if not isinstance(scores, xr.Dataset) or "similarity" not in scores:

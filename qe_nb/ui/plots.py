@@ -39,7 +39,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 from scipy import ndimage, stats
 
-from .exceptions import InputError
+from qe_nb.exceptions import InputError
 
 __all__ = [
     "OKABE_ITO",

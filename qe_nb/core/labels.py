@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .exceptions import InputError, LabelError
+from qe_nb.exceptions import InputError, LabelError
 
 __all__ = [
     "LabelScheme",

@@ -50,15 +50,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .exceptions import (
-    EnsembleError,
-    GeometryError,
-    ImageReadError,
-    InputError,
-    LabelError,
-    QeNbWarning,
+from qe_nb.core.labels import (
+    SCHEMES,
+    LabelScheme,
+    _values_in,
+    check_label_map,
+    infer_labels,
+    resolve_labels,
+    structure_masks,
 )
-from .io import (
+from qe_nb.data.images import (
     IMAGE_SUFFIXES,
     Geometry,
     _first_difference,
@@ -68,14 +69,13 @@ from .io import (
     read_image,
     resample_to,
 )
-from .labels import (
-    SCHEMES,
-    LabelScheme,
-    _values_in,
-    check_label_map,
-    infer_labels,
-    resolve_labels,
-    structure_masks,
+from qe_nb.exceptions import (
+    EnsembleError,
+    GeometryError,
+    ImageReadError,
+    InputError,
+    LabelError,
+    QeNbWarning,
 )
 
 __all__ = [
@@ -311,9 +311,9 @@ def open_ensemble(
     images : str, optional
         Pattern of the images of a case; needs ``{case}`` and ``{modality}``.
     labels : str, mapping or LabelScheme, optional
-        The structures to evaluate (see :func:`qe_nb.labels.resolve_labels`). Default: inferred
+        The structures to evaluate (see :func:`qe_nb.core.labels.resolve_labels`). Default: inferred
         from the label values of the first case's candidates
-        (:func:`qe_nb.labels.infer_labels`), reported through the ``"qe_nb"`` logger and
+        (:func:`qe_nb.core.labels.infer_labels`), reported through the ``"qe_nb"`` logger and
         recorded as ``labels_inferred=1``.
 
     Returns
@@ -350,7 +350,7 @@ def open_ensemble(
     Examples
     --------
     >>> import tempfile, os
-    >>> from qe_nb.io import write_image
+    >>> from qe_nb.data.images import write_image
     >>> root = tempfile.mkdtemp()
     >>> for case in ["c1", "c2"]:
     ...     os.mkdir(os.path.join(root, case))
@@ -612,7 +612,7 @@ def load_label_maps(
     Examples
     --------
     >>> import tempfile, os
-    >>> from qe_nb.io import write_image
+    >>> from qe_nb.data.images import write_image
     >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
     >>> write_image(np.full((2, 3, 4), 2.0, np.float32), os.path.join(root, "c1", "a.nii.gz"))
     >>> maps = load_label_maps(open_ensemble(root, labels="binary"), "c1")
@@ -672,7 +672,7 @@ def load_case(
     Examples
     --------
     >>> import tempfile, os
-    >>> from qe_nb.io import write_image
+    >>> from qe_nb.data.images import write_image
     >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
     >>> m = np.zeros((2, 3, 4), np.uint8); m[0, 0, :2] = 1; m[1, 1, 1] = 4
     >>> write_image(m, os.path.join(root, "c1", "a.nii.gz"))
@@ -770,7 +770,7 @@ def load_reference(
     Examples
     --------
     >>> import tempfile, os
-    >>> from qe_nb.io import write_image
+    >>> from qe_nb.data.images import write_image
     >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
     >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "a.nii.gz"))
     >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "gt.nii.gz"))
@@ -852,7 +852,7 @@ def load_images(
     Examples
     --------
     >>> import tempfile, os
-    >>> from qe_nb.io import write_image
+    >>> from qe_nb.data.images import write_image
     >>> root = tempfile.mkdtemp(); os.makedirs(os.path.join(root, "c1", "img"))
     >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "a.nii.gz"))
     >>> write_image(np.full((2, 3, 4), 7, np.int16), os.path.join(root, "c1", "img", "t1.nii.gz"))

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .exceptions import InputError, UnreliableThresholdWarning
+from qe_nb.exceptions import InputError, UnreliableThresholdWarning
 
 __all__ = [
     "DIMS",
@@ -209,7 +209,7 @@ def metric_directions(similarity: xr.DataArray) -> np.ndarray:
     """Whether higher is better, per metric of a similarity cube (bool array over ``metric``).
 
     Looked up, in order: the cube's ``higher_is_better`` coordinate on ``metric``; the metric
-    registry ``qe_nb.metrics.METRICS``; a built-in table of the package's metric ids.
+    registry ``qe_nb.core.metrics.METRICS``; a built-in table of the package's metric ids.
 
     Raises
     ------
@@ -262,7 +262,7 @@ def metric_directions(similarity: xr.DataArray) -> np.ndarray:
 
 def _metric_registry() -> dict | None:
     try:
-        from .metrics import METRICS
+        from qe_nb.core.metrics import METRICS
     except ImportError:
         return None
     return METRICS if hasattr(METRICS, "get") else None

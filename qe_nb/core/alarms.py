@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._validate import (
+from qe_nb.core.checks import (
     DIMS,
     GROUP_DIMS,
     check_alarms,
@@ -30,7 +30,7 @@ from ._validate import (
     metric_directions,
     warn_unreliable_thresholds,
 )
-from .exceptions import InputError
+from qe_nb.exceptions import InputError
 
 __all__ = ["thresholds", "alarms", "risk", "threshold_table"]
 
@@ -132,7 +132,7 @@ def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, m
     Raises
     ------
     InputError
-        For a malformed cube, alpha or mad_scale (see ``qe_nb._validate``).
+        For a malformed cube, alpha or mad_scale (see ``qe_nb.core.checks``).
 
     Warns
     -----

@@ -53,8 +53,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .exceptions import InputError, ManifestError, QeNbError
-from .labels import LabelScheme, resolve_labels
+from qe_nb.core.labels import LabelScheme, resolve_labels
+from qe_nb.exceptions import InputError, ManifestError, QeNbError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -191,7 +191,7 @@ class DatasetEntry:
     source: str = field(default="<manifest>", compare=False)
 
     def label_scheme(self) -> LabelScheme:
-        """The entry's labels as a :class:`~qe_nb.labels.LabelScheme`."""
+        """The entry's labels as a :class:`~qe_nb.core.labels.LabelScheme`."""
         return resolve_labels(self.labels)
 
     def open_ensemble_kwargs(self) -> dict[str, Any]:
@@ -558,10 +558,10 @@ def find_manifest() -> Path:
                 f"{MANIFEST_NAME} or unset it."
             )
         return path
-    in_tree = Path(__file__).resolve().parent.parent / MANIFEST_NAME
+    in_tree = Path(__file__).resolve().parents[2] / MANIFEST_NAME
     if in_tree.is_file():
         return in_tree
-    packaged = importlib.resources.files(__package__ or "qe_nb") / MANIFEST_NAME
+    packaged = importlib.resources.files("qe_nb") / MANIFEST_NAME
     if packaged.is_file():
         return Path(str(packaged))
     raise ManifestError(
@@ -727,7 +727,7 @@ def fetch_dataset(
 
 def _synthetic_cohort():
     # Imported lazily: synth pulls in scipy and the writer, only needed when generating.
-    from .synth import synthetic_cohort
+    from qe_nb.data.synth import synthetic_cohort
 
     return synthetic_cohort
 
@@ -898,7 +898,7 @@ def open_dataset(
     entry = _entry_named(name, entries)
     root = fetch_dataset(name, manifest=entries, cache=cache, base_url=base_url, progress=progress)
     args = {**entry.open_ensemble_kwargs(), **kw}
-    from .ensemble import open_ensemble
+    from qe_nb.data.ensemble import open_ensemble
 
     ensemble = open_ensemble(root, **args)
     return ensemble.assign_attrs(dataset=name)

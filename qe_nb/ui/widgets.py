@@ -19,8 +19,8 @@ display-data dict (one message to the front end).
 A slider move has to feel immediate (goal: under 150 ms for 1,000 cases x 5 algorithms x 3
 labels x 2 metrics, ``benchmarks/bench_widgets.py``), so the panels do the least work that
 shows the same thing: Figure 4 is drawn once per selection and then updated in place
-(:func:`qe_nb.plots.update_alarm_count_vs_quality`) on a kept background
-(:func:`qe_nb.plots.figure_png` with ``reuse_background=True``); the sweep figure is drawn
+(:func:`qe_nb.ui.plots.update_alarm_count_vs_quality`) on a kept background
+(:func:`qe_nb.ui.plots.figure_png` with ``reuse_background=True``); the sweep figure is drawn
 once per selection and only its α marker is painted per move; the worklist words the
 reasons of the shown rows only; one :func:`qe_nb.thresholds` call serves the thresholds
 table and the worklist.
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .exceptions import InputError
+from qe_nb.exceptions import InputError
 
 __all__ = ["CalibrationExplorer", "CaseViewer", "combine_alpha", "OVERRIDE_DIMS"]
 
@@ -233,12 +233,12 @@ def _as_frame(value: Any) -> pd.DataFrame:
 
 
 def _png(fig: Any, dpi: float, *, reuse_background: bool = False) -> bytes:
-    """PNG of an app's figure, drawn by Agg directly (:func:`qe_nb.plots.figure_png`).
+    """PNG of an app's figure, drawn by Agg directly (:func:`qe_nb.ui.plots.figure_png`).
 
     The figure keeps ``dpi``: switching back and forth would make Agg a new renderer, and
     matplotlib lay out every text again, on each redraw.
     """
-    from .plots import figure_png
+    from qe_nb.ui.plots import figure_png
 
     if fig.dpi != dpi:
         fig.set_dpi(dpi)
@@ -351,7 +351,7 @@ class CalibrationExplorer:
     ) -> None:
         w = _ipywidgets()
         self._html_type, self._image_type = _display_types()
-        from ._validate import check_scores
+        from qe_nb.core.checks import check_scores
 
         if isinstance(scores, xr.DataArray):
             scores = xr.Dataset({"similarity": scores})
@@ -558,7 +558,7 @@ class CalibrationExplorer:
         self.refresh()
 
     def _on_calibrate(self, button: Any = None) -> None:
-        from .calibration import calibrate
+        from qe_nb.core.calibration import calibrate
 
         objective = self.objective_dropdown.value
         quality = self.quality if objective != "entropy" else None
@@ -605,7 +605,7 @@ class CalibrationExplorer:
 
     def _select(self) -> None:
         """New selection: cut the sub-cube and run the sweep once (not per slider move)."""
-        from .calibration import DEFAULT_ALPHAS, sweep_table
+        from qe_nb.core.calibration import DEFAULT_ALPHAS, sweep_table
 
         sel = self.selection
         self.similarity = self._all.sel(metric=sel["metric"], label=sel["label"],
@@ -635,7 +635,7 @@ class CalibrationExplorer:
 
     def refresh(self) -> None:
         """Recompute the result for the current widgets and redraw every panel."""
-        from .alarms import alarms, risk, thresholds
+        from qe_nb.core.alarms import alarms, risk, thresholds
 
         start, start_cpu = time.perf_counter(), time.process_time()
         alpha = self.alpha
@@ -671,7 +671,7 @@ class CalibrationExplorer:
     # ---- panels
 
     def _draw_summary(self, alpha: float | xr.DataArray, counts: xr.DataArray) -> None:
-        from .calibration import alarm_entropy
+        from qe_nb.core.calibration import alarm_entropy
 
         g = float(self.alpha_slider.value)
         n_cases = counts.sizes["case"]
@@ -690,7 +690,7 @@ class CalibrationExplorer:
 
     def _draw_quality(self, counts: xr.DataArray) -> None:
         """Figure 4: drawn once per selection, then updated in place on every α change."""
-        from . import plots
+        from qe_nb.ui import plots
 
         if self._drawn_counts is not None and np.array_equal(self._drawn_counts, counts.values):
             return  # α moved within a step of the alarm counts: the picture is the same
@@ -730,7 +730,7 @@ class CalibrationExplorer:
 
     def _draw_sweep(self) -> None:
         """The sweep figure is drawn once per selection; the α marker is painted on a copy."""
-        from . import plots
+        from qe_nb.ui import plots
 
         if self._sweep_cache["raster"] is None:
             fig = plots.sweep_plot(self.sweep, chosen_alpha=None, fig=self._figs.get("sweep"))
@@ -768,7 +768,7 @@ class CalibrationExplorer:
     def _draw_triage(self, counts: xr.DataArray) -> None:
         if self.triage_panel is None:
             return
-        from .triage import triage_performance
+        from qe_nb.core.triage import triage_performance
 
         perf = triage_performance(counts, self._quality, n_bootstrap=self._n_bootstrap)
         _show_html(self.triage_panel, _html_table(_as_frame(perf), css_class="qe-triage-table"))
@@ -787,7 +787,7 @@ class CalibrationExplorer:
 def _pearson(counts: np.ndarray, quality: np.ndarray) -> float:
     """Pearson r of the alarm count with quality (same case order), by the core's own rule
     (over the finite quality values; NaN when constant)."""
-    from .calibration import _pearson_rows
+    from qe_nb.core.calibration import _pearson_rows
 
     keep = np.isfinite(quality)
     return float(_pearson_rows(counts[keep], quality[keep])[0])
@@ -821,8 +821,8 @@ def _worklist_top(
     thresholds of :func:`qe_nb.thresholds` are ordered the same way (risk descending, ties by
     case id) and only the shown cases are worded, with :mod:`qe_nb.triage`'s own wording.
     """
-    from ._validate import check_quality
-    from .triage import _reason
+    from qe_nb.core.checks import check_quality
+    from qe_nb.core.triage import _reason
 
     dims = ("case", "algorithm", "label", "metric")
     flags_np = flags.transpose(*dims).values
@@ -899,7 +899,7 @@ def _raster(fig: Any, dpi: float) -> dict[str, Any]:
 
 def _paint_marker(base: dict[str, Any], alpha: float) -> bytes:
     """PNG of the sweep figure with the α marker painted in (a dashed line, a row frame)."""
-    from .plots import _rgb_png
+    from qe_nb.ui.plots import _rgb_png
 
     pixels = base["pixels"].copy()
     height = base["height"]
@@ -936,8 +936,8 @@ def _paint_marker(base: dict[str, Any], alpha: float) -> bytes:
 class CaseViewer:
     """One case on screen: the fusion's and the candidates' outlines on a slice (Figures 2-3).
 
-    The case is read and fused once (:func:`qe_nb.ensemble.load_label_maps`,
-    :func:`qe_nb.fuse`, :func:`qe_nb.ensemble.load_images`, and the reference when the
+    The case is read and fused once (:func:`qe_nb.data.ensemble.load_label_maps`,
+    :func:`qe_nb.fuse`, :func:`qe_nb.data.ensemble.load_images`, and the reference when the
     catalogue has one); moving the slider only cuts another slice.
 
     Parameters
@@ -994,8 +994,8 @@ class CaseViewer:
         w = _ipywidgets()
         _, self._image_type = _display_types()
         self._html_type = _display_types()[0]
-        from .ensemble import ensemble_labels
-        from .fusion import METHODS as FUSION_METHODS
+        from qe_nb.core.fusion import METHODS as FUSION_METHODS
+        from qe_nb.data.ensemble import ensemble_labels
 
         if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble.data_vars:
             raise InputError(
@@ -1019,7 +1019,7 @@ class CaseViewer:
                     "`scores` must be None or a scores Dataset with a 'similarity' variable "
                     f"(qe_nb.score); got {type(scores).__name__}."
                 )
-            from .alarms import alarms
+            from qe_nb.core.alarms import alarms
 
             self.scores = scores
             self._alarms = alarms(scores["similarity"], alpha)
@@ -1096,9 +1096,9 @@ class CaseViewer:
 
     def set_case(self, case: str) -> None:
         """Load, fuse and show another case (on its fusion's centre-of-mass slice)."""
-        from .ensemble import load_images, load_label_maps, load_reference
-        from .fusion import fuse
-        from .labels import structure_masks
+        from qe_nb.core.fusion import fuse
+        from qe_nb.core.labels import structure_masks
+        from qe_nb.data.ensemble import load_images, load_label_maps, load_reference
 
         if not isinstance(case, str) or case not in self._cases:
             raise InputError(
@@ -1132,7 +1132,7 @@ class CaseViewer:
         self.redraw()
 
     def _centre_slice(self) -> None:
-        from .plots import center_of_mass_index
+        from qe_nb.ui.plots import center_of_mass_index
 
         axis = self.axis
         n = self.fused.shape[axis]
@@ -1159,8 +1159,8 @@ class CaseViewer:
 
     def redraw(self) -> None:
         """Draw the overlay of the current slice."""
-        from .labels import structure_masks
-        from .plots import case_overlay
+        from qe_nb.core.labels import structure_masks
+        from qe_nb.ui.plots import case_overlay
 
         axis, index = self.axis, self.index
         k = self._scheme.names.index(self.structure)

@@ -1,10 +1,10 @@
 """The triage app: a reading session over the worklist, with a verdict per case.
 
 A radiologist opens the worklist (cases sorted by alarm count, coloured by it), sets α (or
-takes the calibrated one), opens the top case in :class:`qe_nb.widgets.CaseViewer` to see why
+takes the calibrated one), opens the top case in :class:`qe_nb.ui.widgets.CaseViewer` to see why
 it alarmed, and records a verdict -- *accept*, *needs correction* or *reject*, with an
 optional note. Verdicts are written to a CSV file beside the scores at once and atomically
-(:func:`qe_nb.io.atomic_write`), shown in the worklist and read back when the app starts
+(:func:`qe_nb.data.images.atomic_write`), shown in the worklist and read back when the app starts
 again, so a session can be interrupted without losing work.
 
 - :func:`read_verdicts`, :func:`write_verdicts`, :func:`record_verdict` -- the verdict table
@@ -15,7 +15,7 @@ again, so a session can be interrupted without losing work.
   (``notebooks/triage_app.ipynb``), configured through ``QE_NB_*`` environment variables.
 
 No science happens here: the worklist is :func:`qe_nb.worklist`, the preset α is
-:func:`qe_nb.calibrate`'s and the case view is :class:`qe_nb.widgets.CaseViewer`.
+:func:`qe_nb.calibrate`'s and the case view is :class:`qe_nb.ui.widgets.CaseViewer`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .exceptions import InputError
+from qe_nb.exceptions import InputError
 
 __all__ = [
     "VERDICTS",
@@ -186,7 +186,7 @@ def write_verdicts(path: str | os.PathLike, verdicts: pd.DataFrame) -> Path:
         When ``verdicts`` lacks a column of :data:`VERDICT_COLUMNS` or holds an unknown
         verdict, or the folder does not exist.
     """
-    from .io import atomic_write
+    from qe_nb.data.images import atomic_write
 
     if not isinstance(verdicts, pd.DataFrame) or any(c not in verdicts for c in VERDICT_COLUMNS):
         got = list(verdicts.columns) if isinstance(verdicts, pd.DataFrame) else type(verdicts).__name__
@@ -349,13 +349,13 @@ def _widgets():
 
 
 def _viewer_class():
-    from .widgets import CaseViewer
+    from qe_nb.ui.widgets import CaseViewer
 
     class _TriageCaseViewer(CaseViewer):
         """A CaseViewer whose α can change without reloading the case."""
 
         def set_alpha(self, alpha: float | xr.DataArray) -> None:
-            from .alarms import alarms
+            from qe_nb.core.alarms import alarms
 
             self.alpha = alpha
             if self.scores is not None:
@@ -408,7 +408,7 @@ class TriageApp:
         ``qe_nb.worklist(similarity, alpha, quality=...)`` plus a ``verdict`` column.
     case : str or None
         The case open in the viewer.
-    viewer : qe_nb.widgets.CaseViewer or None
+    viewer : qe_nb.ui.widgets.CaseViewer or None
         The case viewer (None without ``ensemble`` or before a case is selected).
     store : VerdictStore
 
@@ -451,13 +451,13 @@ class TriageApp:
         w = _widgets()
         from IPython.display import HTML
 
-        from ._validate import check_scores
-        from .calibration import calibrate
+        from qe_nb.core.calibration import calibrate
+        from qe_nb.core.checks import check_scores
 
         self._html = HTML
         scores_path = None
         if isinstance(scores, (str, os.PathLike)):
-            from .scoring import load_scores
+            from qe_nb.pipeline.scoring import load_scores
 
             scores_path = Path(os.fspath(scores))
             scores = load_scores(scores_path)
@@ -480,7 +480,7 @@ class TriageApp:
         self._dpi = dpi
         similarity = check_scores(scores, name="scores")
         if label_mean:
-            from .scoring import label_mean as _label_mean
+            from qe_nb.pipeline.scoring import label_mean as _label_mean
 
             similarity = _label_mean(similarity)
         self.similarity = similarity
@@ -663,9 +663,9 @@ class TriageApp:
 
     def refresh(self) -> None:
         """Recompute the worklist for the current α and redraw."""
-        from .alarms import alarms, risk
-        from .calibration import alarm_entropy
-        from .triage import worklist
+        from qe_nb.core.alarms import alarms, risk
+        from qe_nb.core.calibration import alarm_entropy
+        from qe_nb.core.triage import worklist
 
         alpha = self.alpha
         with self._noting():
@@ -686,7 +686,7 @@ class TriageApp:
     @contextlib.contextmanager
     def _noting(self):
         """Keep qe_nb's warnings (e.g. MAD 0) as notes shown once in the app, not as stderr."""
-        from .exceptions import QeNbWarning
+        from qe_nb.exceptions import QeNbWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", QeNbWarning)
@@ -794,7 +794,7 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
     ensemble = None
     root = env.get("QE_NB_ENSEMBLE_ROOT", "")
     if root:
-        from .ensemble import open_ensemble
+        from qe_nb.data.ensemble import open_ensemble
 
         ensemble = open_ensemble(
             root, masks=env.get("QE_NB_MASKS") or "{case}/{algorithm}.nii.gz",
@@ -826,8 +826,8 @@ def demo_environment(folder: str | os.PathLike | None = None, *, n_cases: int = 
     """
     import tempfile
 
-    from .scoring import save_scores, score
-    from .synth import IMAGES, MASKS, REFERENCE, synthetic_cohort
+    from qe_nb.data.synth import IMAGES, MASKS, REFERENCE, synthetic_cohort
+    from qe_nb.pipeline.scoring import save_scores, score
 
     folder = Path(tempfile.mkdtemp(prefix="qe_nb-triage-")) if folder is None else Path(folder)
     ensemble = synthetic_cohort(folder / "cohort", kind="glioma", n_cases=n_cases, n_algorithms=3,
@@ -847,7 +847,7 @@ def app_notebook() -> Path:
     FileNotFoundError
         When neither is there (a broken installation).
     """
-    in_tree = Path(__file__).resolve().parent.parent / "notebooks" / "triage_app.ipynb"
+    in_tree = Path(__file__).resolve().parents[2] / "notebooks" / "triage_app.ipynb"
     packaged = Path(__file__).resolve().parent / "triage_app.ipynb"
     for path in (in_tree, packaged):
         if path.is_file():

@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .exceptions import InputError
+from qe_nb.exceptions import InputError
 
 __all__ = [
     "METRICS",
@@ -345,7 +345,7 @@ def _bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
     One pass over the whole array finds the occupied rows of the first axis; the rest is
     found on the projection of that slab only. Strided views (one structure of
-    :func:`qe_nb.labels.structure_masks`) are reduced in place rather than copied.
+    :func:`qe_nb.core.labels.structure_masks`) are reduced in place rather than copied.
     """
     if mask.flags.c_contiguous:
         rows = mask.reshape(mask.shape[0], -1).any(axis=1)

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .exceptions import InputError
-from .labels import _values_in, check_label_map
-from .metrics import _bounding_box
+from qe_nb.core.labels import _values_in, check_label_map
+from qe_nb.core.metrics import _bounding_box
+from qe_nb.exceptions import InputError
 
 __all__ = ["METHODS", "fuse"]
 
