@@ -29,7 +29,7 @@ MOVED_MODULES: dict[str, str] = {
     "qe_nb.manifest": "qe_nb.data.manifest",
     "qe_nb.synth": "qe_nb.data.synth",
     "qe_nb.scoring": "qe_nb.pipeline.scoring",
-    "qe_nb._progress": "qe_nb.pipeline.progress",
+    "qe_nb._progress": "qe_nb.progress",
     "qe_nb.plots": "qe_nb.ui.plots",
     "qe_nb.widgets": "qe_nb.ui.widgets",
     "qe_nb.triage_app": "qe_nb.ui.triage_app",

@@ -586,7 +586,7 @@ def score(
         For an unknown fusion method or metric, a bad ``on_error`` or ``n_jobs``, or a
         ``client`` that is not a dask.distributed Client.
     """
-    from qe_nb.pipeline.progress import progress_bar
+    from qe_nb.progress import progress_bar
 
     if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble or "case" not in ensemble.dims:
         raise InputError(
