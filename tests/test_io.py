@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 import qe_nb.data.images as qio
+import qe_nb.data.nifti as qnifti
 from qe_nb.data.images import (
     Geometry,
     atomic_path,
@@ -106,7 +107,7 @@ def test_read_image_matches_simpleitk_geometry(tmp_path, label_map, suffix):
 
 def _sitk_reference(path):
     image = sitk.ReadImage(str(path))
-    return sitk.GetArrayFromImage(image), qio._geometry_of(image)
+    return sitk.GetArrayFromImage(image), qio.geometry_of(image)
 
 
 def _nifti_variant(path, target, *, big_endian=False, slope=None):
@@ -126,7 +127,7 @@ def _nifti_variant(path, target, *, big_endian=False, slope=None):
                 header[a:a + size] = header[a:a + size][::-1]
         vox_offset = int(np.frombuffer(bytes(data[108:112]), "<f4")[0])
         datatype = int(np.frombuffer(bytes(data[70:72]), "<i2")[0])
-        dtype = np.dtype(qio._NIFTI_INTEGERS[datatype][0])
+        dtype = np.dtype(qnifti._NIFTI_INTEGERS[datatype][0])
         voxels = np.frombuffer(bytes(data[vox_offset:]), dtype.newbyteorder("<"))
         data = bytearray(header.tobytes()) + data[348:vox_offset] + voxels.astype(dtype.newbyteorder(">")).tobytes()
     target.write_bytes(gzip.compress(bytes(data)))
@@ -148,7 +149,7 @@ def test_read_image_in_memory_path_equals_simpleitk(tmp_path, rng, dtype, varian
     _nifti_variant(plain, target, big_endian=variant == "big-endian",
                    slope={"slope-1": 1.0, "slope-2": 2.0}.get(variant))
     expected, expected_geometry = _sitk_reference(target)
-    got, geometry = qio._read_image(target)
+    got, geometry = qio.read_image_view(target)
     np.testing.assert_array_equal(got, expected)
     assert got.dtype == expected.dtype
     assert geometry == expected_geometry
@@ -167,7 +168,7 @@ def test_read_image_in_memory_grid_prints_as_simpleitks(tmp_path):
     must print the same either way."""
     path = tmp_path / "a.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5), np.uint8)), str(path))
-    got, geometry = qio._read_image(path)
+    got, geometry = qio.read_image_view(path)
     assert not got.flags.writeable  # the in-memory path
     image = sitk.ReadImage(str(path))
     assert repr(geometry.direction) == repr(tuple(image.GetDirection()))  # identity: (x, y, z) reversal is moot
@@ -181,7 +182,7 @@ def test_read_image_in_memory_path_on_the_real_case(brats_case_dir):
     viewed = 0
     for path in files:
         expected, expected_geometry = _sitk_reference(path)
-        got, geometry = qio._read_image(path)
+        got, geometry = qio.read_image_view(path)
         np.testing.assert_array_equal(got, expected, err_msg=str(path))
         assert got.dtype == expected.dtype and geometry == expected_geometry, path
         viewed += not got.flags.writeable
@@ -196,7 +197,7 @@ def test_read_image_multi_member_gzip_reads_as_simpleitk(tmp_path, label_map):
     data = plain.read_bytes()
     target = tmp_path / "b.nii.gz"
     target.write_bytes(gzip.compress(data[:500]) + gzip.compress(data[500:]))
-    assert qio._inflate_whole(str(target)) is None
+    assert qnifti._inflate_whole(str(target)) is None
     got, _ = read_image(target)
     np.testing.assert_array_equal(got, label_map)
 
@@ -575,15 +576,15 @@ def test_sitk_message_keeps_one_useful_line():
         "Exception thrown in SimpleITK ImageFileReader_Execute: /x/Code/IO/src/sitkImageReaderBase.cxx:99:\n"
         "sitk::ERROR: Unable to determine ImageIO reader for \"a.nii\""
     )
-    assert qio._sitk_message(RuntimeError(text)) == 'Unable to determine ImageIO reader for "a.nii"'
+    assert qnifti.sitk_message(RuntimeError(text)) == 'Unable to determine ImageIO reader for "a.nii"'
     nrrd = (
         "Exception thrown in SimpleITK ImageFileReader_Execute: /x/itkNrrdImageIO.cxx:935:\n"
         "ITK ERROR: NrrdImageIO(0x55d): Read: Error reading t.nrrd:\n"
         "[nrrd] nrrdLoad: trouble reading \"t.nrrd\"\n"
         "[nrrd] _nrrdEncodingGzip_read: expected 120000 bytes but received 83"
     )
-    assert qio._sitk_message(RuntimeError(nrrd)) == "_nrrdEncodingGzip_read: expected 120000 bytes but received 83"
-    assert qio._sitk_message(RuntimeError("")) == "SimpleITK gave no reason"
+    assert qnifti.sitk_message(RuntimeError(nrrd)) == "_nrrdEncodingGzip_read: expected 120000 bytes but received 83"
+    assert qnifti.sitk_message(RuntimeError("")) == "SimpleITK gave no reason"
 
 
 def test_write_image_into_non_utf8_folder(tmp_path, label_map):
@@ -641,7 +642,7 @@ def test_read_image_without_room_for_the_decompressed_copy(tmp_path, members, mo
     broken.write_bytes(whole[:-12] + bytes(4) + whole[-8:])  # a wrong CRC
     folder = tmp_path / "ram"
     folder.mkdir()
-    monkeypatch.setattr(qio, "_ram_folder", lambda: str(folder))
+    monkeypatch.setattr(qnifti, "_ram_folder", lambda: str(folder))
 
     class Full(io.RawIOBase):
         def writable(self):
@@ -650,7 +651,7 @@ def test_read_image_without_room_for_the_decompressed_copy(tmp_path, members, mo
         def write(self, b):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(qio.os, "fdopen", lambda fd, mode: (os.close(fd), Full())[1])
+    monkeypatch.setattr(qnifti.os, "fdopen", lambda fd, mode: (os.close(fd), Full())[1])
     got, _ = read_image(path)
     np.testing.assert_array_equal(got, image)
     with pytest.raises(ImageReadError, match="truncated or corrupt gzip file"):
@@ -659,7 +660,7 @@ def test_read_image_without_room_for_the_decompressed_copy(tmp_path, members, mo
 
 
 def test_read_image_leaves_no_decompressed_copy(tmp_path):
-    from qe_nb.data.images import _ram_folder
+    from qe_nb.data.nifti import _ram_folder
 
     path = tmp_path / "a.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5), np.uint8)), str(path))

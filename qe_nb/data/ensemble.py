@@ -62,11 +62,11 @@ from qe_nb.core.labels import (
 from qe_nb.data.images import (
     IMAGE_SUFFIXES,
     Geometry,
-    _first_difference,
-    _fmt,
-    _read_image,
     check_geometry,
+    first_difference,
+    format_values,
     read_image,
+    read_image_view,
     resample_to,
 )
 from qe_nb.exceptions import (
@@ -262,7 +262,7 @@ def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) ->
                 break
             tried.append(path)
             try:
-                array, _ = _read_image(path, case=case, role=f"algorithm {algorithm!r}")
+                array, _ = read_image_view(path, case=case, role=f"algorithm {algorithm!r}")
                 array = check_label_map(array, name="label_map")
             except (ImageReadError, LabelError) as exc:
                 problems.append(str(exc))
@@ -524,7 +524,7 @@ def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> 
 
 
 def _read_label_map(path: str, case: str, role: str) -> tuple[np.ndarray, Geometry]:
-    array, geometry = _read_image(path, case=case, role=role)  # copied by the callers
+    array, geometry = read_image_view(path, case=case, role=role)  # copied by the callers
     try:
         return check_label_map(array, name="label_map"), geometry
     except LabelError as exc:
@@ -552,7 +552,7 @@ def _align(
 
 def _differs(geometry: Geometry, first: Geometry) -> bool:
     """True when two grids differ in any property beyond the default tolerance."""
-    return _first_difference(geometry, first, rtol=_RTOL, shape_only=False) is not None
+    return first_difference(geometry, first, rtol=_RTOL, shape_only=False) is not None
 
 
 def _grid_attrs(geometry: Geometry, case: str) -> dict[str, Any]:
@@ -724,11 +724,11 @@ def _against(
         if _differs(own, target):
             return resample_to(array, own, target), target
         return array, target
-    what = _first_difference(own, target, rtol=_RTOL, shape_only=False)
+    what = first_difference(own, target, rtol=_RTOL, shape_only=False)
     if what is not None:
         raise GeometryError(
-            f"case {case!r}, {role}: {what} {_fmt(getattr(own, what))} differs from the "
-            f"candidates' {_fmt(getattr(target, what))}; resample it or pass `resample=True`."
+            f"case {case!r}, {role}: {what} {format_values(getattr(own, what))} differs from the "
+            f"candidates' {format_values(getattr(target, what))}; resample it or pass `resample=True`."
         )
     return array, target
 

@@ -1,4 +1,4 @@
-"""Reading and writing images with SimpleITK, geometry checks and atomic file output.
+"""Reading and writing images with SimpleITK, and geometry checks.
 
 Arrays follow the numpy order of SimpleITK arrays: ``(z, y, x)``. A :class:`Geometry` holds
 the grid of one image in that same order, so ``geometry.spacing[0]`` is the slice thickness.
@@ -7,39 +7,53 @@ Every reading failure becomes an :class:`~qe_nb.exceptions.ImageReadError` whose
 names the case and the role of the file (when given), the file and the problem in words.
 SimpleITK reads some broken files without complaint (a truncated ``.nii`` or ``.nii.gz``
 comes back padded with zeros), so :func:`read_image` checks gzip streams and NIfTI data
-sizes itself before trusting the voxels.
+sizes itself before trusting the voxels (the guards are in :mod:`qe_nb.data.nifti`).
 
-Every writer here is atomic: the data go to a hidden temporary file in the target folder,
-which then replaces the target in one ``os.replace``. A crash leaves either the old file or
-the new one, never half a file.
+:func:`write_image` is atomic, as every writer of :mod:`qe_nb.data.files` (whose
+``atomic_*`` functions are also importable from here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import math
 import os
 import shutil
-import struct
 import tempfile
-import uuid
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from qe_nb.data.files import (
+    PathLike,
+    atomic_path,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_text,
+    image_suffix,
+    is_utf8,
+)
+from qe_nb.data.nifti import (
+    GZIP_MAGIC,
+    inflate,
+    nifti_expected_size,
+    nifti_float_nans,
+    sitk_message,
+    sitk_readable,
+)
 from qe_nb.exceptions import GeometryError, ImageReadError, InputError
 
 __all__ = [
     "Geometry",
     "read_image",
+    "read_image_view",
     "write_image",
     "check_geometry",
+    "first_difference",
+    "format_values",
+    "geometry_of",
     "resample_to",
     "atomic_path",
     "atomic_write",
@@ -47,25 +61,13 @@ __all__ = [
     "atomic_write_text",
     "image_suffix",
     "IMAGE_SUFFIXES",
+    "PathLike",
 ]
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 """File name endings of the volume formats SimpleITK reads and writes that qe_nb expects."""
 
-_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")
 _TWO_FILE_SUFFIXES = (".mhd", ".nhdr", ".hdr")
-_GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK = 1 << 20
-
-try:  # zlib-ng inflates 3x faster than the standard library's zlib, with the same checks
-    from zlib_ng import zlib_ng as _inflate
-except ImportError:  # pragma: no cover - zlib-ng is a dependency; keep working without it
-    _inflate = zlib
-
-_NIFTI_FLOATS = {16: np.float32, 64: np.float64}
-"""NIfTI datatype codes whose voxels can be NaN."""
-
-PathLike = str | os.PathLike
 
 
 # --------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ class Geometry:
         return cls(tuple(shape[-3:]), **kwargs)
 
 
-def _geometry_of(image: sitk.Image | sitk.ImageFileReader) -> Geometry:
+def geometry_of(image: sitk.Image | sitk.ImageFileReader) -> Geometry:
     """The grid of an image, or of a reader that has read an image's information.
 
     Zeros are unsigned (``+ 0.0``): a reader's header-only read gives ``-0.0`` where
@@ -170,11 +172,12 @@ def _apply_geometry(image: sitk.Image, geometry: Geometry) -> None:
     image.SetDirection(tuple(d.ravel()))
 
 
-def _fmt(values: tuple) -> str:
+def format_values(values: tuple) -> str:
+    """A grid property for messages: a tuple with floats rounded to 6 decimals."""
     return str(tuple(round(v, 6) if isinstance(v, float) else v for v in values))
 
 
-def _first_difference(
+def first_difference(
     geometry: Geometry, first: Geometry, *, rtol: float, shape_only: bool
 ) -> str | None:
     """Name the first grid property in which ``geometry`` differs from ``first``."""
@@ -255,14 +258,14 @@ def check_geometry(
     items = iter(geometries.items())
     first_name, first = next(items)
     for name, geometry in items:
-        what = _first_difference(geometry, first, rtol=rtol, shape_only=shape_only)
+        what = first_difference(geometry, first, rtol=rtol, shape_only=shape_only)
         if what is None:
             continue
         where = _where(case, f"{role} {name!r}")
         first_label = "first candidate's" if role == "algorithm" else f"first {role}'s"
         raise GeometryError(
-            f"{where}: {what} {_fmt(getattr(geometry, what))} differs from the {first_label} "
-            f"{_fmt(getattr(first, what))} ({role} {first_name!r}); {_fix_hint(what, role)}"
+            f"{where}: {what} {format_values(getattr(geometry, what))} differs from the {first_label} "
+            f"{format_values(getattr(first, what))} ({role} {first_name!r}); {_fix_hint(what, role)}"
         )
     return first
 
@@ -341,285 +344,6 @@ def resample_to(
 # --------------------------------------------------------------------------------------
 
 
-def _sitk_message(error: Exception) -> str:
-    """The first useful line of SimpleITK's multi-line C++ error text."""
-    lines = []
-    for raw in str(error).splitlines():
-        line = raw.strip()
-        if not line or line.startswith("Exception thrown in SimpleITK"):
-            continue
-        if line.endswith(":") and (".cxx" in line or ".h:" in line):
-            continue  # a C++ source location
-        for marker in ("sitk::ERROR:", "ITK ERROR:"):
-            if marker in line:
-                line = line.split(marker, 1)[1].strip()
-                # drop "NrrdImageIO(0x55...): "
-                head, sep, rest = line.partition("): ")
-                if sep and "(0x" in head:
-                    line = rest.strip()
-        line = line.removeprefix("[nrrd]").strip()
-        if line:
-            lines.append(line)
-    if not lines:
-        return "SimpleITK gave no reason"
-    first = lines[0]
-    if first.endswith(":") and len(lines) > 1:
-        # "Read: Error reading x.nrrd:" says nothing; the deepest cause is on the last line
-        first = lines[-1]
-    return first.rstrip(".:")
-
-
-def _ram_folder() -> str:
-    """A folder for short-lived decompressed copies: RAM-backed where the system has one."""
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK):
-        return shm
-    return tempfile.gettempdir()
-
-
-def _ram_copy(write: Callable[[IO[bytes]], Any]) -> tuple[str, Any] | None:
-    """A short-lived ``.nii`` file in :func:`_ram_folder`, filled by ``write(file)``.
-
-    Returns its path and what ``write`` returned, or None when there is no room for it (the
-    partial file is removed; the caller reads the original instead). ``ValueError`` and
-    ``PermissionError`` from ``write`` propagate, also after removing the partial file.
-    """
-    fd, path = tempfile.mkstemp(prefix="qe_nb-", suffix=".nii", dir=_ram_folder())
-    try:
-        with os.fdopen(fd, "wb") as out:
-            result = write(out)
-    except (ValueError, PermissionError):
-        os.unlink(path)
-        raise
-    except OSError:
-        os.unlink(path)
-        return None
-    return path, result
-
-
-def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
-    """Decompress a gzip file fully (verifying its end marker and CRC), optionally into ``out``.
-
-    Returns the first 544 decompressed bytes and the decompressed size. Raises
-    ``ValueError`` with a reason when the stream is truncated or corrupt.
-    """
-    d = _inflate.decompressobj(wbits=31)
-    head = b""
-    total = 0
-    with open(path, "rb") as f:
-        pending = b""
-        while True:
-            chunk = pending or f.read(_CHUNK)
-            pending = b""
-            if not chunk:
-                break
-            try:
-                data = d.decompress(chunk)
-            except _inflate.error as exc:
-                raise ValueError(f"the gzip data are corrupt ({exc})") from None
-            total += len(data)
-            if len(head) < 544:
-                head += data[: 544 - len(head)]
-            if out is not None:
-                out.write(data)
-            if d.eof:
-                # Another member may follow (as gzip and zlib's gzread read them); other
-                # trailing bytes are ignored, as gzread ignores them.
-                rest = d.unused_data
-                if len(rest) < 2:
-                    rest += f.read(2 - len(rest))
-                if rest[:2] != _GZIP_MAGIC:
-                    break
-                d = _inflate.decompressobj(wbits=31)
-                pending = rest
-    if not d.eof:
-        raise ValueError("the gzip stream is truncated (it ends before its end marker)")
-    return head, total
-
-
-@dataclass(frozen=True)
-class _Nifti1:
-    """The fields of a single-file NIfTI-1 header that the readers here need."""
-
-    endian: str  # "<" or ">"
-    dims: tuple[int, ...]  # dim[0..7]
-    datatype: int
-    bitpix: int
-    vox_offset: float
-    slope: float
-    inter: float
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """The (z, y, x) shape of a 3-D image."""
-        return (int(self.dims[3]), int(self.dims[2]), int(self.dims[1]))
-
-
-def _nifti1_header(head: bytes) -> _Nifti1 | None:
-    """The header of a single-file NIfTI-1 (``n+1``) in either byte order, or None."""
-    if len(head) < 348 or head[344:348] != b"n+1\x00":
-        return None
-    for endian in "<>":
-        if struct.unpack(endian + "i", head[:4])[0] == 348:
-            break
-    else:
-        return None
-    (datatype, bitpix) = struct.unpack(endian + "2h", head[70:74])
-    (vox_offset, slope, inter) = struct.unpack(endian + "3f", head[108:120])
-    return _Nifti1(endian, struct.unpack(endian + "8h", head[40:56]), datatype, bitpix,
-                   vox_offset, slope, inter)
-
-
-def _nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.ndarray | None:
-    """Where a single-file float NIfTI holds NaN voxels, as a (z, y, x) mask; None if none.
-
-    SimpleITK's NIfTI reader turns NaN voxels into 0 without a word, so they are found in
-    the raw data instead, and put back into what ``read_image`` returns. ``compressed``: the
-    file is gzip'd (read when there was no room for a decompressed copy). None too when the
-    file holds fewer voxels than its header says: the caller reports the truncation.
-    """
-    header = _nifti1_header(head)
-    if header is None or header.datatype not in _NIFTI_FLOATS or header.dims[0] != 3:
-        return None
-    dtype = np.dtype(_NIFTI_FLOATS[header.datatype]).newbyteorder(header.endian)
-    offset, count = int(header.vox_offset), math.prod(header.shape)
-    needed = offset + count * dtype.itemsize
-    if compressed:
-        with gzip.open(path, "rb") as f:
-            data = f.read(needed)
-        if len(data) < needed:
-            return None
-        voxels = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-    else:
-        if os.path.getsize(path) < needed:
-            return None
-        voxels = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=header.shape)
-    nans = np.isnan(voxels).reshape(header.shape)
-    return nans if nans.any() else None
-
-
-def _nifti_expected_size(head: bytes) -> int | None:
-    """Bytes a single-file NIfTI needs according to its header, or None if not NIfTI."""
-    if len(head) < 348:
-        return None
-    header = _nifti1_header(head)
-    if header is not None:
-        dims, bitpix, vox_offset = header.dims, header.bitpix, header.vox_offset
-    else:
-        for endian in "<>":
-            (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
-            if sizeof_hdr == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
-                (bitpix,) = struct.unpack(endian + "h", head[14:16])
-                dims = struct.unpack(endian + "8q", head[16:80])
-                (vox_offset,) = struct.unpack(endian + "q", head[168:176])
-                break
-        else:
-            return None
-    ndim = int(dims[0])
-    if not 1 <= ndim <= 7 or bitpix <= 0:
-        return None
-    n = 1
-    for k in range(1, ndim + 1):
-        n *= max(int(dims[k]), 1)
-    return int(vox_offset) + (n * int(bitpix) + 7) // 8
-
-
-_NIFTI_INTEGERS = {
-    2: (np.uint8, sitk.sitkUInt8),
-    4: (np.int16, sitk.sitkInt16),
-    8: (np.int32, sitk.sitkInt32),
-    256: (np.int8, sitk.sitkInt8),
-    512: (np.uint16, sitk.sitkUInt16),
-    768: (np.uint32, sitk.sitkUInt32),
-    1024: (np.int64, sitk.sitkInt64),
-    1280: (np.uint64, sitk.sitkUInt64),
-}
-"""NIfTI datatype codes of integer voxels, with the numpy and SimpleITK types they read as."""
-
-
-def _inflate_whole(path: str) -> bytes | None:
-    """The whole decompressed content of a one-member gzip file, in one allocation.
-
-    Verifies the stream (end marker and CRC) as :func:`_check_gzip` does. Returns None when
-    the file is not that simple (several members, trailing bytes, a size the trailer does
-    not give): the caller then takes the streaming path, which explains any problem.
-    """
-    with open(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 18:
-        return None
-    (size,) = struct.unpack("<I", raw[-4:])  # ISIZE: the decompressed size modulo 2**32
-    d = _inflate.decompressobj(wbits=31)
-    try:
-        data = d.decompress(raw, size + 1)
-    except _inflate.error:
-        return None
-    if not d.eof or d.unused_data or len(data) != size:
-        return None
-    return data
-
-
-def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, Geometry] | None:
-    """Voxels and grid of a decompressed single-file NIfTI-1 holding unscaled integers.
-
-    The voxels are viewed in ``data`` (read-only); the grid comes from SimpleITK's reading
-    of the header alone, and the result is only returned when SimpleITK reports the same
-    size and pixel type, so it equals ``sitk.ReadImage`` voxel for voxel. None otherwise.
-    """
-    header = _nifti1_header(data)
-    if header is None or len(data) < 352:
-        return None
-    dims, vox_offset = header.dims, header.vox_offset
-    if dims[0] != 3 or min(dims[1:4]) < 1 or header.datatype not in _NIFTI_INTEGERS:
-        return None
-    if header.slope not in (0.0, 1.0) or header.inter != 0.0 or vox_offset != int(vox_offset):
-        return None
-    dtype, pixel_id = _NIFTI_INTEGERS[header.datatype]
-    shape = header.shape
-    count = shape[0] * shape[1] * shape[2]
-    if len(data) < int(vox_offset) + count * np.dtype(dtype).itemsize:
-        return None  # truncated: the full path names the problem
-    with _sitk_readable(path) as readable:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(readable)
-        reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            return None
-    if (
-        reader.GetDimension() != 3
-        or reader.GetNumberOfComponents() != 1
-        or reader.GetPixelID() != pixel_id
-        or tuple(reader.GetSize()) != shape[::-1]
-    ):
-        return None
-    voxels = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(header.endian), count=count,
-                           offset=int(vox_offset)).reshape(shape)
-    if not voxels.dtype.isnative:
-        voxels = voxels.astype(dtype)
-    return voxels, _geometry_of(reader)
-
-
-@contextlib.contextmanager
-def _sitk_readable(path: str) -> Iterator[str]:
-    """A path SimpleITK can be given safely.
-
-    SimpleITK aborts the whole process when handed a file name that is not valid UTF-8
-    (a ``str`` holding surrogate escapes), so such files are read through an ASCII-named
-    symbolic link in a temporary folder.
-    """
-    if _is_utf8(path):
-        yield path
-        return
-    folder = tempfile.mkdtemp(prefix="qe_nb-")
-    alias = os.path.join(folder, "image" + image_suffix(path, ascii_only=True))
-    try:
-        os.symlink(os.path.abspath(path), alias)
-        yield alias
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
 
 def read_image(
     path: PathLike, *, case: str | None = None, role: str | None = None
@@ -674,17 +398,20 @@ def read_image(
     ...
     qe_nb.exceptions.ImageReadError: case 'c1', reference: cannot read '.../b.nii.gz': the file does not exist.
     """
-    array, geometry = _read_image(path, case=case, role=role)
+    array, geometry = read_image_view(path, case=case, role=role)
     if not array.flags.writeable:
         array = array.copy()
     return array, geometry
 
 
-def _read_image(
+def read_image_view(
     path: PathLike, *, case: str | None = None, role: str | None = None
 ) -> tuple[np.ndarray, Geometry]:
-    """:func:`read_image`, whose array may be a read-only view of the decompressed file
-    (loaders that copy the voxels anyway save a copy)."""
+    """:func:`read_image`, whose array may be a read-only view of the decompressed file.
+
+    For loaders that copy the voxels anyway (into a stack of masks): they save a copy.
+    Same parameters, result and errors as :func:`read_image`.
+    """
     p = os.fsdecode(os.fspath(path))
     where = _where(case, role)
     prefix = f"{where}: " if where else ""
@@ -692,6 +419,54 @@ def _read_image(
     def fail(problem: str) -> ImageReadError:
         return ImageReadError(f"{prefix}cannot read {p!r}: {problem}.")
 
+    head = _read_head(p, fail)
+    data_size = os.path.getsize(p)
+    gzipped = head[:2] == GZIP_MAGIC
+    raw = None  # a decompressed single-file NIfTI, read instead of the .gz
+    try:
+        if gzipped:
+            try:
+                inflated = inflate(p)
+            except ValueError as exc:
+                raise fail(f"it is a truncated or corrupt gzip file: {exc}") from None
+            except PermissionError:
+                raise fail("permission denied (the file cannot be opened for reading)") from None
+            if inflated.label_map is not None:
+                voxels, reader = inflated.label_map
+                return voxels, geometry_of(reader)
+            head, data_size, raw = inflated.head, inflated.size, inflated.copy
+        source = raw if raw is not None else p
+        image = _sitk_read(source, fail)
+        # (a gzip file read as it is: there was no room for a decompressed copy)
+        compressed = gzipped and raw is None
+        nans = nifti_float_nans(source, head, compressed=compressed) if image.GetDimension() == 3 else None
+    finally:
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(raw)
+
+    size = " x ".join(map(str, image.GetSize()[::-1]))
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise fail(
+            f"it has {image.GetNumberOfComponentsPerPixel()} components per voxel (size "
+            f"{size}); expected a scalar 3-D image"
+        )
+    if image.GetDimension() != 3:
+        raise fail(f"it is {image.GetDimension()}-D (size {size}); expected a 3-D image")
+    expected = nifti_expected_size(head)
+    if expected is not None and data_size < expected:
+        raise fail(
+            f"the NIfTI data are truncated: it holds {data_size} bytes, its header promises "
+            f"{expected}"
+        )
+    array = sitk.GetArrayFromImage(image)
+    if nans is not None and nans.shape == array.shape:
+        array[nans] = np.nan
+    return array, geometry_of(image)
+
+
+def _read_head(p: str, fail: Callable[[str], ImageReadError]) -> bytes:
+    """The first 544 bytes of an existing, readable, non-empty file (else ``fail``)."""
     if not os.path.lexists(p):
         raise fail("the file does not exist")
     if os.path.islink(p) and not os.path.exists(p):
@@ -707,80 +482,22 @@ def _read_image(
         raise fail(f"the file cannot be opened ({exc.strerror or exc})") from None
     if not head:
         raise fail("the file is empty (0 bytes)")
-    data_size = os.path.getsize(p)
-    gzipped = head[:2] == _GZIP_MAGIC
-    raw = None  # a decompressed single-file NIfTI, read instead of the .gz
-    try:
-        whole = _inflate_whole(p) if gzipped else None
-        if whole is not None:
-            # Decompressed in memory and verified. A label map (integer NIfTI) is viewed
-            # right there; anything else is handed to SimpleITK uncompressed below.
-            fast = _nifti_integer_voxels(whole, p)
-            if fast is not None:
-                return fast
-            head, data_size = whole[:544], len(whole)
-            if head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00":
-                # (no room for the copy: SimpleITK inflates the file itself)
-                copy = _ram_copy(lambda out: out.write(whole))
-                raw = None if copy is None else copy[0]
-            del whole
-        elif gzipped:
-            # Decompress once: this verifies the stream (SimpleITK reads truncated or corrupt
-            # gzip files without complaint, padding or garbling voxels), and a NIfTI inside is
-            # then handed to SimpleITK uncompressed, so the data are inflated only once.
-            try:
-                copy = _ram_copy(lambda out: _check_gzip(p, out))
-                if copy is None:  # no room for the copy: verify only, and let SimpleITK inflate
-                    head, data_size = _check_gzip(p)
-                else:
-                    raw, (head, data_size) = copy
-            except ValueError as exc:
-                raise fail(f"it is a truncated or corrupt gzip file: {exc}") from None
-            except PermissionError:
-                raise fail("permission denied (the file cannot be opened for reading)") from None
-            if raw is not None and head[344:348] != b"n+1\x00" and head[4:8] != b"n+2\x00":
-                os.unlink(raw)
-                raw = None
-        source = raw if raw is not None else p
-        with _sitk_readable(source) as readable:
-            try:
-                image = sitk.ReadImage(readable)
-            except RuntimeError as exc:
-                reason = _sitk_message(exc)
-                if "Unable to determine ImageIO reader" in reason:
-                    raise fail(
-                        "it is not an image SimpleITK can read (expected a volume such as "
-                        ".nii.gz, .nii, .nrrd or .mha)"
-                    ) from None
-                raise fail(f"SimpleITK could not read it ({reason})") from None
-        # (a gzip file read as it is: there was no room for a decompressed copy)
-        compressed = gzipped and raw is None
-        nans = _nifti_float_nans(source, head, compressed=compressed) if image.GetDimension() == 3 else None
-    finally:
-        if raw is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(raw)
+    return head
 
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise fail(
-            f"it has {image.GetNumberOfComponentsPerPixel()} components per voxel (size "
-            f"{' x '.join(map(str, image.GetSize()[::-1]))}); expected a scalar 3-D image"
-        )
-    if image.GetDimension() != 3:
-        raise fail(
-            f"it is {image.GetDimension()}-D (size {' x '.join(map(str, image.GetSize()[::-1]))}); "
-            "expected a 3-D image"
-        )
-    expected = _nifti_expected_size(head)
-    if expected is not None and data_size < expected:
-        raise fail(
-            f"the NIfTI data are truncated: it holds {data_size} bytes, its header promises "
-            f"{expected}"
-        )
-    array = sitk.GetArrayFromImage(image)
-    if nans is not None and nans.shape == array.shape:
-        array[nans] = np.nan
-    return array, _geometry_of(image)
+
+def _sitk_read(source: str, fail: Callable[[str], ImageReadError]) -> sitk.Image:
+    """``sitk.ReadImage``, its errors in words."""
+    with sitk_readable(source) as readable:
+        try:
+            return sitk.ReadImage(readable)
+        except RuntimeError as exc:
+            reason = sitk_message(exc)
+            if "Unable to determine ImageIO reader" in reason:
+                raise fail(
+                    "it is not an image SimpleITK can read (expected a volume such as "
+                    ".nii.gz, .nii, .nrrd or .mha)"
+                ) from None
+            raise fail(f"SimpleITK could not read it ({reason})") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -788,154 +505,6 @@ def _read_image(
 # --------------------------------------------------------------------------------------
 
 
-def image_suffix(path: PathLike, *, ascii_only: bool = False) -> str:
-    """The file-name ending that selects a format: ``'.nii.gz'``, ``'.csv'``, ``''``.
-
-    A compression suffix (``.gz``, ``.bz2``, ``.xz``, ``.zst``) includes the suffix before it.
-
-    Examples
-    --------
-    >>> image_suffix("a/b.nii.gz"), image_suffix("scores.nc"), image_suffix("README")
-    ('.nii.gz', '.nc', '')
-    """
-    name = Path(os.fsdecode(os.fspath(path))).name
-    suffixes = Path(name).suffixes
-    if not suffixes:
-        return ""
-    suffix = suffixes[-1]
-    if suffix.lower() in _COMPRESSION_SUFFIXES and len(suffixes) > 1:
-        suffix = suffixes[-2] + suffix
-    if ascii_only and not suffix.isascii():
-        return ""
-    return suffix
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; on success move it over ``path`` atomically.
-
-    For writers that want a file name (SimpleITK, ``Dataset.to_netcdf``). The temporary
-    file is hidden (its name starts with ``.``), keeps the target's suffix so format-by-
-    extension writers pick the right format, and has an ASCII name. If the block raises,
-    the temporary file is removed and the target is left untouched.
-
-    Raises
-    ------
-    InputError
-        When the target folder does not exist or ``path`` is a directory.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> target = os.path.join(tempfile.mkdtemp(), "out.txt")
-    >>> with atomic_path(target) as tmp:
-    ...     with open(tmp, "w") as f:
-    ...         _ = f.write("done")
-    >>> open(target).read()
-    'done'
-    """
-    target = os.path.abspath(os.fsdecode(os.fspath(path)))
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise InputError(
-            f"cannot write {target!r}: the folder {folder!r} does not exist; create it first."
-        )
-    if os.path.isdir(target):
-        raise InputError(f"cannot write {target!r}: it is a directory; expected a file path.")
-    tmp = os.path.join(
-        folder, f".qe_nb-tmp-{uuid.uuid4().hex[:12]}{image_suffix(target, ascii_only=True)}"
-    )
-    # Created with the default mode (0o666 & ~umask) rather than mkstemp's 0o600, so the
-    # final file gets the permissions any ordinary new file would.
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_write(
-    path: PathLike, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None
-) -> Iterator[IO[Any]]:
-    """Open a file for writing so that it appears at ``path`` complete or not at all.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The final file.
-    mode : {"w", "wb", "wt"}, default "w"
-        Text or binary.
-    encoding : str or None, default "utf-8"
-        Text encoding (ignored in binary mode).
-    newline : str or None
-        As for :func:`open` (``""`` for the csv module).
-
-    Yields
-    ------
-    file object
-        Write to it; it is flushed, fsynced and moved over ``path`` when the block ends.
-
-    Raises
-    ------
-    InputError
-        For a mode that is not a write mode, or a missing folder.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> target = os.path.join(tempfile.mkdtemp(), "worklist.csv")
-    >>> with atomic_write(target, newline="") as f:
-    ...     _ = f.write("case,risk\\n")
-    >>> open(target).read()
-    'case,risk\\n'
-    """
-    if mode not in {"w", "wb", "wt"}:
-        raise InputError(f"`mode` must be one of ['w', 'wb', 'wt']; got {mode!r}.")
-    binary = "b" in mode
-    with atomic_path(path) as tmp:
-        if binary:
-            f = open(tmp, "wb")
-        else:
-            f = open(tmp, "w", encoding=encoding, newline=newline)
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> target = os.path.join(tempfile.mkdtemp(), "x.bin")
-    >>> atomic_write_bytes(target, b"\\x00\\x01")
-    >>> open(target, "rb").read()
-    b'\\x00\\x01'
-    """
-    with atomic_write(path, "wb") as f:
-        f.write(data)
-
-
-def atomic_write_text(path: PathLike, text: str, *, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> target = os.path.join(tempfile.mkdtemp(), "x.txt")
-    >>> atomic_write_text(target, "hello")
-    >>> open(target).read()
-    'hello'
-    """
-    with atomic_write(path, "w", encoding=encoding) as f:
-        f.write(text)
 
 
 def write_image(
@@ -991,7 +560,7 @@ def write_image(
     if image_suffix(target).lower() in _TWO_FILE_SUFFIXES:
         # The header names its data file, so a renamed temporary would point at the wrong
         # data file: these formats are written in place.
-        if not _is_utf8(target):
+        if not is_utf8(target):
             raise InputError(
                 f"cannot write {target!r}: SimpleITK cannot write a two-file format under a "
                 "name that is not valid UTF-8; use .nii.gz, .nii, .nrrd or .mha."
@@ -999,7 +568,7 @@ def write_image(
         _sitk_write(image, target, target, compress)
         return
     with atomic_path(target) as tmp:
-        if _is_utf8(tmp):
+        if is_utf8(tmp):
             _sitk_write(image, tmp, target, compress)
         else:
             # SimpleITK aborts the process on a name that is not valid UTF-8: write under an
@@ -1018,14 +587,8 @@ def _sitk_write(image: sitk.Image, path: str, target: str, compress: bool) -> No
         sitk.WriteImage(image, path, bool(compress))
     except RuntimeError as exc:
         raise InputError(
-            f"cannot write {target!r}: {_sitk_message(exc)}; use a suffix SimpleITK "
+            f"cannot write {target!r}: {sitk_message(exc)}; use a suffix SimpleITK "
             f"writes, e.g. {list(IMAGE_SUFFIXES[:4])}."
         ) from None
 
 
-def _is_utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

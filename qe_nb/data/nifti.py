@@ -1,0 +1,397 @@
+"""Guards for the image files SimpleITK reads wrongly: gzip streams, NIfTI sizes, NaN voxels.
+
+SimpleITK reads some broken files without complaint (a truncated ``.nii`` or ``.nii.gz``
+comes back padded with zeros, a corrupt gzip stream garbled), turns NaN voxels of float NIfTI
+files into 0, and aborts the whole process on a file name that is not valid UTF-8. The
+helpers here check what it cannot: :func:`inflate` decompresses a gzip file once, verifying
+its checksum, and views an integer NIfTI label map in memory; :func:`nifti_expected_size`
+gives the size a NIfTI header promises; :func:`nifti_float_nans` finds NaN voxels to put
+back. Package-internal: :func:`qe_nb.data.images.read_image` is their one caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import math
+import os
+import shutil
+import struct
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from qe_nb.data.files import image_suffix, is_utf8
+
+__all__ = [
+    "GZIP_MAGIC",
+    "Inflated",
+    "inflate",
+    "is_nifti",
+    "nifti_expected_size",
+    "nifti_float_nans",
+    "sitk_message",
+    "sitk_readable",
+]
+
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first two bytes of a gzip file."""
+_CHUNK = 1 << 20
+
+try:  # zlib-ng inflates 3x faster than the standard library's zlib, with the same checks
+    from zlib_ng import zlib_ng as _inflate
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; keep working without it
+    _inflate = zlib
+
+_NIFTI_FLOATS = {16: np.float32, 64: np.float64}
+"""NIfTI datatype codes whose voxels can be NaN."""
+
+
+def sitk_message(error: Exception) -> str:
+    """The first useful line of SimpleITK's multi-line C++ error text."""
+    lines = []
+    for raw in str(error).splitlines():
+        line = raw.strip()
+        if not line or line.startswith("Exception thrown in SimpleITK"):
+            continue
+        if line.endswith(":") and (".cxx" in line or ".h:" in line):
+            continue  # a C++ source location
+        for marker in ("sitk::ERROR:", "ITK ERROR:"):
+            if marker in line:
+                line = line.split(marker, 1)[1].strip()
+                # drop "NrrdImageIO(0x55...): "
+                head, sep, rest = line.partition("): ")
+                if sep and "(0x" in head:
+                    line = rest.strip()
+        line = line.removeprefix("[nrrd]").strip()
+        if line:
+            lines.append(line)
+    if not lines:
+        return "SimpleITK gave no reason"
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        # "Read: Error reading x.nrrd:" says nothing; the deepest cause is on the last line
+        first = lines[-1]
+    return first.rstrip(".:")
+
+def _ram_folder() -> str:
+    """A folder for short-lived decompressed copies: RAM-backed where the system has one."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK):
+        return shm
+    return tempfile.gettempdir()
+
+
+def _ram_copy(write: Callable[[IO[bytes]], Any]) -> tuple[str, Any] | None:
+    """A short-lived ``.nii`` file in the RAM folder, filled by ``write(file)``.
+
+    Returns its path and what ``write`` returned, or None when there is no room for it (the
+    partial file is removed; the caller reads the original instead). ``ValueError`` and
+    ``PermissionError`` from ``write`` propagate, also after removing the partial file.
+    """
+    fd, path = tempfile.mkstemp(prefix="qe_nb-", suffix=".nii", dir=_ram_folder())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = write(out)
+    except (ValueError, PermissionError):
+        os.unlink(path)
+        raise
+    except OSError:
+        os.unlink(path)
+        return None
+    return path, result
+
+
+def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
+    """Decompress a gzip file fully (verifying its end marker and CRC), optionally into ``out``.
+
+    Returns the first 544 decompressed bytes and the decompressed size. Raises
+    ``ValueError`` with a reason when the stream is truncated or corrupt.
+    """
+    d = _inflate.decompressobj(wbits=31)
+    head = b""
+    total = 0
+    with open(path, "rb") as f:
+        pending = b""
+        while True:
+            chunk = pending or f.read(_CHUNK)
+            pending = b""
+            if not chunk:
+                break
+            try:
+                data = d.decompress(chunk)
+            except _inflate.error as exc:
+                raise ValueError(f"the gzip data are corrupt ({exc})") from None
+            total += len(data)
+            if len(head) < 544:
+                head += data[: 544 - len(head)]
+            if out is not None:
+                out.write(data)
+            if d.eof:
+                # Another member may follow (as gzip and zlib's gzread read them); other
+                # trailing bytes are ignored, as gzread ignores them.
+                rest = d.unused_data
+                if len(rest) < 2:
+                    rest += f.read(2 - len(rest))
+                if rest[:2] != GZIP_MAGIC:
+                    break
+                d = _inflate.decompressobj(wbits=31)
+                pending = rest
+    if not d.eof:
+        raise ValueError("the gzip stream is truncated (it ends before its end marker)")
+    return head, total
+
+
+@dataclass(frozen=True)
+class _Nifti1:
+    """The fields of a single-file NIfTI-1 header that the readers here need."""
+
+    endian: str  # "<" or ">"
+    dims: tuple[int, ...]  # dim[0..7]
+    datatype: int
+    bitpix: int
+    vox_offset: float
+    slope: float
+    inter: float
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The (z, y, x) shape of a 3-D image."""
+        return (int(self.dims[3]), int(self.dims[2]), int(self.dims[1]))
+
+
+def _nifti1_header(head: bytes) -> _Nifti1 | None:
+    """The header of a single-file NIfTI-1 (``n+1``) in either byte order, or None."""
+    if len(head) < 348 or head[344:348] != b"n+1\x00":
+        return None
+    for endian in "<>":
+        if struct.unpack(endian + "i", head[:4])[0] == 348:
+            break
+    else:
+        return None
+    (datatype, bitpix) = struct.unpack(endian + "2h", head[70:74])
+    (vox_offset, slope, inter) = struct.unpack(endian + "3f", head[108:120])
+    return _Nifti1(endian, struct.unpack(endian + "8h", head[40:56]), datatype, bitpix,
+                   vox_offset, slope, inter)
+
+
+def nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.ndarray | None:
+    """Where a single-file float NIfTI holds NaN voxels, as a (z, y, x) mask; None if none.
+
+    SimpleITK's NIfTI reader turns NaN voxels into 0 without a word, so they are found in
+    the raw data instead, and put back into what ``read_image`` returns. ``compressed``: the
+    file is gzip'd (read when there was no room for a decompressed copy). None too when the
+    file holds fewer voxels than its header says: the caller reports the truncation.
+    """
+    header = _nifti1_header(head)
+    if header is None or header.datatype not in _NIFTI_FLOATS or header.dims[0] != 3:
+        return None
+    dtype = np.dtype(_NIFTI_FLOATS[header.datatype]).newbyteorder(header.endian)
+    offset, count = int(header.vox_offset), math.prod(header.shape)
+    needed = offset + count * dtype.itemsize
+    if compressed:
+        with gzip.open(path, "rb") as f:
+            data = f.read(needed)
+        if len(data) < needed:
+            return None
+        voxels = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    else:
+        if os.path.getsize(path) < needed:
+            return None
+        voxels = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=header.shape)
+    nans = np.isnan(voxels).reshape(header.shape)
+    return nans if nans.any() else None
+
+
+def nifti_expected_size(head: bytes) -> int | None:
+    """Bytes a single-file NIfTI needs according to its header, or None if not NIfTI."""
+    if len(head) < 348:
+        return None
+    header = _nifti1_header(head)
+    if header is not None:
+        dims, bitpix, vox_offset = header.dims, header.bitpix, header.vox_offset
+    else:
+        for endian in "<>":
+            (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
+            if sizeof_hdr == 540 and len(head) >= 540 and head[4:8] == b"n+2\x00":
+                (bitpix,) = struct.unpack(endian + "h", head[14:16])
+                dims = struct.unpack(endian + "8q", head[16:80])
+                (vox_offset,) = struct.unpack(endian + "q", head[168:176])
+                break
+        else:
+            return None
+    ndim = int(dims[0])
+    if not 1 <= ndim <= 7 or bitpix <= 0:
+        return None
+    n = 1
+    for k in range(1, ndim + 1):
+        n *= max(int(dims[k]), 1)
+    return int(vox_offset) + (n * int(bitpix) + 7) // 8
+
+
+_NIFTI_INTEGERS = {
+    2: (np.uint8, sitk.sitkUInt8),
+    4: (np.int16, sitk.sitkInt16),
+    8: (np.int32, sitk.sitkInt32),
+    256: (np.int8, sitk.sitkInt8),
+    512: (np.uint16, sitk.sitkUInt16),
+    768: (np.uint32, sitk.sitkUInt32),
+    1024: (np.int64, sitk.sitkInt64),
+    1280: (np.uint64, sitk.sitkUInt64),
+}
+"""NIfTI datatype codes of integer voxels, with the numpy and SimpleITK types they read as."""
+
+
+def _inflate_whole(path: str) -> bytes | None:
+    """The whole decompressed content of a one-member gzip file, in one allocation.
+
+    Verifies the stream (end marker and CRC) as :func:`_check_gzip` does. Returns None when
+    the file is not that simple (several members, trailing bytes, a size the trailer does
+    not give): the caller then takes the streaming path, which explains any problem.
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 18:
+        return None
+    (size,) = struct.unpack("<I", raw[-4:])  # ISIZE: the decompressed size modulo 2**32
+    d = _inflate.decompressobj(wbits=31)
+    try:
+        data = d.decompress(raw, size + 1)
+    except _inflate.error:
+        return None
+    if not d.eof or d.unused_data or len(data) != size:
+        return None
+    return data
+
+
+def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, sitk.ImageFileReader] | None:
+    """Voxels of a decompressed single-file NIfTI-1 holding unscaled integers, and the reader
+    that read its header (its grid).
+
+    The voxels are viewed in ``data`` (read-only); the grid comes from SimpleITK's reading
+    of the header alone, and the result is only returned when SimpleITK reports the same
+    size and pixel type, so it equals ``sitk.ReadImage`` voxel for voxel. None otherwise.
+    """
+    header = _nifti1_header(data)
+    if header is None or len(data) < 352:
+        return None
+    dims, vox_offset = header.dims, header.vox_offset
+    if dims[0] != 3 or min(dims[1:4]) < 1 or header.datatype not in _NIFTI_INTEGERS:
+        return None
+    if header.slope not in (0.0, 1.0) or header.inter != 0.0 or vox_offset != int(vox_offset):
+        return None
+    dtype, pixel_id = _NIFTI_INTEGERS[header.datatype]
+    shape = header.shape
+    count = shape[0] * shape[1] * shape[2]
+    if len(data) < int(vox_offset) + count * np.dtype(dtype).itemsize:
+        return None  # truncated: the full path names the problem
+    with sitk_readable(path) as readable:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(readable)
+        reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
+    if (
+        reader.GetDimension() != 3
+        or reader.GetNumberOfComponents() != 1
+        or reader.GetPixelID() != pixel_id
+        or tuple(reader.GetSize()) != shape[::-1]
+    ):
+        return None
+    voxels = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(header.endian), count=count,
+                           offset=int(vox_offset)).reshape(shape)
+    if not voxels.dtype.isnative:
+        voxels = voxels.astype(dtype)
+    return voxels, reader
+
+
+@contextlib.contextmanager
+def sitk_readable(path: str) -> Iterator[str]:
+    """A path SimpleITK can be given safely.
+
+    SimpleITK aborts the whole process when handed a file name that is not valid UTF-8
+    (a ``str`` holding surrogate escapes), so such files are read through an ASCII-named
+    symbolic link in a temporary folder.
+    """
+    if is_utf8(path):
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix="qe_nb-")
+    alias = os.path.join(folder, "image" + image_suffix(path, ascii_only=True))
+    try:
+        os.symlink(os.path.abspath(path), alias)
+        yield alias
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+
+def is_nifti(head: bytes) -> bool:
+    """Whether the first bytes of a file are those of a single-file NIfTI-1 or NIfTI-2."""
+    return head[344:348] == b"n+1\x00" or head[4:8] == b"n+2\x00"
+
+
+@dataclass(frozen=True)
+class Inflated:
+    """What :func:`inflate` made of a gzip file.
+
+    Attributes
+    ----------
+    head : bytes
+        The first 544 decompressed bytes (empty when ``label_map`` is set).
+    size : int
+        The decompressed size in bytes.
+    copy : str or None
+        A decompressed copy of a NIfTI file for SimpleITK to read (the caller deletes it), or
+        None: SimpleITK reads the gzip file itself (not NIfTI, or no room for a copy).
+    label_map : tuple or None
+        An integer NIfTI label map viewed in memory: its read-only voxels ``(z, y, x)`` and
+        the SimpleITK reader holding its grid; nothing else is left to read.
+    """
+
+    head: bytes
+    size: int
+    copy: str | None = None
+    label_map: tuple[np.ndarray, sitk.ImageFileReader] | None = None
+
+
+def inflate(path: str) -> Inflated:
+    """Decompress a gzip file once, verifying its end marker and checksum.
+
+    SimpleITK reads truncated or corrupt gzip files without complaint (padding or garbling
+    voxels), so the stream is checked here, and a NIfTI inside is then handed to SimpleITK
+    uncompressed (see :class:`Inflated`), so the data are inflated only once. A one-member
+    file is inflated in one allocation; a label map in it is viewed right there.
+
+    Raises
+    ------
+    ValueError
+        With the reason, when the stream is truncated or corrupt.
+    PermissionError
+        When the file cannot be read.
+    """
+    whole = _inflate_whole(path)
+    if whole is not None:
+        label_map = _nifti_integer_voxels(whole, path)
+        if label_map is not None:
+            return Inflated(b"", len(whole), label_map=label_map)
+        head = whole[:544]
+        # (no room for the copy: SimpleITK inflates the file itself)
+        copy = _ram_copy(lambda out: out.write(whole)) if is_nifti(head) else None
+        return Inflated(head, len(whole), None if copy is None else copy[0])
+    copy = _ram_copy(lambda out: _check_gzip(path, out))
+    if copy is None:  # no room for the copy: verify only, and let SimpleITK inflate
+        head, size = _check_gzip(path)
+        return Inflated(head, size)
+    raw, (head, size) = copy
+    if not is_nifti(head):
+        os.unlink(raw)
+        return Inflated(head, size)
+    return Inflated(head, size, raw)
