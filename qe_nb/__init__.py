@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("qe-nb")
@@ -92,6 +93,60 @@ _API = {
 
 __all__ = sorted(_API) + ["__version__"]
 
+if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
+    from qe_nb.core.alarms import alarms, risk, threshold_table, thresholds
+    from qe_nb.core.calibration import alarm_entropy, calibrate, sweep, sweep_table
+    from qe_nb.core.fusion import fuse
+    from qe_nb.core.labels import (
+        BINARY,
+        BRATS,
+        BRATS_2023,
+        BRATS_2023_REGIONS,
+        BRATS_REGIONS,
+        LabelScheme,
+        resolve_labels,
+        structure_masks,
+    )
+    from qe_nb.core.metrics import (
+        METRICS,
+        MetricSpec,
+        abs_volume_diff,
+        assd,
+        compute_metrics,
+        compute_metrics_many,
+        dice,
+        hausdorff,
+        jaccard,
+        metric_spec,
+        metrics_of_pairs,
+        nsd,
+    )
+    from qe_nb.core.triage import triage_performance, worklist
+    from qe_nb.data.ensemble import (
+        load_case,
+        load_images,
+        load_label_maps,
+        load_reference,
+        open_ensemble,
+    )
+    from qe_nb.data.images import read_image, write_image
+    from qe_nb.data.manifest import DatasetEntry, fetch_dataset, load_manifest, open_dataset
+    from qe_nb.data.synth import synthetic_cohort
+    from qe_nb.exceptions import (
+        EnsembleError,
+        GeometryError,
+        ImageReadError,
+        InputError,
+        LabelError,
+        LabelValueWarning,
+        ManifestError,
+        QeNbError,
+        QeNbWarning,
+        UndefinedValueWarning,
+        UnreliableThresholdWarning,
+    )
+    from qe_nb.pipeline.scoring import label_mean, load_scores, save_scores, score
+
 # The flat modules of versions before 0.2 (``qe_nb.metrics``, ``qe_nb.widgets``, ...) still
 # import, with a DeprecationWarning that names their new home in the layers.
 from qe_nb._compat import install_module_aliases  # noqa: E402
@@ -99,7 +154,7 @@ from qe_nb._compat import install_module_aliases  # noqa: E402
 install_module_aliases()
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'qe_nb' has no attribute {name!r}")
