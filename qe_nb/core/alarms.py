@@ -13,7 +13,6 @@ case summed are its risk.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,14 +29,20 @@ from qe_nb.core.checks import (
     metric_directions,
     warn_unreliable_thresholds,
 )
+from qe_nb.core.statistics import median_mad
 from qe_nb.exceptions import InputError
 
 __all__ = ["thresholds", "alarms", "risk", "threshold_table"]
 
 
 @dataclass(frozen=True)
-class _Robust:
-    """A checked cube with its sign-adjusted values and robust statistics per group."""
+class RobustCube:
+    """A checked cube with its sign-adjusted values and robust statistics per group.
+
+    Package-internal: the one pass over the cube that :func:`thresholds`, :func:`alarms`,
+    :mod:`qe_nb.core.calibration` and :mod:`qe_nb.core.triage` share. Build it with
+    :func:`robust_cube`.
+    """
 
     similarity: xr.DataArray  # canonical dims (case, algorithm, label, metric), float64
     input_dims: tuple[str, ...]
@@ -92,8 +97,12 @@ class _Robust:
         return below | ~self.finite
 
 
-def _robust(similarity, mad_scale) -> _Robust:
-    """Check the inputs and compute median and MAD of every group (no warnings here)."""
+def robust_cube(similarity: xr.DataArray | xr.Dataset, mad_scale: float | str = 1.0) -> RobustCube:
+    """Check a scores cube and compute median and MAD of every group (no warnings here).
+
+    Package-internal (see :class:`RobustCube`); the statistics are
+    :func:`qe_nb.core.statistics.median_mad` of the sign-adjusted values over ``case``.
+    """
     input_dims = tuple(similarity.dims) if isinstance(similarity, xr.DataArray) else DIMS
     sim = check_scores(similarity)
     scale = check_mad_scale(mad_scale)
@@ -101,12 +110,8 @@ def _robust(similarity, mad_scale) -> _Robust:
     values = sim.values
     finite = np.isfinite(values)
     signed = np.where(finite, values * sign, np.nan)
-    with warnings.catch_warnings():
-        # a group without any finite value has NaN median and MAD, by design
-        warnings.simplefilter("ignore", RuntimeWarning)
-        median = np.nanmedian(signed, axis=0)
-        mad = np.nanmedian(np.abs(signed - median[np.newaxis]), axis=0) * scale
-    return _Robust(sim, input_dims, signed, finite, sign, median, mad, scale)
+    median, mad = median_mad(signed, scale=scale, axis=0)
+    return RobustCube(sim, input_dims, signed, finite, sign, median, mad, scale)
 
 
 def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, mad_scale: float | str = 1.0) -> xr.DataArray:
@@ -167,7 +172,7 @@ def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, m
     >>> thresholds(sim, 1.0).sel(algorithm="x", label="tumor").values.round(6).tolist()
     [0.7, 4.0]
     """
-    rob = _robust(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale)
     alpha = check_alpha(alpha, rob.similarity)
     rob.warn()
     signed = rob.signed_threshold(rob.alpha_array(alpha))
@@ -222,7 +227,7 @@ def alarms(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, mad_s
     >>> alarms(sim, 0.0).values.ravel().tolist()  # median of the finite values: 0.825
     [False, True, True, False, True]
     """
-    rob = _robust(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale)
     alpha = check_alpha(alpha, rob.similarity)
     rob.warn()
     flags = rob.alarm_values(rob.alpha_array(alpha))
@@ -308,7 +313,7 @@ def threshold_table(
     >>> threshold_table(sim, 1.0, label="tumor").round(6).to_dict()
     {'dice': {'x': 0.7}}
     """
-    rob = _robust(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale)
     alpha = check_alpha(alpha, rob.similarity)
     labels = rob.similarity.indexes["label"]
     if label is not None and label not in labels:

@@ -15,18 +15,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 import xarray as xr
 
-from qe_nb.core.alarms import _Robust, _robust
+from qe_nb.core.alarms import RobustCube, robust_cube
 from qe_nb.core.checks import (
     GROUP_DIMS,
     check_alphas,
     check_by,
     check_objective,
     check_quality,
-    check_risk,
 )
+from qe_nb.core.statistics import count_entropy, entropy_rows, pearson_rows
 from qe_nb.exceptions import InputError, UndefinedValueWarning
 
 __all__ = ["DEFAULT_ALPHAS", "alarm_entropy", "sweep", "sweep_table", "calibrate"]
@@ -38,21 +37,12 @@ DEFAULT_ALPHAS: tuple[float, ...] = (
 
 _SEARCH_RANGE = (-3.0, 3.0)
 _SEARCH_GRID = np.round(np.arange(-300, 301) / 100.0, 2)
+_pearson_rows = pearson_rows  # alias until callers (ui.widgets) switch to statistics.pearson_rows
 _TIE = 1e-12  # objective values this close count as equal (then the smallest |alpha| wins)
 _CHUNK = 20_000_000  # booleans per broadcast block in sweep()
 
 
-def _entropy_rows(hist: np.ndarray) -> np.ndarray:
-    """Shannon entropy (nats) of each histogram along the last axis; empty bins add nothing."""
-    hist = np.asarray(hist, dtype=np.float64)
-    n = hist.sum(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = hist / n
-        terms = np.where(hist > 0, p * np.log(np.where(hist > 0, p, 1.0)), 0.0)
-    return -terms.sum(axis=-1) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-
-def alarm_entropy(risk, *, max_count: int | None = None) -> float:
+def alarm_entropy(risk: xr.DataArray | Sequence[int] | np.ndarray, *, max_count: int | None = None) -> float:
     """Shannon entropy (natural log) of the distribution of alarm counts over cases.
 
     Parameters
@@ -85,48 +75,7 @@ def alarm_entropy(risk, *, max_count: int | None = None) -> float:
     >>> alarm_entropy([2, 2, 2])
     0.0
     """
-    counts = check_risk(risk)
-    top = int(counts.max())
-    if max_count is not None:
-        if isinstance(max_count, (bool, np.bool_)) or not isinstance(max_count, (int, np.integer)) or max_count < 0:
-            raise InputError(f"`max_count` must be a non-negative int or None; got {max_count!r}.")
-        if top > max_count:
-            raise InputError(
-                f"`risk` holds a count of {top}, above `max_count` = {int(max_count)}; pass the "
-                "largest possible count (n_algorithms * n_labels * n_metrics) or None."
-            )
-        top = int(max_count)
-    return float(_entropy_rows(np.bincount(counts, minlength=top + 1)))
-
-
-def _pearson_rows(x: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson r and two-sided p of every row of ``x`` (..., n) with ``q`` (n,), as scipy does.
-
-    Rows that are constant (or a constant ``q``) give NaN, as do fewer than two cases.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    n = q.size
-    shape = x.shape[:-1]
-    if n < 2:
-        return np.full(shape, np.nan), np.full(shape, np.nan)
-    xc = x - x.mean(axis=-1, keepdims=True)
-    qc = q - q.mean()
-    sxx = np.einsum("...i,...i->...", xc, xc)
-    sqq = float(qc @ qc)
-    sxy = xc @ qc
-    constant = (x.max(axis=-1) == x.min(axis=-1)) | (q.max() == q.min())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.clip(sxy / np.sqrt(sxx * sqq), -1.0, 1.0)
-    r = np.where(constant, np.nan, r)
-    if n == 2:
-        p = np.where(np.isnan(r), np.nan, 1.0)
-    else:
-        dof = n - 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = r * np.sqrt(dof / ((1.0 - r) * (1.0 + r)))
-        p = 2.0 * scipy.stats.t.sf(np.abs(t), dof)
-        p = np.where(np.isnan(r), np.nan, p)
-    return r, p
+    return count_entropy(risk, max_count=max_count)
 
 
 def _listed(values: np.ndarray, limit: int = 6) -> str:
@@ -134,7 +83,7 @@ def _listed(values: np.ndarray, limit: int = 6) -> str:
     return text + (", ..." if values.size > limit else "")
 
 
-def _quality_values(rob: _Robust, quality) -> np.ndarray:
+def _quality_values(rob: RobustCube, quality) -> np.ndarray:
     """The quality per case, in the cube's case order (non-finite values stay NaN)."""
     q = check_quality(quality, rob.similarity.indexes["case"]).values
     return np.where(np.isfinite(q), q, np.nan)
@@ -204,7 +153,7 @@ def sweep(
 
 def _sweep(similarity, alphas, quality, mad_scale, *, stacklevel: int) -> xr.Dataset:
     """sweep() itself; ``stacklevel`` makes warnings point at the public function's caller."""
-    rob = _robust(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale)
     grid = check_alphas(alphas)
     q = None if quality is None else _quality_values(rob, quality)
     rob.warn(stacklevel=stacklevel + 2)
@@ -235,13 +184,13 @@ def _sweep(similarity, alphas, quality, mad_scale, *, stacklevel: int) -> xr.Dat
     }
     data = {
         "histogram": (("alpha", "count"), hist),
-        "entropy": (("alpha",), _entropy_rows(hist)),
+        "entropy": (("alpha",), entropy_rows(hist)),
         "risk": (("alpha", "case"), total),
     }
     if q is not None:
         keep = np.isfinite(q)
-        r, p = _pearson_rows(np.moveaxis(per_metric[:, keep, :], 1, -1), q[keep])
-        r_all, p_all = _pearson_rows(total[:, keep], q[keep])
+        r, p = pearson_rows(np.moveaxis(per_metric[:, keep, :], 1, -1), q[keep])
+        r_all, p_all = pearson_rows(total[:, keep], q[keep])
         undefined = np.isnan(r).any(axis=1) | np.isnan(r_all)
         if undefined.any():
             warnings.warn(
@@ -387,7 +336,7 @@ def _best(cands: np.ndarray, values: np.ndarray) -> tuple[float, float] | None:
 
 
 def _optimise_1d(
-    rob: _Robust,
+    rob: RobustCube,
     cells: np.ndarray,
     base: np.ndarray,
     grid: np.ndarray | None,
@@ -522,7 +471,7 @@ def calibrate(
     >>> calibrate(sim)  # half the cases alarm: entropy ln 2, the most two bins allow
     0.0
     """
-    rob = _robust(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale)
     objective = check_objective(objective)
     by = check_by(by)
     grid = None if alphas is None else np.sort(check_alphas(alphas))

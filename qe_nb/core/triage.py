@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 
-from qe_nb.core.alarms import _robust
+from qe_nb.core.alarms import robust_cube
 from qe_nb.core.checks import check_alpha, check_case_scores, check_quality
 from qe_nb.exceptions import InputError
 
@@ -98,7 +98,7 @@ def worklist(
     >>> table["reasons"].tolist()  # thresholds at alpha 0: the medians (hd95: of 2 and 3)
     ['isen-20: enhancing_tumor Dice 0.4 < 0.8, enhancing_tumor hd95 inf (empty)', 'isen-20: enhancing_tumor hd95 3 > 2.5', '']
     """
-    rob = _robust(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale)
     alpha = check_alpha(alpha, rob.similarity)
     cases = rob.similarity.indexes["case"]
     q = None if quality is None else check_quality(quality, cases).values
