@@ -1,4 +1,4 @@
-"""Tests of qe_nb.data.ensemble: the catalogue of files and loading one case."""
+"""Tests of qe_nb.data.ensemble (the catalogue of files) and qe_nb.data.loading (loading one case)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 import qe_nb
 from qe_nb.core.labels import BRATS, BRATS_REGIONS, LabelScheme, structure_masks
-from qe_nb.data.ensemble import (
+from qe_nb.data.ensemble import open_ensemble
+from qe_nb.data.loading import (
     ensemble_labels,
     load_case,
     load_images,
     load_label_maps,
     load_reference,
-    open_ensemble,
 )
 from qe_nb.data.images import Geometry, write_image
 from qe_nb.exceptions import (

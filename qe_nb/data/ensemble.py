@@ -1,9 +1,10 @@
-"""The catalogue of an ensemble: which file holds which candidate, and loading one case.
+"""The catalogue of an ensemble: which file holds which candidate.
 
 :func:`open_ensemble` walks a folder once and returns an ``xarray.Dataset`` over
 ``case`` x ``algorithm`` holding file *paths* (never voxels), so it stays small for
-100 000 cases. :func:`load_case`, :func:`load_label_maps`, :func:`load_reference` and
-:func:`load_images` then read the voxels of one case at a time.
+100 000 cases. :func:`~qe_nb.data.loading.load_case`, ``load_label_maps``, ``load_reference``
+and ``load_images`` (in :mod:`qe_nb.data.loading`, importable from here too) then read the
+voxels of one case at a time.
 
 File-name patterns
 ------------------
@@ -51,29 +52,25 @@ import numpy as np
 import xarray as xr
 
 from qe_nb.core.labels import (
-    SCHEMES,
     LabelScheme,
     _values_in,
     check_label_map,
     infer_labels,
     resolve_labels,
-    structure_masks,
 )
-from qe_nb.data.images import (
-    IMAGE_SUFFIXES,
-    Geometry,
-    check_geometry,
-    first_difference,
-    format_values,
-    read_image,
-    read_image_view,
-    resample_to,
+from qe_nb.data.images import IMAGE_SUFFIXES, read_image_view
+from qe_nb.data.loading import (
+    ensemble_labels,
+    load_case,
+    load_images,
+    load_label_maps,
+    load_reference,
+    read_label_maps,
+    read_reference,
 )
 from qe_nb.exceptions import (
     EnsembleError,
-    GeometryError,
     ImageReadError,
-    InputError,
     LabelError,
     QeNbWarning,
 )
@@ -87,6 +84,10 @@ __all__ = [
     "ensemble_labels",
 ]
 
+# The loaders moved to qe_nb.data.loading; the scoring pipeline still imports the private names.
+_read_label_maps = read_label_maps  # alias until callers switch
+_read_reference = read_reference  # alias until callers switch
+
 logger = logging.getLogger("qe_nb")
 
 _REFERENCE_NAMES = {"reference", "ref", "ground_truth", "groundtruth", "gt", "seg", "label", "labels", "truth"}
@@ -97,7 +98,6 @@ _KNOWN = ("case", "algorithm", "modality")
 _SUFFIX_GROUP = "(?:" + "|".join(re.escape(s) for s in IMAGE_SUFFIXES) + ")"
 # Files read to infer the label scheme: enough to see every label, few enough to stay quick.
 _MAX_INFERENCE_FILES = 10
-_RTOL = 1e-4
 
 # pattern argument -> (placeholders it needs, placeholders it must not have, example)
 _PATTERN_RULES = {
@@ -220,32 +220,6 @@ def _duplicate_error(argument: str, pattern: str, key: tuple[str, ...], first: s
 # --------------------------------------------------------------------------------------
 # Labels
 # --------------------------------------------------------------------------------------
-
-
-def ensemble_labels(ensemble: xr.Dataset) -> LabelScheme:
-    """The label scheme recorded in a catalogue (its ``label`` and ``label_values`` coords).
-
-    Examples
-    --------
-    >>> ds = xr.Dataset(coords={"label": ["lesion"], "label_values": ("label", ["1,2"])},
-    ...                 attrs={"label_scheme": "custom"})
-    >>> ensemble_labels(ds).structures
-    {'lesion': (1, 2)}
-    """
-    if "label" not in ensemble.coords or "label_values" not in ensemble.coords:
-        raise InputError(
-            "`ensemble` must carry the `label` and `label_values` coords made by "
-            f"qe_nb.open_ensemble; got coords {sorted(map(str, ensemble.coords))}."
-        )
-    structures = {
-        str(name): () if str(text) == "nonzero" else tuple(int(v) for v in str(text).split(","))
-        for name, text in zip(ensemble["label"].values, ensemble["label_values"].values)
-    }
-    name = str(ensemble.attrs.get("label_scheme", "")) or "custom"
-    known = SCHEMES.get(name)
-    if known is not None and dict(known.structures) == structures:
-        return known
-    return LabelScheme(name, structures)
 
 
 def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) -> LabelScheme:
@@ -477,415 +451,3 @@ def open_ensemble(
             "labels_inferred": int(inferred),
         },
     )
-
-
-# --------------------------------------------------------------------------------------
-# Loading one case
-# --------------------------------------------------------------------------------------
-
-
-def _check_ensemble(ensemble: object, case: object) -> xr.Dataset:
-    if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble.data_vars:
-        raise InputError(
-            "`ensemble` must be the catalogue from qe_nb.open_ensemble (an xarray.Dataset with "
-            f"a 'mask' variable over (case, algorithm)); got {type(ensemble).__name__}."
-        )
-    if not isinstance(case, str):
-        raise InputError(f"`case` must be a case id (str); got {case!r}.")
-    # a hashed index lookup: this runs once per case, for cohorts of 100 000 cases
-    if "case" not in ensemble.indexes or case not in ensemble.indexes["case"]:
-        known = [str(c) for c in np.atleast_1d(ensemble["case"].values)[:5]]
-        raise InputError(
-            f"Unknown case {case!r}; the ensemble holds {ensemble.sizes.get('case', 0)} case(s), "
-            f"e.g. {known}."
-        )
-    return ensemble
-
-
-def _cell(ensemble: xr.Dataset, variable: str, **where: str) -> str:
-    return str(ensemble[variable].sel(**where).values)
-
-
-def _expected(ensemble: xr.Dataset, argument: str, **values: str) -> str:
-    pattern = str(ensemble.attrs.get(argument, ""))
-    text = pattern
-    for k, v in values.items():
-        text = text.replace("{" + k + "}", v)
-    root = str(ensemble.attrs.get("root", ""))
-    return os.path.join(root, *text.split("/")) if root else text
-
-
-def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> ImageReadError:
-    pattern = str(ensemble.attrs.get(argument, ""))
-    return ImageReadError(
-        f"{where}: no file matched the `{argument}` pattern {pattern!r} "
-        f"(expected e.g. {_expected(ensemble, argument, **values)!r})."
-    )
-
-
-def _read_label_map(path: str, case: str, role: str) -> tuple[np.ndarray, Geometry]:
-    array, geometry = read_image_view(path, case=case, role=role)  # copied by the callers
-    try:
-        return check_label_map(array, name="label_map"), geometry
-    except LabelError as exc:
-        raise LabelError(f"case {case!r}, {role}, file {path!r}: {exc}") from None
-
-
-def _align(
-    arrays: dict[str, np.ndarray],
-    geometries: dict[str, Geometry],
-    *,
-    case: str,
-    role: str,
-    check: bool,
-    resample: bool,
-) -> Geometry:
-    """Bring every array onto the first one's grid (resample) or check that they share it."""
-    first = next(iter(geometries.values()))
-    if resample:
-        for name, geometry in geometries.items():
-            if _differs(geometry, first):
-                arrays[name] = resample_to(arrays[name], geometry, first)
-        return first
-    return check_geometry(geometries, case=case, role=role, shape_only=not check)
-
-
-def _differs(geometry: Geometry, first: Geometry) -> bool:
-    """True when two grids differ in any property beyond the default tolerance."""
-    return first_difference(geometry, first, rtol=_RTOL, shape_only=False) is not None
-
-
-def _grid_attrs(geometry: Geometry, case: str) -> dict[str, Any]:
-    return {**geometry.as_attrs(), "case": case}
-
-
-def _stack(arrays: dict[str, np.ndarray], dim: str, dtype, geometry: Geometry, case: str, *,
-           name: str) -> xr.DataArray:
-    """The arrays (emptied as they are copied, in their order) stacked on a leading ``dim``."""
-    names = list(arrays)
-    out = np.empty((len(names), *geometry.shape), dtype=dtype)
-    for i, key in enumerate(names):
-        out[i] = arrays.pop(key)
-    return xr.DataArray(
-        out,
-        dims=(dim, "z", "y", "x"),
-        coords={dim: np.array(names, dtype=object)},
-        name=name,
-        attrs=_grid_attrs(geometry, case),
-    )
-
-
-def load_label_maps(
-    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
-) -> xr.DataArray:
-    """Read the candidate label maps of one case.
-
-    Parameters
-    ----------
-    ensemble : xarray.Dataset
-        The catalogue from :func:`open_ensemble` (or a selection of it).
-    case : str
-        The case id.
-    check_geometry : bool, default True
-        Require every candidate to share spacing, origin and direction with the first
-        (relative tolerance 1e-4). With False only the shapes must agree.
-    resample : bool, default False
-        Resample candidates whose grid differs onto the first candidate's grid (nearest
-        neighbour, SimpleITK) instead of raising.
-
-    Returns
-    -------
-    xarray.DataArray
-        Integer label maps, dims (algorithm, z, y, x), name ``"label_map"``; attrs
-        ``spacing``, ``origin``, ``direction`` (tuples, z, y, x order) and ``case``.
-
-    Raises
-    ------
-    ImageReadError
-        When a candidate has no file (naming the case, algorithm and pattern) or cannot be
-        read.
-    LabelError
-        When a candidate holds non-integral, negative or NaN labels.
-    GeometryError
-        When grids differ (see ``check_geometry`` / ``resample``).
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from qe_nb.data.images import write_image
-    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
-    >>> write_image(np.full((2, 3, 4), 2.0, np.float32), os.path.join(root, "c1", "a.nii.gz"))
-    >>> maps = load_label_maps(open_ensemble(root, labels="binary"), "c1")
-    >>> maps.dims, maps.dtype.name, int(maps.max())
-    (('algorithm', 'z', 'y', 'x'), 'uint8', 2)
-    """
-    arrays, geometry = _read_label_maps(ensemble, case, check_geometry=check_geometry, resample=resample)
-    dtype = np.result_type(*(a.dtype for a in arrays.values()))
-    return _stack(arrays, "algorithm", dtype, geometry, case, name="label_map")
-
-
-def _read_label_maps(
-    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
-) -> tuple[dict[str, np.ndarray], Geometry]:
-    """:func:`load_label_maps` before stacking: algorithm -> label map (possibly a read-only
-    view of the decompressed file) on the common grid, and that grid. The scoring pipeline
-    crops the maps before it stacks them."""
-    _check_ensemble(ensemble, case)
-    algorithms = [str(a) for a in np.atleast_1d(ensemble["algorithm"].values)]
-    if not algorithms:
-        raise InputError(f"case {case!r}: `ensemble` selects no algorithm.")
-    arrays: dict[str, np.ndarray] = {}
-    geometries: dict[str, Geometry] = {}
-    for algorithm in algorithms:
-        role = f"algorithm {algorithm!r}"
-        path = _cell(ensemble, "mask", case=case, algorithm=algorithm)
-        if not path:
-            raise _missing(ensemble, "masks", f"case {case!r}, {role}", case=case, algorithm=algorithm)
-        arrays[algorithm], geometries[algorithm] = _read_label_map(path, case, role)
-    geometry = _align(
-        arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
-    )
-    return arrays, geometry
-
-
-def load_case(
-    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
-) -> xr.DataArray:
-    """Read one case's candidates as boolean structure masks.
-
-    Parameters
-    ----------
-    ensemble, case, check_geometry, resample
-        As for :func:`load_label_maps`.
-
-    Returns
-    -------
-    xarray.DataArray
-        Bool, dims (algorithm, label, z, y, x), name ``"masks"``; coords ``algorithm``,
-        ``label`` and ``label_values``; attrs ``spacing``, ``origin``, ``direction``, ``case``.
-
-    Raises
-    ------
-    ImageReadError, LabelError, GeometryError
-        As for :func:`load_label_maps`.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from qe_nb.data.images import write_image
-    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
-    >>> m = np.zeros((2, 3, 4), np.uint8); m[0, 0, :2] = 1; m[1, 1, 1] = 4
-    >>> write_image(m, os.path.join(root, "c1", "a.nii.gz"))
-    >>> masks = load_case(open_ensemble(root, labels="brats-regions"), "c1")
-    >>> masks.sizes["label"], masks.sum(("z", "y", "x")).values.tolist()
-    (3, [[3, 3, 1]])
-    """
-    maps = load_label_maps(ensemble, case, check_geometry=check_geometry, resample=resample)
-    scheme = ensemble_labels(ensemble)
-    out = np.empty((maps.sizes["algorithm"], len(scheme.names), *maps.shape[1:]), dtype=bool)
-    for i in range(maps.sizes["algorithm"]):
-        out[i] = structure_masks(maps.values[i], scheme)
-    return xr.DataArray(
-        out,
-        dims=("algorithm", "label", "z", "y", "x"),
-        coords={
-            "algorithm": maps["algorithm"].values,
-            "label": np.array(scheme.names, dtype=object),
-            "label_values": ("label", np.array(scheme.values_text(), dtype=object)),
-        },
-        name="masks",
-        attrs=dict(maps.attrs),
-    )
-
-
-def _target_geometry(geometry: Geometry | xr.DataArray | None) -> Geometry | None:
-    if geometry is None or isinstance(geometry, Geometry):
-        return geometry
-    if isinstance(geometry, xr.DataArray):
-        return Geometry.from_attrs(geometry.attrs, tuple(geometry.shape[-3:]))
-    raise InputError(
-        "`geometry` must be a Geometry or a DataArray from load_case / load_label_maps; got "
-        f"{type(geometry).__name__}."
-    )
-
-
-def _against(
-    array: np.ndarray,
-    own: Geometry,
-    target: Geometry | None,
-    *,
-    case: str,
-    role: str,
-    resample: bool,
-) -> tuple[np.ndarray, Geometry]:
-    if target is None:
-        return array, own
-    if resample:
-        if _differs(own, target):
-            return resample_to(array, own, target), target
-        return array, target
-    what = first_difference(own, target, rtol=_RTOL, shape_only=False)
-    if what is not None:
-        raise GeometryError(
-            f"case {case!r}, {role}: {what} {format_values(getattr(own, what))} differs from the "
-            f"candidates' {format_values(getattr(target, what))}; resample it or pass `resample=True`."
-        )
-    return array, target
-
-
-def load_reference(
-    ensemble: xr.Dataset,
-    case: str,
-    *,
-    geometry: Geometry | xr.DataArray | None = None,
-    resample: bool = False,
-) -> xr.DataArray | None:
-    """Read one case's reference (ground truth) as boolean structure masks.
-
-    Parameters
-    ----------
-    ensemble : xarray.Dataset
-        The catalogue from :func:`open_ensemble`.
-    case : str
-        The case id.
-    geometry : Geometry or xarray.DataArray, optional
-        The candidates' grid (or the output of :func:`load_case`); when given, the reference
-        must lie on it.
-    resample : bool, default False
-        Resample the reference onto ``geometry`` (nearest neighbour) instead of raising.
-
-    Returns
-    -------
-    xarray.DataArray or None
-        Bool, dims (label, z, y, x), name ``"reference"``, attrs as :func:`load_case`;
-        None when the catalogue has no reference for this case.
-
-    Raises
-    ------
-    ImageReadError, LabelError
-        When the file cannot be read or is not a label map.
-    GeometryError
-        When ``geometry`` is given and the reference lies on another grid.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from qe_nb.data.images import write_image
-    >>> root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "c1"))
-    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "a.nii.gz"))
-    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "gt.nii.gz"))
-    >>> ens = open_ensemble(root, reference="{case}/gt.nii.gz", labels="binary")
-    >>> list(ens.algorithm.values), load_reference(ens, "c1").dims
-    (['a'], ('label', 'z', 'y', 'x'))
-    """
-    found = _read_reference(ensemble, case, geometry=geometry, resample=resample)
-    if found is None:
-        return None
-    array, grid = found
-    scheme = ensemble_labels(ensemble)
-    return xr.DataArray(
-        structure_masks(array, scheme),
-        dims=("label", "z", "y", "x"),
-        coords={
-            "label": np.array(scheme.names, dtype=object),
-            "label_values": ("label", np.array(scheme.values_text(), dtype=object)),
-        },
-        name="reference",
-        attrs=_grid_attrs(grid, case),
-    )
-
-
-def _read_reference(
-    ensemble: xr.Dataset,
-    case: str,
-    *,
-    geometry: Geometry | xr.DataArray | None = None,
-    resample: bool = False,
-) -> tuple[np.ndarray, Geometry] | None:
-    """:func:`load_reference` before the structure masks: the reference's label map (possibly
-    a read-only view) on ``geometry`` and its grid, or None when the case has no reference."""
-    _check_ensemble(ensemble, case)
-    if "reference" not in ensemble.data_vars:
-        return None
-    path = _cell(ensemble, "reference", case=case)
-    if not path:
-        return None
-    array, own = _read_label_map(path, case, "reference")
-    return _against(array, own, _target_geometry(geometry), case=case, role="reference", resample=resample)
-
-
-def load_images(
-    ensemble: xr.Dataset,
-    case: str,
-    *,
-    geometry: Geometry | xr.DataArray | None = None,
-    resample: bool = False,
-) -> xr.DataArray:
-    """Read one case's images (all modalities) as float32.
-
-    Parameters
-    ----------
-    ensemble : xarray.Dataset
-        The catalogue from :func:`open_ensemble` opened with ``images=``.
-    case : str
-        The case id.
-    geometry : Geometry or xarray.DataArray, optional
-        The candidates' grid; when given, the images must lie on it.
-    resample : bool, default False
-        Resample images onto ``geometry`` (or onto the first modality's grid) with nearest
-        neighbour instead of raising.
-
-    Returns
-    -------
-    xarray.DataArray
-        Float32, dims (modality, z, y, x), name ``"image"``, attrs as :func:`load_case`.
-
-    Raises
-    ------
-    InputError
-        When the catalogue has no images.
-    ImageReadError
-        When a modality has no file or cannot be read.
-    GeometryError
-        When the modalities do not share a grid, or differ from ``geometry``.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from qe_nb.data.images import write_image
-    >>> root = tempfile.mkdtemp(); os.makedirs(os.path.join(root, "c1", "img"))
-    >>> write_image(np.ones((2, 3, 4), np.uint8), os.path.join(root, "c1", "a.nii.gz"))
-    >>> write_image(np.full((2, 3, 4), 7, np.int16), os.path.join(root, "c1", "img", "t1.nii.gz"))
-    >>> ens = open_ensemble(root, images="{case}/img/{modality}.nii.gz", labels="binary")
-    >>> im = load_images(ens, "c1")
-    >>> im.dims, im.dtype.name, float(im.max())
-    (('modality', 'z', 'y', 'x'), 'float32', 7.0)
-    """
-    _check_ensemble(ensemble, case)
-    if "image" not in ensemble.data_vars:
-        raise InputError(
-            "`ensemble` has no images; open it with `images=` (e.g. "
-            "'{case}/images/{modality}.nii.gz')."
-        )
-    modalities = [str(m) for m in np.atleast_1d(ensemble["modality"].values)]
-    arrays: dict[str, np.ndarray] = {}
-    geometries: dict[str, Geometry] = {}
-    for modality in modalities:
-        role = f"image {modality!r}"
-        path = _cell(ensemble, "image", case=case, modality=modality)
-        if not path:
-            raise _missing(ensemble, "images", f"case {case!r}, {role}", case=case, modality=modality)
-        array, geometries[modality] = read_image(path, case=case, role=role)
-        arrays[modality] = array.astype(np.float32, copy=False)
-    target = _target_geometry(geometry)
-    if target is not None:
-        for modality in modalities:
-            arrays[modality], geometries[modality] = _against(
-                arrays[modality], geometries[modality], target,
-                case=case, role=f"image {modality!r}", resample=resample,
-            )
-        grid = target
-    else:
-        grid = _align(arrays, geometries, case=case, role="image", check=True, resample=resample)
-    return _stack(arrays, "modality", np.float32, grid, case, name="image")
-
