@@ -23,47 +23,13 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from qe_nb.core.case import check_fusion, check_metrics, metric_coords
 from qe_nb.exceptions import InputError, LabelValueWarning, QeNbError, QeNbWarning
 
 __all__ = ["score", "score_case", "save_scores", "load_scores", "metric_coords", "label_mean"]
 
-FUSION_METHODS = ("mav", "simple", "brats-simple", "staple")
 ON_ERROR = ("record", "raise")
 _CACHE_FORMAT = 1
-
-
-def metric_coords(metrics: Sequence[str]) -> dict[str, Any]:
-    """Coordinates of the ``metric`` dim: ids plus ``higher_is_better`` and ``units``.
-
-    Examples
-    --------
-    >>> c = metric_coords(["dice", "hd95"])
-    >>> c["higher_is_better"][1].tolist(), c["units"][1].tolist()
-    ([True, False], ['1', 'mm'])
-    """
-    from qe_nb.core.metrics import metric_spec
-
-    specs = [metric_spec(m) for m in metrics]
-    return {
-        "metric": ("metric", [s.id for s in specs]),
-        "higher_is_better": ("metric", np.array([s.higher_is_better for s in specs], dtype=bool)),
-        "units": ("metric", np.array([s.units for s in specs], dtype=object)),
-    }
-
-
-def _check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
-    from qe_nb.core.metrics import metric_spec
-
-    if isinstance(metrics, str):
-        metrics = tuple(m.strip() for m in metrics.split(",") if m.strip())
-    metrics = tuple(metrics)
-    if not metrics:
-        raise InputError("`metrics` names no metric; expected e.g. ('dice', 'hd95').")
-    if len(set(metrics)) != len(metrics):
-        raise InputError(f"`metrics` names a metric twice: {list(metrics)}.")
-    for m in metrics:
-        metric_spec(m)
-    return metrics
 
 
 def _settings(ensemble: xr.Dataset, fusion: str, metrics: tuple[str, ...], nsd_tolerance: float,
@@ -97,6 +63,9 @@ def _scheme_from_settings(settings: dict):
 def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[str, Any]:
     """Score one case; the unit of work that runs in a worker.
 
+    Reads the case's files (:mod:`qe_nb.data`) and runs the in-memory computation of
+    :func:`qe_nb.core.case.score_arrays` on them (:func:`qe_nb.core.case.score_label_maps`).
+
     Parameters
     ----------
     case_catalogue : xarray.Dataset
@@ -113,110 +82,49 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict) -> dict[st
         ``candidate_quality`` (algorithm, label, metric) or None, ``error`` ("" when fine) and
         ``case``. Missing candidates give NaN rows.
     """
-    from qe_nb.core.fusion import fuse
-    from qe_nb.core.labels import structure_masks
-    from qe_nb.core.metrics import metrics_of_pairs
+    from qe_nb.core.case import score_label_maps
     from qe_nb.data.ensemble import _read_label_maps, _read_reference
 
     algorithms = settings["algorithms"]
-    metrics = settings["metrics"]
-    n_alg, n_lab, n_met = len(algorithms), len(settings["labels"]), len(metrics)
-    similarity = np.full((n_alg, n_lab, n_met), np.nan)
+    n_alg, n_lab, n_met = len(algorithms), len(settings["labels"]), len(settings["metrics"])
     cat = case_catalogue.sel(case=[case]) if case_catalogue.sizes.get("case", 1) > 1 else case_catalogue
     paths = {str(a): str(p) for a, p in zip(cat["algorithm"].values, cat["mask"].values[0])}
     present = [a for a in algorithms if paths.get(a)]
     has_reference = "reference" in cat and str(cat["reference"].values[0]) != ""
-    quality = np.full((n_lab, n_met), np.nan) if "reference" in cat else None
-    candidate_quality = np.full((n_alg, n_lab, n_met), np.nan) if "reference" in cat else None
     if not present:
         raise QeNbError(f"case {case!r}: no candidate segmentation was found (patterns matched none).")
 
-    scheme = _scheme_from_settings(settings)
     resample = settings.get("resample", False)
     arrays, grid = _read_label_maps(cat.sel(algorithm=present), case, resample=resample)
-    spacing = tuple(float(s) for s in grid.spacing)
     found = _read_reference(cat, case, geometry=grid, resample=resample) if has_reference else None
-    reference_map = None if found is None else found[0]
-    # Everything below runs on the box holding every non-zero voxel of the case (plus a
-    # margin): fusion, structure masks and metrics give the same values there as on the
-    # whole grid, at a fraction of the cost (a tumour fills a few % of a brain volume). The
-    # maps are cropped before they are stacked, so the whole grid is never copied.
-    # STAPLE's priors depend on the amount of background, so it fuses the whole grid.
-    maps_whole = list(arrays.values())
-    box = _foreground_box(maps_whole + ([] if reference_map is None else [reference_map]))
-    maps = np.stack([m[box] for m in maps_whole])
-    if settings["fusion"] == "staple":
-        fused = fuse(np.stack(maps_whole), method="staple")[box]
-    else:
-        fused = fuse(maps, method=settings["fusion"])
-    ref = None if reference_map is None else structure_masks(reference_map[box], scheme)
-    del arrays, maps_whole, reference_map, found
-    warnings_found = _unexpected_labels(maps, present, scheme, case)
-    fused_masks = structure_masks(fused, scheme)
-    index = [algorithms.index(a) for a in present]
-    candidate_masks = np.stack([structure_masks(m, scheme) for m in maps])
-    # Per structure, one stack: the fusion, the candidates, the reference. Each mask is
-    # prepared once for all the pairs it is in.
-    n = len(present)
-    pairs = [(0, 1 + i) for i in range(n)]
-    if ref is not None:
-        pairs += [(n + 1, 0)] + [(n + 1, 1 + i) for i in range(n)]
-    for j in range(n_lab):
-        stack = [fused_masks[j][None], candidate_masks[:, j]] + ([ref[j][None]] if ref is not None else [])
-        table = metrics_of_pairs(np.concatenate(stack), pairs, metrics, spacing=spacing,
-                                 nsd_tolerance=settings["nsd_tolerance"])
-        similarity[index, j, :] = table[:n]
-        if ref is not None:
-            quality[j, :] = table[n]
-            candidate_quality[index, j, :] = table[n + 1 :]
+    reference = [] if found is None else [found[0]]
+    del found
+    # The whole-grid maps are handed over (popped, no reference kept here), so the kernel
+    # frees them once it has cropped them to the case's foreground box.
+    result = score_label_maps(
+        [arrays.pop(a, None) for a in algorithms],
+        spacing=tuple(float(s) for s in grid.spacing),
+        scheme=_scheme_from_settings(settings),
+        fusion=settings["fusion"],
+        metrics=settings["metrics"],
+        nsd_tolerance=settings["nsd_tolerance"],
+        reference=reference.pop() if reference else None,
+        algorithms=algorithms,
+        case=case,
+    )
+    with_reference = "reference" in cat
+    quality, candidate_quality = result.quality, result.candidate_quality
+    if with_reference and quality is None:  # the catalogue has references, this case none
+        quality = np.full((n_lab, n_met), np.nan)
+        candidate_quality = np.full((n_alg, n_lab, n_met), np.nan)
     return {
         "case": case,
-        "similarity": similarity,
+        "similarity": result.similarity,
         "quality": quality,
         "candidate_quality": candidate_quality,
         "error": "",
-        "warnings": warnings_found,
+        "warnings": result.warnings,
     }
-
-
-def _foreground_box(maps: Sequence[np.ndarray], margin: int = 1) -> tuple[slice, ...]:
-    """The box holding every non-zero voxel of the label maps (same shape), plus a margin.
-
-    Examples
-    --------
-    >>> a = np.zeros((5, 6, 7), np.uint8); a[2, 3, 4] = 1
-    >>> b = np.zeros_like(a); b[2, 3, 5] = 4
-    >>> _foreground_box([a, b])
-    (slice(1, 4, None), slice(2, 5, None), slice(3, 7, None))
-    >>> _foreground_box([np.zeros((2, 3, 4), np.uint8)])
-    (slice(0, 1, None), slice(0, 1, None), slice(0, 1, None))
-    """
-    from qe_nb.core.fusion import _union_box
-
-    union = _union_box(maps)
-    if union is None:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
-        return tuple(slice(0, 1) for _ in maps[0].shape)
-    return tuple(
-        slice(max(box.start - margin, 0), min(box.stop + margin, n)) for box, n in zip(union, maps[0].shape)
-    )
-
-
-def _unexpected_labels(maps: np.ndarray, algorithms: list[str], scheme, case: str) -> list[str]:
-    """Messages naming label values that no structure of the scheme uses (they are ignored)."""
-    from qe_nb.core.labels import _values_in
-
-    known = set(scheme.values)
-    if not known:  # the binary scheme takes every non-zero value
-        return []
-    messages = []
-    for algorithm, values in zip(algorithms, maps):
-        extra = sorted(set(_values_in(values).tolist()) - known - {0})
-        if extra:
-            messages.append(
-                f"case {case!r}, algorithm {str(algorithm)!r}: label values {extra} are outside the "
-                f"label scheme ({scheme.describe()}) and are ignored."
-            )
-    return messages
 
 
 def _empty_result(case: str, settings: dict, with_reference: bool, error: str) -> dict[str, Any]:
@@ -593,11 +501,10 @@ def score(
             "`ensemble` must be the catalogue from qe_nb.open_ensemble (an xarray.Dataset with a "
             f"'mask' variable over (case, algorithm)); got {type(ensemble).__name__}."
         )
-    if fusion not in FUSION_METHODS:
-        raise InputError(f"Unknown fusion method {fusion!r}; expected one of {list(FUSION_METHODS)}.")
+    check_fusion(fusion)
     if on_error not in ON_ERROR:
         raise InputError(f"`on_error` must be one of {list(ON_ERROR)}; got {on_error!r}.")
-    metrics = _check_metrics(metrics)
+    metrics = check_metrics(metrics)
     settings = _settings(ensemble, fusion, metrics, nsd_tolerance, resample)
     all_cases = [str(c) for c in ensemble["case"].values]
     if cases is not None:
