@@ -136,19 +136,19 @@ def brats_overlay():
     fused = read(CASE / "fusion-brats-toolkit" / "mav.nii.gz")
     candidates = {a: read(CASE / "segmentation" / f"{a}.nii.gz") for a in ALGORITHMS}
     core = (1, 4)
-    f = np.isin(fused, core)
-    dice = {}
-    for a, c in candidates.items():
-        m = np.isin(c, core)
-        total = int(m.sum() + f.sum())
-        dice[a] = 1.0 if total == 0 else 2.0 * int((m & f).sum()) / total
     from matplotlib.figure import Figure
 
+    from qe_nb.core.metrics import dice as dice_of
+
+    f = np.isin(fused, core)
+    dice = {a: dice_of(np.isin(c, core), f) for a, c in candidates.items()}
     fig = Figure(figsize=(12.5, 5.4), layout="constrained")
     whole, zoom = fig.subplots(1, 2, width_ratios=[1.0, 1.0])
     common = dict(structure=core, spacing=spacing, fused_name="mav fusion (BraTS Toolkit)")
-    plots.case_overlay(t1c, fused, candidates, ax=whole, legend=False, **common)
-    plots.case_overlay(t1c, fused, candidates, ax=zoom, dice=dice, crop=15.0, **common)
+    plots.case_overlay(t1c, fused, candidates, ax=whole,
+                       options=plots.OverlayOptions(legend=False, **common))
+    plots.case_overlay(t1c, fused, candidates, ax=zoom, dice=dice,
+                       options=plots.OverlayOptions(crop=15.0, **common))
     whole.set_title(f"TCGA-DU-7294, T1c, {whole.get_title(loc='left')}\n"
                     "tumour core (labels 1, 4) at the fusion's centre of mass",
                     loc="left", fontsize="medium")

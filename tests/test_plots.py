@@ -18,7 +18,8 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from scipy import ndimage, stats  # noqa: E402
 
 from qe_nb.exceptions import InputError  # noqa: E402
-from qe_nb.ui import plots  # noqa: E402
+from qe_nb.ui import plots, render  # noqa: E402
+from qe_nb.ui.overlay import OverlayOptions  # noqa: E402
 
 # ----------------------------------------------------------------------------- data
 
@@ -397,9 +398,9 @@ def test_figure_png_with_reused_background_matches_a_full_draw_pixel_for_pixel()
 @pytest.mark.parametrize("shape", [(1, 1), (3, 7), (64, 33)])
 def test_rgb_png_decodes_with_pillow_to_the_same_pixels(shape):
     pixels = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    png = plots._rgb_png(pixels)
+    png = render.encode_png(pixels)
     np.testing.assert_array_equal(_pixels(png), pixels)
-    np.testing.assert_array_equal(_pixels(plots._rgb_png(pixels[:, ::-1])), pixels[:, ::-1])
+    np.testing.assert_array_equal(_pixels(render.encode_png(pixels[:, ::-1])), pixels[:, ::-1])
 
 @pytest.mark.parametrize(
     ("fig", "dpi", "match"),
@@ -700,7 +701,8 @@ def test_case_overlay_outlines_lie_on_the_masks():
 
 def test_case_overlay_coronal_cut_with_anisotropic_spacing():
     image, fused, candidates = toy_case()
-    ax = plots.case_overlay(image, fused, candidates, axis=1, spacing=(3.0, 1.0, 0.5))
+    ax = plots.case_overlay(image, fused, candidates,
+                            options=OverlayOptions(axis=1, spacing=(3.0, 1.0, 0.5)))
     assert ax.get_aspect() == pytest.approx(6.0)  # rows are z (3 mm), columns x (0.5 mm)
     assert ax.get_title(loc="left") == "slice y = 4"  # round(3.5) -> 4
     assert ax.get_xlabel() == "x (0.5 mm voxels)" and ax.get_ylabel() == "z (3 mm voxels)"
@@ -713,7 +715,8 @@ def test_case_overlay_index_structure_crop_and_fallback_slice():
     image, fused, candidates = toy_case()
     labels = fused.astype(np.uint8) * 4
     labels[fused & (np.arange(16) < 5)] = 2
-    ax = plots.case_overlay(image, labels, candidates, structure=[4], index=4, crop=1.0)
+    ax = plots.case_overlay(image, labels, candidates,
+                            options=OverlayOptions(structure=[4], index=4, crop=1.0))
     assert ax.get_title(loc="left") == "slice z = 4"
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert texts[0] == "fusion (not on this slice)"
@@ -721,7 +724,7 @@ def test_case_overlay_index_structure_crop_and_fallback_slice():
     assert ax.get_xlim() == pytest.approx((8.5, 14.5))
     assert ax.get_ylim() == pytest.approx((10.5, 5.5))
     # structure 4 only: columns 5..8 of the box
-    ax = plots.case_overlay(image, labels, [], structure=4)
+    ax = plots.case_overlay(image, labels, [], options=OverlayOptions(structure=4))
     x0, x1, _, _ = contour_extent(ax, plots.FUSION_COLOR)
     assert 4.5 <= x0 < 5.5
     # an empty fusion falls back to the candidates' centre of mass
@@ -734,11 +737,12 @@ def test_case_overlay_accepts_4d_candidates_dataarray_dice_and_given_axes():
     stack = np.stack(list(candidates.values()))
     ax = Figure().add_subplot()
     dice = xr.DataArray([0.5, 0.25], dims="algorithm", coords={"algorithm": ["p", "q"]})
-    out = plots.case_overlay(image, fused, stack, names=["p", "q"], dice=dice, ax=ax, legend=True)
+    out = plots.case_overlay(image, fused, stack, names=["p", "q"], dice=dice, ax=ax,
+                             options=OverlayOptions(legend=True))
     assert out is ax
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert texts[1:] == ["p: Dice 0.50", "q: Dice 0.25 (not on this slice)"]
-    assert plots.case_overlay(image, fused, stack, legend=False).get_legend() is None
+    assert plots.case_overlay(image, fused, stack, options=OverlayOptions(legend=False)).get_legend() is None
 
 
 @pytest.mark.parametrize(
@@ -766,8 +770,10 @@ def test_case_overlay_accepts_4d_candidates_dataarray_dice_and_given_axes():
 def test_case_overlay_errors(change, match):
     image, fused, candidates = toy_case()
     kwargs = {"image": image, "fused": fused, "candidates": candidates} | change
+    # where and how the slice is cut is one OverlayOptions value, checked when it is made
+    view = {k: kwargs.pop(k) for k in ("axis", "index", "spacing", "crop", "structure") if k in kwargs}
     with pytest.raises(InputError, match=match):
-        plots.case_overlay(**kwargs)
+        plots.case_overlay(**kwargs, options=OverlayOptions(**view))
 
 
 def test_case_overlay_real_brats_case(brats_case_dir, brats_candidates):
@@ -778,8 +784,8 @@ def test_case_overlay_real_brats_case(brats_case_dir, brats_candidates):
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(brats_case_dir / "images" / "t1c.nii.gz")))
     core = np.isin(fused, (1, 4))
     expected = int(np.floor(ndimage.center_of_mass(core)[0] + 0.5))
-    ax = plots.case_overlay(image, fused, brats_candidates, structure=(1, 4), crop=10.0,
-                            fused_name="mav")
+    ax = plots.case_overlay(image, fused, brats_candidates,
+                            options=OverlayOptions(structure=(1, 4), crop=10.0, fused_name="mav"))
     assert ax.get_title(loc="left") == f"slice z = {expected}" == "slice z = 113"
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
     assert texts == ["mav", *brats_candidates]

@@ -1,0 +1,403 @@
+"""One slice of a case with the outlines of the fusion and every candidate (the paper's
+Figures 2-3).
+
+:func:`case_overlay` draws the image in grey, the fusion's outline as a wide bluish-green
+band, each candidate's outline as a thin line in its own Okabe-Ito colour and the
+reference's (optional) in reddish purple. Where and how the slice is cut (axis, index,
+structure, spacing, zoom, legend) is one :class:`OverlayOptions` value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from scipy import ndimage
+
+from qe_nb.exceptions import InputError
+from qe_nb.ui.style import (
+    CANDIDATE_COLORS,
+    FUSION_COLOR,
+    LINESTYLES,
+    REFERENCE_COLOR,
+    new_axes,
+    plural,
+)
+
+__all__ = ["OverlayOptions", "case_overlay", "center_of_mass_index"]
+
+OVERLAY_SIZE = (8.0, 5.6)
+"""Inches of a new overlay figure (the slice plus the legend on its right)."""
+
+IMAGE_PERCENTILES = (1.0, 99.5)
+"""The grey scale spans these percentiles of the slice's non-zero voxels."""
+
+# The fusion (and reference) are wide, translucent bands under the thin candidate lines, so a
+# candidate that follows the fusion stays visible inside the band.
+_CANDIDATE_LINE = {"width": 1.3, "zorder": 4, "alpha": 1.0}
+_FUSION_BAND = {"width": 5.5, "zorder": 2, "alpha": 0.75}
+_REFERENCE_BAND = {"width": 3.0, "zorder": 3, "alpha": 0.9}
+_NOT_ON_SLICE = " (not on this slice)"
+_AXIS_NAMES = "zyx"
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    """Where and how :func:`case_overlay` cuts and frames the slice.
+
+    Parameters
+    ----------
+    axis : {0, 1, 2}, default 0
+        The axis cut across (0: axial slices of (z, y, x) arrays).
+    index : int, optional
+        The slice; the structure's centre of mass by default (of the fusion; of the
+        reference, then of any candidate, when the fusion is empty).
+    structure : int or iterable of int, optional
+        Label values making up the structure (e.g. ``(1, 4)``, BraTS tumour core) in the
+        integer label maps among the inputs; boolean masks are used as they are. By default
+        every non-zero voxel.
+    spacing : sequence of 3 floats, default (1, 1, 1)
+        Voxel spacing (z, y, x) in mm; sets the aspect ratio of anisotropic slices.
+    fused_name : str, default "fusion"
+        The fusion's name in the legend (e.g. ``"mav"``).
+    crop : float, optional
+        Zoom to the outlines on the slice plus this margin in mm; the whole slice by default.
+    legend : bool, default True
+        Draw the legend (off for a second, e.g. uncropped, view of the same case).
+
+    Raises
+    ------
+    InputError
+        When ``axis``, ``spacing``, ``crop`` or ``structure`` are invalid (``index`` is checked
+        against the image by :func:`case_overlay`).
+
+    Examples
+    --------
+    >>> OverlayOptions(structure=4).structure
+    (4,)
+    >>> OverlayOptions(axis=3)
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.InputError: `axis` must be 0, 1 or 2; got 3.
+    """
+
+    axis: int = 0
+    index: int | None = None
+    structure: int | Iterable[int] | None = None
+    spacing: Sequence[float] = (1.0, 1.0, 1.0)
+    fused_name: str = "fusion"
+    crop: float | None = None
+    legend: bool = True
+    spacing_mm: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.axis, bool) or self.axis not in (0, 1, 2):
+            raise InputError(f"`axis` must be 0, 1 or 2; got {self.axis!r}.")
+        spacing = np.asarray(self.spacing, dtype=float)
+        if spacing.shape != (3,) or not (np.isfinite(spacing).all() and (spacing > 0).all()):
+            raise InputError(
+                f"`spacing` must be three positive numbers (z, y, x) in mm; got {self.spacing!r}."
+            )
+        object.__setattr__(self, "spacing_mm", spacing)
+        crop = self.crop
+        if crop is not None and (
+            isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 <= crop < np.inf
+        ):
+            raise InputError(f"`crop` must be a margin in mm (a number >= 0) or None; got {crop!r}.")
+        if self.structure is not None:
+            structure = self.structure
+            values = ([structure] if isinstance(structure, (int, np.integer))
+                      else list(structure) if isinstance(structure, Iterable) and not isinstance(structure, str)
+                      else [])
+            if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                     for v in values):
+                raise InputError(
+                    "`structure` must be a label value or a list of label values; got "
+                    f"{structure!r}."
+                )
+            object.__setattr__(self, "structure", tuple(values))
+
+
+def center_of_mass_index(mask: np.ndarray, axis: int = 0) -> int:
+    """The slice index of a mask's centre of mass along one axis (rounded to the nearest).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, 3-d (z, y, x)
+        The structure; any non-zero voxel counts.
+    axis : {0, 1, 2}, default 0
+        The axis the slices are cut across (0: axial slices for (z, y, x) arrays).
+
+    Returns
+    -------
+    int
+        ``round(center_of_mass(mask)[axis])``, a valid index along ``axis``.
+
+    Raises
+    ------
+    InputError
+        When ``mask`` is not 3-d, ``axis`` is not 0, 1 or 2, or the mask is empty (it has no
+        centre of mass; choose the slice with ``index=`` instead).
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 4, 4), bool)
+    >>> m[1:4, 0, 0] = True
+    >>> center_of_mass_index(m, 0), center_of_mass_index(m, 1)
+    (2, 0)
+    """
+    arr = np.asarray(mask)
+    if arr.ndim != 3:
+        raise InputError(f"`mask` must be a 3-d array (z, y, x); got shape {arr.shape}.")
+    if isinstance(axis, bool) or axis not in (0, 1, 2):
+        raise InputError(f"`axis` must be 0, 1 or 2; got {axis!r}.")
+    arr = arr != 0
+    if not arr.any():
+        raise InputError(
+            f"`mask` is empty, so it has no centre of mass along axis {axis}; pass `index=` to "
+            "choose the slice."
+        )
+    com = ndimage.center_of_mass(arr)[axis]
+    return int(min(arr.shape[axis] - 1, max(0, math.floor(com + 0.5))))
+
+
+def _structure_mask(volume: np.ndarray, structure: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(volume)
+    if arr.shape != shape:
+        raise InputError(f"`{name}` has shape {arr.shape}; expected the image's shape {shape}.")
+    # A boolean mask already is the structure; `structure` selects from label maps.
+    if structure is None or arr.dtype == bool:
+        return arr != 0
+    return np.isin(arr, structure)
+
+
+def _per_candidate(values: Any, names: list[str], name: str) -> list[Any]:
+    if values is None:
+        return [None] * len(names)
+    if isinstance(values, xr.DataArray):
+        if values.dims != ("algorithm",):
+            raise InputError(f"`{name}` must be a DataArray over (algorithm,); got dims {values.dims}.")
+        values = dict(zip([str(a) for a in values["algorithm"].values], values.values.tolist(),
+                          strict=True))
+    if isinstance(values, Mapping):
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise InputError(f"`{name}` lacks candidate(s) {missing}; got keys {list(values)}.")
+        return [values[n] for n in names]
+    values = list(values)
+    if len(values) != len(names):
+        raise InputError(
+            f"`{name}` has {len(values)} values but there are {len(names)} candidates."
+        )
+    return values
+
+
+
+
+def _candidate_masks(
+    candidates: Any, names: Sequence[str] | None, structure: Any, shape: tuple[int, ...]
+) -> tuple[list[str], list[np.ndarray]]:
+    """The candidates' names and structure masks, from a mapping, a list or a 4-d array."""
+    if isinstance(candidates, Mapping):
+        cand_names = [str(k) for k in candidates]
+        cand_arrays = list(candidates.values())
+    elif isinstance(candidates, np.ndarray) and candidates.ndim == 4:
+        cand_names = [f"candidate {i}" for i in range(candidates.shape[0])]
+        cand_arrays = list(candidates)
+    elif isinstance(candidates, np.ndarray):
+        raise InputError(
+            "`candidates` must be a mapping name -> 3-d array, a list of 3-d arrays or a 4-d "
+            f"array (algorithm, z, y, x); got an array of shape {candidates.shape}."
+        )
+    else:
+        cand_arrays = list(candidates)
+        cand_names = [f"candidate {i}" for i in range(len(cand_arrays))]
+    if names is not None:
+        given = [str(n) for n in names]
+        if len(given) != len(cand_arrays):
+            raise InputError(
+                f"`names` has {len(given)} entries but there are {len(cand_arrays)} candidates."
+            )
+        cand_names = given
+    masks = [_structure_mask(a, structure, f"candidates[{n!r}]", shape)
+             for n, a in zip(cand_names, cand_arrays, strict=True)]
+    return cand_names, masks
+
+
+def _slice_index(index: Any, axis: int, shape: tuple[int, ...], sources: list[np.ndarray | None]) -> int:
+    """The given slice (checked), else the centre of mass of the first non-empty source."""
+    if index is None:
+        for source in sources:
+            if source is not None and source.any():
+                return center_of_mass_index(source, axis)
+        return shape[axis] // 2
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not (
+        -shape[axis] <= index < shape[axis]
+    ):
+        raise InputError(
+            f"`index` must be a whole number in [0, {shape[axis]}) along axis {axis}; got {index!r}."
+        )
+    return int(index) % shape[axis]
+
+
+def _legend_text(name: str, dice: Any, alarms: Any) -> str:
+    parts = []
+    if dice is not None:
+        parts.append(f"Dice {float(dice):.2f}")
+    if alarms is not None:
+        parts.append(plural(int(alarms), "alarm"))
+    return f"{name}: {', '.join(parts)}" if parts else name
+
+
+class _Outliner:
+    """Draws outlines of one slice into ``ax``; keeps the legend handles and the footprint."""
+
+    def __init__(self, ax: Axes, axis: int, index: int, plane_shape: tuple[int, ...]) -> None:
+        self.ax, self.axis, self.index = ax, axis, index
+        self.handles: list[Line2D] = []
+        self.footprint = np.zeros(plane_shape, dtype=bool)
+
+    def outline(self, mask: np.ndarray, color: str, style: str, text: str,
+                line: Mapping[str, float]) -> None:
+        piece = np.take(mask, self.index, axis=self.axis)
+        if piece.any():
+            self.footprint |= piece
+            self.ax.contour(piece.astype(float), levels=[0.5], colors=[color],
+                            linewidths=line["width"], linestyles=style, zorder=line["zorder"],
+                            alpha=line["alpha"])
+        else:
+            text += _NOT_ON_SLICE
+        self.handles.append(Line2D([], [], color=color, linewidth=line["width"], linestyle=style,
+                                   alpha=line["alpha"], label=text))
+
+
+def _zoom(ax: Axes, footprint: np.ndarray, margin: float, spacing: np.ndarray,
+          axes_of_plane: tuple[int, int], upper: bool) -> None:
+    """Limit ``ax`` to the footprint's bounding box plus ``margin`` mm."""
+    rows = np.flatnonzero(footprint.any(axis=1))
+    cols = np.flatnonzero(footprint.any(axis=0))
+    mr = margin / spacing[axes_of_plane[0]]
+    mc = margin / spacing[axes_of_plane[1]]
+    r0, r1 = max(-0.5, rows[0] - mr - 0.5), min(footprint.shape[0] - 0.5, rows[-1] + mr + 0.5)
+    c0, c1 = max(-0.5, cols[0] - mc - 0.5), min(footprint.shape[1] - 0.5, cols[-1] + mc + 0.5)
+    ax.set_xlim(c0, c1)
+    ax.set_ylim((r1, r0) if upper else (r0, r1))
+
+
+def case_overlay(
+    image: np.ndarray,
+    fused: np.ndarray,
+    candidates: Mapping[str, np.ndarray] | Sequence[np.ndarray] | np.ndarray,
+    *,
+    names: Sequence[str] | None = None,
+    dice: Mapping[str, float] | Sequence[float] | xr.DataArray | None = None,
+    alarms: Mapping[str, int] | Sequence[int] | xr.DataArray | None = None,
+    reference: np.ndarray | None = None,
+    ax: Axes | None = None,
+    options: OverlayOptions | None = None,
+) -> Axes:
+    """One slice of a case with the outlines of the fusion and every candidate (Figures 2-3).
+
+    Parameters
+    ----------
+    image : ndarray, 3-d (z, y, x)
+        The image (e.g. T1c); displayed between its 1st and 99.5th percentile on the slice.
+    fused : ndarray, 3-d (z, y, x)
+        The fusion: a boolean mask, or a label map with ``options.structure``.
+    candidates : mapping name -> ndarray, sequence of ndarray, or ndarray (algorithm, z, y, x)
+        The candidates, same grid as ``image``.
+    names : sequence of str, optional
+        Candidate names (default: the mapping's keys, else ``candidate 0, 1, ...``).
+    dice, alarms : mapping name -> value, sequence, or DataArray over (algorithm,), optional
+        Each candidate's Dice (e.g. with the fusion) and alarm count, shown in the legend.
+    reference : ndarray, 3-d (z, y, x), optional
+        The ground truth, outlined in reddish purple.
+    ax : Axes, optional
+        Draw into these axes; a new figure by default.
+    options : OverlayOptions, optional
+        Axis, slice, structure, spacing, the fusion's name, zoom and legend; the defaults of
+        :class:`OverlayOptions` when not given.
+
+    Returns
+    -------
+    Axes
+        The slice; the legend (outside, right of the image) lists the fusion, the reference
+        and each candidate with its Dice and alarm count. Outlines absent from the slice are
+        marked "(not on this slice)".
+
+    Raises
+    ------
+    InputError
+        When an array is not 3-d or not on the image's grid, the slice index is not on the
+        image, or ``names`` / ``dice`` / ``alarms`` do not match the candidates.
+
+    Examples
+    --------
+    >>> img = np.zeros((3, 8, 8))
+    >>> fused = np.zeros((3, 8, 8), bool); fused[1, 2:6, 2:6] = True
+    >>> cand = fused.copy(); cand[1, 2, 2:6] = False
+    >>> ax = case_overlay(img, fused, {"a": cand}, dice={"a": 0.86}, alarms={"a": 1})
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['fusion', 'a: Dice 0.86, 1 alarm']
+    >>> ax = case_overlay(img, fused, [cand], options=OverlayOptions(index=0, crop=1.0))
+    >>> [t.get_text() for t in ax.get_legend().get_texts()]
+    ['fusion (not on this slice)', 'candidate 0 (not on this slice)']
+    """
+    opts = OverlayOptions() if options is None else options
+    if not isinstance(opts, OverlayOptions):
+        raise InputError(f"`options` must be an OverlayOptions or None; got {type(opts).__name__}.")
+    img = np.asarray(image)
+    if img.ndim != 3:
+        raise InputError(f"`image` must be a 3-d array (z, y, x); got shape {img.shape}.")
+    shape, axis = img.shape, opts.axis
+    fused_mask = _structure_mask(fused, opts.structure, "fused", shape)
+    cand_names, cand_masks = _candidate_masks(candidates, names, opts.structure, shape)
+    ref_mask = None if reference is None else _structure_mask(reference, opts.structure,
+                                                                "reference", shape)
+    dice_values = _per_candidate(dice, cand_names, "dice")
+    alarm_values = _per_candidate(alarms, cand_names, "alarms")
+    index = _slice_index(opts.index, axis, shape, [fused_mask, ref_mask, *cand_masks])
+
+    # Rows and columns of the slice are the two remaining axes, in order.
+    rows_axis, cols_axis = [a for a in (0, 1, 2) if a != axis]
+    spacing = opts.spacing_mm
+    ax = new_axes(ax, OVERLAY_SIZE)
+    plane = np.take(img, index, axis=axis).astype(float)
+    body = plane[plane != 0]
+    lo, hi = np.percentile(body if body.size else plane, IMAGE_PERCENTILES)
+    # Axial slices: first row on top (anterior in BraTS/LPS); other cuts have z pointing up.
+    # imshow's origin only flips the y-axis; contour then needs no origin of its own (passing
+    # it would mirror the outlines), as both put row i at y = i.
+    upper = axis == 0
+    ax.imshow(plane, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1,
+              aspect=spacing[rows_axis] / spacing[cols_axis],
+              origin="upper" if upper else "lower", interpolation="nearest")
+
+    pen = _Outliner(ax, axis, index, plane.shape)
+    for i, (n, m, d, a) in enumerate(zip(cand_names, cand_masks, dice_values, alarm_values,
+                                         strict=True)):
+        pen.outline(m, CANDIDATE_COLORS[i % len(CANDIDATE_COLORS)],
+                    LINESTYLES[(i // len(CANDIDATE_COLORS)) % len(LINESTYLES)],
+                    _legend_text(n, d, a), _CANDIDATE_LINE)
+    candidate_handles = pen.handles[:]
+    pen.handles.clear()
+    pen.outline(fused_mask, FUSION_COLOR, "solid", opts.fused_name, _FUSION_BAND)
+    if ref_mask is not None:
+        pen.outline(ref_mask, REFERENCE_COLOR, "solid", "reference", _REFERENCE_BAND)
+    if opts.legend:
+        ax.legend(handles=pen.handles + candidate_handles, loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    if opts.crop is not None and pen.footprint.any():
+        _zoom(ax, pen.footprint, opts.crop, spacing, (rows_axis, cols_axis), upper)
+    ax.set_title(f"slice {_AXIS_NAMES[axis]} = {index}", loc="left", fontsize="medium")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(f"{_AXIS_NAMES[cols_axis]} ({spacing[cols_axis]:g} mm voxels)")
+    ax.set_ylabel(f"{_AXIS_NAMES[rows_axis]} ({spacing[rows_axis]:g} mm voxels)")
+    return ax

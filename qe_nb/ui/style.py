@@ -1,0 +1,117 @@
+"""Colours, line styles and the small figure helpers every figure module shares.
+
+Colours come from the Okabe-Ito palette, which stays distinguishable with the common forms
+of colour blindness; as in Kofler et al. 2021 the fusion is drawn in *bluish green* and the
+ground truth in *reddish purple*. Figures are built with :class:`matplotlib.figure.Figure`
+directly (never ``pyplot``), so they leave no global state behind.
+
+References
+----------
+Okabe M, Ito K (2008). Color Universal Design (CUD): how to make figures and presentations
+that are friendly to colorblind people. https://jfly.uni-koeln.de/color/
+"""
+
+from __future__ import annotations
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from qe_nb.exceptions import InputError
+
+__all__ = [
+    "OKABE_ITO",
+    "FUSION_COLOR",
+    "REFERENCE_COLOR",
+    "CANDIDATE_COLORS",
+    "HIGHLIGHT_COLOR",
+    "POINT_COLOR",
+    "LINESTYLES",
+    "MARKERS",
+    "new_figure",
+    "new_axes",
+    "plural",
+    "count_ticks",
+    "units_text",
+]
+
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+"""The eight colours of Okabe & Ito (2008), by name."""
+
+FUSION_COLOR = OKABE_ITO["bluish_green"]
+"""The fusion's colour, as in the paper's Figures 2-3."""
+
+REFERENCE_COLOR = OKABE_ITO["reddish_purple"]
+"""The ground truth's colour, as in the paper's Figure 2."""
+
+CANDIDATE_COLORS: tuple[str, ...] = (
+    OKABE_ITO["orange"],
+    OKABE_ITO["sky_blue"],
+    OKABE_ITO["vermillion"],
+    OKABE_ITO["blue"],
+    OKABE_ITO["yellow"],
+    OKABE_ITO["black"],
+)
+"""Colours of the candidates (and of other series), the fusion's and reference's left out."""
+
+LINESTYLES: tuple[str, ...] = ("solid", "dashed", "dotted", "dashdot")
+"""Line styles, cycled once the six candidate colours are used up, so a 7th+ candidate differs."""
+
+MARKERS: tuple[str, ...] = ("o", "s", "D", "^", "v", "P", "X")
+"""Marker shapes of the series (labels in the thresholds plot, r curves in the sweep)."""
+
+POINT_COLOR = OKABE_ITO["blue"]
+"""The colour of one-per-case points and bars (Figure 4, the alarm histogram)."""
+
+HIGHLIGHT_COLOR = OKABE_ITO["reddish_purple"]
+"""The colour that marks the chosen α (sweep line and heatmap row, sweep table row)."""
+
+
+def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
+    """The caller's figure, cleared, or a new constrained-layout figure (no pyplot)."""
+    if fig is None:
+        return Figure(figsize=figsize, layout="constrained")
+    if not isinstance(fig, Figure):
+        raise InputError(f"`fig` must be a matplotlib Figure or None; got {type(fig).__name__}.")
+    fig.clear()
+    return fig
+
+
+def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
+    """The caller's axes, or the axes of a new constrained-layout figure (no pyplot)."""
+    if ax is None:
+        return Figure(figsize=figsize, layout="constrained").add_subplot()
+    if not isinstance(ax, Axes):
+        raise InputError(f"`ax` must be a matplotlib Axes or None; got {type(ax).__name__}.")
+    return ax
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 case"``, ``"2 cases"``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def count_ticks(ax: Axes, top: int) -> None:
+    """A tick at every alarm count up to 10; beyond that, at most 11 whole-number ticks.
+
+    Every tick label is a text artist to lay out and draw, so a cohort with 30 possible
+    alarms gets a tick every 5 (or 2), not 31 labels.
+    """
+    if top <= 10:
+        ax.set_xticks(range(top + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True, steps=[1, 2, 5, 10]))
+
+
+def units_text(units: str) -> str:
+    """A metric's units for an axis label: ``"1"`` (a ratio) reads "dimensionless"."""
+    return "dimensionless" if units in {"1", ""} else units
