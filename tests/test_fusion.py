@@ -470,3 +470,30 @@ def test_brats_simple_rejects_labels():
 def test_bad_labels(labels, match):
     with pytest.raises(InputError, match=match):
         fuse(np.zeros((2, 2, 2), np.uint8), labels=labels)
+
+
+# -- BraTS 2023 label maps (NETC 1, SNFH 2, ET 3) under brats-simple -------------------------
+
+
+def test_brats_simple_fuses_brats_2023_regions():
+    # values 1, 2, 3 (no 4): the 2023 regions WT = 1,2,3; TC = 1,3; ET = 3
+    a = np.array([1, 2, 3, 3, 0])
+    fused = fuse([a, a, np.zeros_like(a)], method="brats-simple")
+    assert fused.tolist() == [1, 2, 3, 3, 0]  # the enhancing tumour survives
+
+
+def test_brats_simple_2023_matches_the_classic_rule_relabelled(rng):
+    # a 2023 map is a classic map with 4 written 3: the fusions must agree after relabelling
+    classic = rng.choice(np.array([0, 1, 2, 4], np.uint8), size=(5, 9, 10, 11), p=[0.4, 0.2, 0.2, 0.2])
+    classic[:, 0, 0, 0] = 4  # every candidate holds an enhancing voxel
+    modern = np.where(classic == 4, 3, classic).astype(np.uint8)
+    expected = fuse(classic, method="brats-simple")
+    fused = fuse(modern, method="brats-simple")
+    np.testing.assert_array_equal(fused, np.where(expected == 4, 3, expected))
+    assert (fused == 3).any()
+
+
+def test_brats_simple_refuses_2023_maps_with_unknown_values():
+    a = np.array([1, 2, 3, 5, 0])
+    with pytest.raises(InputError, match=r"method='brats-simple' fuses the BraTS regions of label values 1, 2, 4 \(classic\) or 1, 2, 3 \(BraTS 2023\); the candidates hold 1, 2, 3, 5"):
+        fuse([a, a], method="brats-simple")

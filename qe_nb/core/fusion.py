@@ -32,7 +32,10 @@ METHODS: tuple[str, ...] = ("mav", "simple", "brats-simple", "staple")
 _SIMPLE_STOP = 25  # stop once the estimate's volume changes by fewer voxels than this
 _SIMPLE_ITERATIONS = 25
 # BraTS-SIMPLE regions, in BraTS Toolkit's order: later regions overwrite earlier ones.
+# (written value, member values, whole tumour = any non-zero value)
 _BRATS_REGIONS = ((2, (1, 2, 4), True), (1, (1, 4), False), (4, (4,), False))
+# The same regions for BraTS 2023 maps, whose enhancing tumour is 3 (BRATS_2023_REGIONS).
+_BRATS_2023_REGIONS = ((2, (1, 2, 3), True), (1, (1, 3), False), (3, (3,), False))
 # Above this many possible label patterns the patterns are found by sorting, not counting.
 _MAX_COUNTED_PATTERNS = 1 << 20
 
@@ -186,10 +189,8 @@ def fuse(
         return np.zeros(shape, dtype=_output_dtype(chosen or ()))
     crops = [m[box] for m in maps]
     present = _present_values(crops, None)
-    if method == "brats-simple":
-        values = present
-    else:
-        values = present if chosen is None else chosen
+    regions = _brats_regions(present) if method == "brats-simple" else ()
+    values = present if chosen is None or method == "brats-simple" else chosen
     out_dtype = _output_dtype(values if method != "brats-simple" else (4,))
 
     patterns, counts, expand = _patterns(crops, values)
@@ -200,7 +201,7 @@ def fuse(
     elif method == "simple":
         fused = _simple(patterns, counts, value_of, w)
     else:
-        fused = _brats_simple(patterns, counts, value_of, w)
+        fused = _brats_simple(patterns, counts, value_of, w, regions)
 
     result = np.zeros(shape, dtype=out_dtype)
     result[box] = expand(fused.astype(out_dtype, copy=False))
@@ -419,10 +420,31 @@ def _simple(patterns, counts, value_of, weights) -> np.ndarray:
     return fused
 
 
-def _brats_simple(patterns, counts, value_of, weights) -> np.ndarray:
+def _brats_regions(present: tuple[int, ...]) -> tuple[tuple[int, tuple[int, ...], bool], ...]:
+    """The BraTS-SIMPLE regions for the label values present in a case's candidates.
+
+    Classic maps (enhancing tumour 4) follow BraTS Toolkit exactly, where any non-zero value
+    joins the whole tumour. A map with 3 and without 4 is a BraTS 2023 map (enhancing tumour
+    3): BraTS Toolkit's classic rule would write its 3s as 2 and lose the enhancing tumour,
+    so the 2023 regions are fused instead. Other values next to a 3 make the scheme
+    ambiguous: refused rather than guessed.
+    """
+    if 4 in present or 3 not in present:
+        return _BRATS_REGIONS
+    if set(present) <= {1, 2, 3}:
+        return _BRATS_2023_REGIONS
+    raise InputError(
+        "method='brats-simple' fuses the BraTS regions of label values 1, 2, 4 (classic) or "
+        f"1, 2, 3 (BraTS 2023); the candidates hold {', '.join(map(str, present))}. Map the "
+        "labels to one of these schemes first, or use method='simple' (per label) or "
+        "method='mav'."
+    )
+
+
+def _brats_simple(patterns, counts, value_of, weights, regions) -> np.ndarray:
     raw = value_of[patterns]
     fused = np.zeros(patterns.shape[0], dtype=np.int64)
-    for written, members, any_nonzero in _BRATS_REGIONS:
+    for written, members, any_nonzero in regions:
         votes = raw != 0 if any_nonzero else np.isin(raw, members)
         fused[_simple_binary(votes, counts, weights)] = written
     return fused
