@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from qe_nb.core import checks as v
+from qe_nb.core.metrics import METRICS
 from qe_nb.exceptions import InputError, QeNbError, UnreliableThresholdWarning
 
 DIMS = ("case", "algorithm", "label", "metric")
@@ -108,10 +109,11 @@ def test_errors_are_value_errors():
 # --- metric directions ---------------------------------------------------------------------
 
 
-def test_directions_from_fallback_table():
+def test_directions_from_the_registry():
     da = cube(metrics=("nsd", "assd"))
     assert v.metric_directions(da).tolist() == [True, False]
-    for metric, direction in v.FALLBACK_HIGHER_IS_BETTER.items():
+    for metric, spec in METRICS.items():
+        direction = spec.higher_is_better
         one = cube(np.zeros((1, 1, 1, 1)), shape=(1, 1, 1, 1), metrics=(metric,))
         assert v.metric_directions(one).tolist() == [direction]
 

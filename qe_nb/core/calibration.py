@@ -28,15 +28,23 @@ from qe_nb.core.checks import (
 from qe_nb.core.statistics import count_entropy, entropy_rows, pearson_rows
 from qe_nb.exceptions import InputError, UndefinedValueWarning
 
-__all__ = ["DEFAULT_ALPHAS", "alarm_entropy", "sweep", "sweep_table", "calibrate"]
+__all__ = [
+    "DEFAULT_ALPHAS", "ALPHA_RANGE", "ALPHA_STEP", "alarm_entropy", "sweep", "sweep_table", "calibrate",
+]
 
 DEFAULT_ALPHAS: tuple[float, ...] = (
     -3.0, -2.0, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0,
 )
 """The grid of the paper's Tables 1 and 2."""
 
-_SEARCH_RANGE = (-3.0, 3.0)
-_SEARCH_GRID = np.round(np.arange(-300, 301) / 100.0, 2)
+ALPHA_RANGE: tuple[float, float] = (-3.0, 3.0)
+"""The alpha range :func:`calibrate` searches and the alpha sliders span (the grid's ends)."""
+
+ALPHA_STEP: float = 0.05
+"""The step of the alpha sliders of the apps."""
+
+# the 0.01 grid over ALPHA_RANGE that calibrate() evaluates besides the breakpoints' midpoints
+_SEARCH_GRID = np.round(np.arange(round(ALPHA_RANGE[0] * 100), round(ALPHA_RANGE[1] * 100) + 1) / 100.0, 2)
 _pearson_rows = pearson_rows  # alias until callers (ui.widgets) switch to statistics.pearson_rows
 _TIE = 1e-12  # objective values this close count as equal (then the smallest |alpha| wins)
 _CHUNK = 20_000_000  # booleans per broadcast block in sweep()
@@ -363,7 +371,7 @@ def _optimise_1d(
     s = mad[ev_cell]
     breaks = (m - v) / s
     if grid is None:
-        lo, hi = _SEARCH_RANGE
+        lo, hi = ALPHA_RANGE
         inner = np.unique(breaks[(breaks > lo) & (breaks < hi)])
         edges = np.concatenate(([lo], inner, [hi]))
         cands = np.unique(np.concatenate((_SEARCH_GRID, (edges[:-1] + edges[1:]) / 2.0)))

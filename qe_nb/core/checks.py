@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from qe_nb.core.metrics import METRICS
 from qe_nb.exceptions import InputError, UnreliableThresholdWarning
 
 __all__ = [
     "DIMS",
     "GROUP_DIMS",
     "OBJECTIVES",
-    "FALLBACK_HIGHER_IS_BETTER",
     "check_similarity",
     "check_scores",
     "metric_directions",
@@ -47,18 +47,6 @@ GROUP_DIMS: tuple[str, ...] = ("algorithm", "label", "metric")
 
 OBJECTIVES: tuple[str, ...] = ("entropy", "pearson", "combined")
 """The calibration objectives of :func:`qe_nb.calibrate`."""
-
-FALLBACK_HIGHER_IS_BETTER: dict[str, bool] = {
-    "dice": True,
-    "jaccard": True,
-    "nsd": True,
-    "hd": False,
-    "hd95": False,
-    "hd95_medpy": False,
-    "assd": False,
-    "abs_volume_diff": False,
-}
-"""Metric directions used when neither the cube nor the metric registry says."""
 
 NORMAL_MAD_SCALE = 1.4826
 """The consistency constant that makes the MAD estimate a normal standard deviation (R's mad())."""
@@ -208,8 +196,8 @@ def check_scores(scores, *, name: str = "similarity") -> xr.DataArray:
 def metric_directions(similarity: xr.DataArray) -> np.ndarray:
     """Whether higher is better, per metric of a similarity cube (bool array over ``metric``).
 
-    Looked up, in order: the cube's ``higher_is_better`` coordinate on ``metric``; the metric
-    registry ``qe_nb.core.metrics.METRICS``; a built-in table of the package's metric ids.
+    Looked up, in order: the cube's ``higher_is_better`` coordinate on ``metric``, then the
+    metric registry :data:`qe_nb.core.metrics.METRICS` (the one table of directions).
 
     Raises
     ------
@@ -239,33 +227,17 @@ def metric_directions(similarity: xr.DataArray) -> np.ndarray:
                     f"the `higher_is_better` coordinate must hold booleans; got {values.tolist()!r}."
                 )
         return values.astype(bool)
-    registry = _metric_registry()
     out = []
     for metric in similarity.coords["metric"].values.tolist():
-        direction = None
-        entry = registry.get(metric) if registry is not None else None
-        if entry is not None:
-            direction = getattr(entry, "higher_is_better", None)
-            if direction is None and isinstance(entry, dict):
-                direction = entry.get("higher_is_better")
-        if direction is None:
-            direction = FALLBACK_HIGHER_IS_BETTER.get(metric)
-        if direction is None:
+        spec = METRICS.get(metric) if isinstance(metric, str) else None
+        if spec is None:
             raise InputError(
                 f"Unknown metric {metric!r}: cannot tell whether higher is better; expected one "
-                f"of {sorted(FALLBACK_HIGHER_IS_BETTER)} or a boolean `higher_is_better` "
+                f"of {sorted(METRICS)} or a boolean `higher_is_better` "
                 "coordinate on 'metric', e.g. similarity.assign_coords(higher_is_better=('metric', [True]))."
             )
-        out.append(bool(direction))
+        out.append(spec.higher_is_better)
     return np.array(out, dtype=bool)
-
-
-def _metric_registry() -> dict | None:
-    try:
-        from qe_nb.core.metrics import METRICS
-    except ImportError:
-        return None
-    return METRICS if hasattr(METRICS, "get") else None
 
 
 def _is_number(value) -> bool:

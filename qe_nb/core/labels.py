@@ -27,6 +27,8 @@ __all__ = [
     "infer_labels",
     "check_label_map",
     "structure_masks",
+    "parse_label_values",
+    "values_in",
 ]
 
 
@@ -189,7 +191,7 @@ def infer_labels(values: Iterable[int]) -> LabelScheme:
     return LabelScheme("inferred", {f"label_{v}": (v,) for v in seen})
 
 
-def _values_in(label_map: np.ndarray) -> np.ndarray:
+def values_in(label_map: np.ndarray) -> np.ndarray:
     """The distinct values of a checked (non-negative integer) label map, sorted.
 
     A histogram (one pass) when the values are small, as label values are; ``np.unique``
@@ -197,13 +199,64 @@ def _values_in(label_map: np.ndarray) -> np.ndarray:
 
     Examples
     --------
-    >>> _values_in(np.array([[4, 0], [2, 4]], np.uint8))
+    >>> values_in(np.array([[4, 0], [2, 4]], np.uint8))
     array([0, 2, 4])
     """
     top = int(label_map.max()) if label_map.size else 0
     if top < 65536:
         return np.flatnonzero(np.bincount(label_map.ravel(), minlength=top + 1))
     return np.unique(label_map)
+
+
+_values_in = values_in  # alias until callers (pipeline.scoring, data.ensemble) switch
+
+
+def parse_label_values(text: str) -> tuple[int, ...]:
+    """Parse a structure's label values written as text: ``"1,2,4"`` or ``"nonzero"``.
+
+    The inverse of :meth:`LabelScheme.values_text` (the ``label_values`` coordinate of an
+    ensemble or a scores cube).
+
+    Parameters
+    ----------
+    text : str
+        Comma-separated positive integers (spaces allowed), or ``"nonzero"`` for every
+        non-zero voxel.
+
+    Returns
+    -------
+    tuple of int
+        Sorted, distinct; ``()`` for ``"nonzero"``.
+
+    Raises
+    ------
+    InputError
+        For anything else; the message shows the text.
+
+    Examples
+    --------
+    >>> parse_label_values("1,2,4")
+    (1, 2, 4)
+    >>> parse_label_values("nonzero")
+    ()
+    """
+    if not isinstance(text, str):
+        raise InputError(
+            f"label values must be text such as '1,2,4' or 'nonzero'; got {type(text).__name__} {text!r}."
+        )
+    clean = text.strip()
+    if clean == "nonzero":
+        return ()
+    try:
+        values = [int(part) for part in clean.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise InputError(
+            f"label values must be comma-separated positive integers such as '1,2,4', or "
+            f"'nonzero'; got {text!r}."
+        )
+    return tuple(sorted(set(values)))
 
 
 def check_label_map(label_map: np.ndarray, *, name: str = "label_map") -> np.ndarray:

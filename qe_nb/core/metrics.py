@@ -51,6 +51,8 @@ __all__ = [
     "METRICS",
     "MetricSpec",
     "metric_spec",
+    "higher_is_better",
+    "units_of",
     "dice",
     "jaccard",
     "hausdorff",
@@ -174,6 +176,48 @@ def metric_spec(metric: str) -> MetricSpec:
     if not isinstance(metric, str) or metric not in METRICS:
         raise InputError(f"Unknown metric {metric!r}; expected one of {sorted(METRICS)}.")
     return METRICS[metric]
+
+
+def higher_is_better(metrics: str | Sequence[str]) -> np.ndarray:
+    """Whether higher is better for each metric id, from :data:`METRICS`.
+
+    Parameters
+    ----------
+    metrics : str or sequence of str
+        Metric ids (e.g. a cube's ``metric`` coordinate values).
+
+    Returns
+    -------
+    numpy.ndarray
+        bool, one entry per id (shape ``(1,)`` for a single id).
+
+    Raises
+    ------
+    InputError
+        For an unknown id (see :func:`metric_spec`).
+
+    Examples
+    --------
+    >>> higher_is_better(["dice", "hd95", "nsd"]).tolist()
+    [True, False, True]
+    """
+    ids = [metrics] if isinstance(metrics, str) else list(metrics)
+    return np.array([metric_spec(m).higher_is_better for m in ids], dtype=bool)
+
+
+def units_of(metrics: str | Sequence[str]) -> list[str]:
+    """The units of each metric id, from :data:`METRICS` (``"1"``, ``"mm"`` or ``"mm3"``).
+
+    A cube scored on images without spacing (PNG) holds pixels instead; its ``units``
+    coordinate, when present, is the authority for that cube.
+
+    Examples
+    --------
+    >>> units_of(["dice", "hd", "abs_volume_diff"])
+    ['1', 'mm', 'mm3']
+    """
+    ids = [metrics] if isinstance(metrics, str) else list(metrics)
+    return [metric_spec(m).units for m in ids]
 
 
 # ----------------------------------------------------------------------------------------
