@@ -286,7 +286,7 @@ def test_select_row_opens_viewer_and_alpha_follows(cohort):
         app.alpha_slider.value = 0.6
         expected = qe_nb.alarms(cohort["scores"]["similarity"], 0.6)
     assert app.viewer.alpha == 0.6
-    assert bool((app.viewer._alarms == expected).all())
+    assert bool((app.viewer.alarms == expected).all())
     assert "alarms (α = 0.60)" in app.viewer.scores_panel.outputs[0]["data"]["text/html"]
 
 

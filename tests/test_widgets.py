@@ -314,12 +314,12 @@ def test_summary_line(fresh, scores):
 
 
 def test_sweep_marker_is_painted_not_redrawn(fresh):
-    fig = fresh._figs["sweep"]
+    fig = fresh.sweep_view.figure
     fresh.alpha_slider.value = 0.25
     png_a = _png_bytes(fresh.sweep_panel)
     fresh.alpha_slider.value = -0.5
     png_b = _png_bytes(fresh.sweep_panel)
-    assert fresh._figs["sweep"] is fig and png_a != png_b
+    assert fresh.sweep_view.figure is fig and png_a != png_b
 
 
 
@@ -342,12 +342,12 @@ def test_figure4_is_updated_in_place_and_shows_a_fresh_figure(fresh, scores):
     from qe_nb.ui import plots
 
     fresh.alpha_slider.value = 0.1
-    fig = fresh._figs["quality"]
+    fig = fresh.quality_view.figure
     points = [ax.collections[0] for ax in fig.axes]
     possible = len(ALGORITHMS) * len(LABELS) * len(METRICS)
     for value in (0.6, -0.8, 1.5):
         fresh.alpha_slider.value = value
-        assert fresh._figs["quality"] is fig and [ax.collections[0] for ax in fig.axes] == points
+        assert fresh.quality_view.figure is fig and [ax.collections[0] for ax in fig.axes] == points
         counts = qe_nb.risk(qe_nb.alarms(scores["similarity"], value))
         expected = plots.alarm_count_vs_quality(
             counts, _expected_quality(scores), _expected_quality(scores, metric="hd95"),
@@ -365,7 +365,7 @@ def test_figure4_is_updated_in_place_and_shows_a_fresh_figure(fresh, scores):
     expected = plots.alarm_count_vs_quality(
         counts, _expected_quality(scores, labels), _expected_quality(scores, labels, "hd95"),
         max_count=len(ALGORITHMS) * 2 * len(METRICS))
-    assert _figure4_data(fresh._figs["quality"]) == _figure4_data(expected)
+    assert _figure4_data(fresh.quality_view.figure) == _figure4_data(expected)
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -379,7 +379,7 @@ def _pixels(png: bytes) -> np.ndarray:
 
 @pytest.mark.parametrize("top", [5, 20, 60])
 def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
-    from qe_nb.ui.widgets import _worklist_top
+    from qe_nb.ui.explorer_views import worklist_top as _worklist_top
 
     sim = scores["similarity"]
     quality = _expected_quality(scores)
@@ -398,7 +398,8 @@ def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
 
 
 def test_worklist_and_threshold_panels_show_the_core_tables(fresh, scores):
-    from qe_nb.ui.widgets import _html_table, _threshold_frame
+    from qe_nb.ui.common import html_table as _html_table
+    from qe_nb.ui.explorer_views import threshold_frame as _threshold_frame
 
     fresh.alpha_slider.value = 0.35
     sim = scores["similarity"]
@@ -427,7 +428,7 @@ def test_sweep_images_are_kept_per_alpha(fresh):
     first = _png_bytes(fresh.sweep_panel)
     fresh.alpha_slider.value = 0.4
     assert _png_bytes(fresh.sweep_panel) != first
-    kept = fresh._sweep_cache["pngs"]
+    kept = fresh.sweep_view.pngs
     fresh.alpha_slider.value = 0.2
     assert _png_bytes(fresh.sweep_panel) == first and kept[0.2] == first
 
@@ -507,7 +508,7 @@ def _fused_structures(cohort, case):
 
 
 def _legend_texts(viewer) -> list[str]:
-    return [t.get_text() for t in viewer._ax.get_legend().get_texts()]
+    return [t.get_text() for t in viewer.figure.axes[0].get_legend().get_texts()]
 
 
 def test_viewer_opens_on_the_centre_of_mass_slice(cohort):
@@ -538,7 +539,7 @@ def test_viewer_toggles(cohort):
     before = _png_bytes(viewer.overlay_panel)
     viewer.slice_slider.value = 3
     assert viewer.index == 3 and _png_bytes(viewer.overlay_panel) != before
-    assert viewer._ax.get_title(loc="left").endswith("slice x = 3")
+    assert viewer.figure.axes[0].get_title(loc="left").endswith("slice x = 3")
     algorithms = [str(a) for a in cohort["algorithm"].values]
     assert len(_legend_texts(viewer)) == 2 + len(algorithms)  # fusion, reference, candidates
     viewer.candidate_checkboxes[algorithms[1]].value = False

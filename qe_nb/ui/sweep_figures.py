@@ -30,7 +30,7 @@ from qe_nb.ui.style import (
     units_text,
 )
 
-__all__ = ["sweep_plot", "threshold_plot", "sweep_frame", "COUNT_COLUMN"]
+__all__ = ["sweep_plot", "threshold_plot", "sweep_frame", "AlphaMarker", "COUNT_COLUMN"]
 
 COUNT_COLUMN = re.compile(r"^(\d+)a$")
 """The alarm-count columns of a sweep table (``0a``, ``1a``, ...); group 1 is the count."""
@@ -364,3 +364,56 @@ def _metric_coord(th: xr.DataArray, name: str, k: int, default: Any) -> Any:
     if name in th.coords and "metric" in th[name].dims:
         return th[name].values[k]
     return default
+
+
+class AlphaMarker:
+    """The chosen-α marker of a :func:`sweep_plot` figure, movable without redrawing it.
+
+    A dashed line at α on the curves and a frame around α's heatmap row (when α is on the
+    grid), as ``sweep_plot(..., chosen_alpha=α)`` draws them; an app renders the figure
+    once without them (:class:`qe_nb.ui.render.BlitLayer`) and draws only these per α.
+
+    Parameters
+    ----------
+    fig : Figure
+        Drawn by :func:`sweep_plot` without ``chosen_alpha``.
+    alphas : sequence of float
+        The sweep's α grid, in the figure's row order (sorted).
+
+    Attributes
+    ----------
+    artists : list of Artist
+        The line and the row frame.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"alpha": [0.0, 0.1], "entropy": [1.0, 0.9], "0a": [3, 4],
+    ...                       "1a": [2, 1]})
+    >>> marker = AlphaMarker(sweep_plot(table), [0.0, 0.1])
+    >>> marker.move(0.1); marker.frame.get_visible(), marker.frame.get_y()
+    (True, 0.5)
+    >>> marker.move(0.05); marker.frame.get_visible()
+    False
+    """
+
+    def __init__(self, fig: Figure, alphas: Any) -> None:
+        lines, heat = fig.axes[0], fig.axes[1]
+        self._alphas = np.asarray(alphas, dtype=float)
+        self._lines = lines
+        self.line = lines.axvline(0.0, color=HIGHLIGHT_COLOR, linestyle="--", linewidth=1.5,
+                                  visible=False)
+        n_columns = heat.images[0].get_array().shape[1]
+        self.frame = heat.add_patch(Rectangle((-0.5, -0.5), n_columns, 1.0, fill=False,
+                                              edgecolor=HIGHLIGHT_COLOR, linewidth=2.5,
+                                              visible=False))
+        self.artists = [self.line, self.frame]
+
+    def move(self, alpha: float) -> None:
+        """Put the marker at ``alpha`` (hidden where α is off the axis or the grid)."""
+        lo, hi = sorted(self._lines.get_xlim())
+        self.line.set_xdata([alpha, alpha])
+        self.line.set_visible(bool(lo <= alpha <= hi))
+        rows = np.flatnonzero(np.isclose(self._alphas, alpha, atol=1e-9))
+        self.frame.set_visible(bool(rows.size))
+        if rows.size:
+            self.frame.set_y(float(rows[0]) - 0.5)

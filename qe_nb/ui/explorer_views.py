@@ -1,0 +1,233 @@
+"""The panels of :class:`qe_nb.ui.explorer.CalibrationExplorer`, each a small view with one
+``draw`` method: Figure 4 (or the alarm histogram), the α sweep (figure and table), and the
+thresholds, worklist and triage tables.
+
+A slider move has to feel immediate (under 150 ms for 1,000 cases x 5 algorithms x 3 labels
+x 2 metrics, ``benchmarks/bench_widgets.py``), so each view does the least work that shows
+the same thing: Figure 4 is drawn once per selection and then updated in place
+(:func:`qe_nb.ui.figures.update_alarm_count_vs_quality`) on a kept background; the sweep
+figure is rendered once per selection and only its α marker is drawn per move
+(:class:`qe_nb.ui.render.BlitLayer`); the worklist words the reasons of the shown rows only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from qe_nb.ui.common import figure_png_at, freeze_layout, html_table, show_html, show_png
+
+__all__ = ["QualityView", "SweepView", "threshold_frame", "worklist_top"]
+
+MAX_SWEEP_IMAGES = 64
+"""Sweep PNGs kept per selection, by α: sliding back and forth encodes nothing again."""
+
+
+class QualityView:
+    """Figure 4 (alarm count against quality) or, without ground truth, the alarm histogram.
+
+    Parameters
+    ----------
+    panel : ipywidgets.Output
+        Where the PNG is shown.
+    dpi : float
+        Resolution.
+    dice_label, distance_label : str
+        Figure 4's y-axis labels.
+
+    Attributes
+    ----------
+    figure : Figure or None
+        The figure shown (kept and updated in place).
+    """
+
+    def __init__(self, panel: Any, *, dpi: float, dice_label: str, distance_label: str) -> None:
+        self.panel = panel
+        self.figure: Any = None
+        self._dpi = dpi
+        self._labels = {"dice_label": dice_label, "distance_label": distance_label}
+        self._layouts: dict[str, list] = {}
+        self._drawn: np.ndarray | None = None
+        self._fresh = True
+
+    def new_selection(self) -> None:
+        """The next :meth:`draw` builds the figure afresh (new quality values, titles)."""
+        self._drawn = None
+        self._fresh = True
+
+    def draw(self, counts: np.ndarray, quality: np.ndarray | None, distance: np.ndarray | None,
+             *, max_count: int) -> None:
+        """Show these alarm counts; nothing is drawn when they equal the ones shown."""
+        from qe_nb.ui import figures
+
+        if self._drawn is not None and np.array_equal(self._drawn, counts):
+            return  # α moved within a step of the alarm counts: the picture is the same
+        self._drawn = counts.copy()
+        fig = self.figure
+        if quality is None:
+            ax = None
+            if fig is not None:
+                fig.clear()
+                ax = fig.add_subplot()
+            fig = figures.alarm_histogram(counts, max_count=max_count, ax=ax).figure
+            freeze_layout(fig, self._layouts, "quality")
+            png = figure_png_at(fig, self._dpi)
+        else:
+            if fig is not None and not self._fresh:
+                figures.update_alarm_count_vs_quality(fig, counts, quality, distance,
+                                                      max_count=max_count)
+            else:
+                fig = figures.alarm_count_vs_quality(counts, quality, distance, fig=fig,
+                                                     max_count=max_count, **self._labels)
+                freeze_layout(fig, self._layouts, "quality", fresh=True)
+                self._fresh = False
+            # only the points, mean bars, legends and titles are drawn on a kept background
+            png = figure_png_at(fig, self._dpi, reuse_background=True)
+        self.figure = fig
+        show_png(self.panel, png)
+
+
+class SweepView:
+    """The α sweep of the selection: the figure with the α marker, and the table.
+
+    Parameters
+    ----------
+    panel, table_panel : ipywidgets.Output
+        Where the figure and the table are shown.
+    dpi : float
+        Resolution.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame or None
+        The sweep of the current selection (:func:`qe_nb.sweep_table`).
+    figure : Figure or None
+        Its figure (one per selection, kept while the selection is cached).
+    pngs : dict of float to bytes
+        The PNGs shown so far for the current selection, by α.
+    """
+
+    def __init__(self, panel: Any, table_panel: Any, *, dpi: float) -> None:
+        self.panel = panel
+        self.table_panel = table_panel
+        self._dpi = dpi
+        self._entry: dict[str, Any] = {}
+
+    @property
+    def table(self) -> pd.DataFrame | None:
+        return self._entry.get("table")
+
+    @property
+    def figure(self) -> Any:
+        return self._entry.get("figure")
+
+    @property
+    def pngs(self) -> dict[float, bytes]:
+        return self._entry.setdefault("pngs", {})
+
+    def show_sweep(self, entry: dict[str, Any]) -> None:
+        """Show another selection's sweep; ``entry`` holds its ``table`` and is filled with
+        its figure, marker and PNGs (the caller keeps entries of selections revisited)."""
+        self._entry = entry
+
+    def draw(self, alpha: float) -> None:
+        """Mark ``alpha`` on the figure and the table."""
+        self.draw_figure(alpha)
+        self.draw_table(alpha)
+
+    def draw_figure(self, alpha: float) -> None:
+        """Show the figure with the marker at ``alpha``."""
+        from qe_nb.ui.render import BlitLayer
+        from qe_nb.ui.sweep_figures import AlphaMarker, sweep_plot
+
+        entry = self._entry
+        if entry.get("layer") is None:
+            fig = sweep_plot(entry["table"], chosen_alpha=None)
+            marker = AlphaMarker(fig, entry["table"]["alpha"].to_numpy(dtype=float))
+            entry.update(figure=fig, marker=marker, layer=BlitLayer(fig, marker.artists, dpi=self._dpi))
+        pngs = self.pngs
+        png = pngs.pop(alpha, None)
+        if png is None:
+            entry["marker"].move(alpha)
+            png = entry["layer"].png()
+            if len(pngs) >= MAX_SWEEP_IMAGES:
+                pngs.pop(next(iter(pngs)))
+        pngs[alpha] = png  # most recently used last
+        show_png(self.panel, png)
+
+    def draw_table(self, alpha: float) -> None:
+        """Show the table with ``alpha``'s row highlighted."""
+        table = self._entry["table"]
+        alphas = table["alpha"].to_numpy(dtype=float)
+        current = np.flatnonzero(np.isclose(alphas, alpha, atol=1e-9)).tolist()
+        text = html_table(table.set_index("alpha"), css_class="qe-sweep", current_rows=current,
+                          digits=2)
+        note = "" if current else f"<p>α = {alpha:.2f} lies between the rows of the sweep grid.</p>"
+        show_html(self.table_panel, text + note)
+
+
+def threshold_frame(limits: xr.DataArray) -> pd.DataFrame:
+    """The thresholds (:func:`qe_nb.thresholds`) in the layout of :func:`qe_nb.threshold_table`.
+
+    Rows ``(label, algorithm)``, columns the metrics: the table the thresholds panel shows,
+    made from the thresholds the worklist's reasons use too (one robust-statistics pass).
+    """
+    limits = limits.transpose("algorithm", "label", "metric")
+    labels, algorithms = limits.indexes["label"], limits.indexes["algorithm"]
+    blocks = np.transpose(limits.values, (1, 0, 2)).reshape(-1, limits.sizes["metric"])
+    index = pd.MultiIndex.from_product([labels, pd.Index(algorithms, name="algorithm")],
+                                       names=["label", "algorithm"])
+    return pd.DataFrame(blocks, index=index, columns=pd.Index(limits.indexes["metric"], name="metric"))
+
+
+def worklist_top(
+    similarity: xr.DataArray,
+    flags: xr.DataArray,
+    limits: xr.DataArray,
+    quality: xr.DataArray | None,
+    top: int,
+) -> pd.DataFrame:
+    """``qe_nb.worklist(similarity, alpha, quality=quality).head(top)``, from known alarms.
+
+    The worklist panel shows ``top`` rows; :func:`qe_nb.worklist` words the reasons of every
+    case (most of a redraw at 1,000 cases). Here the alarms of the app's result and the
+    thresholds of :func:`qe_nb.thresholds` are ordered the same way (risk descending, ties by
+    case id) and only the shown cases are worded, with :mod:`qe_nb.triage`'s own wording.
+    """
+    from qe_nb.core.checks import check_quality
+    from qe_nb.core.triage import _reason
+
+    dims = ("case", "algorithm", "label", "metric")
+    flags_np = flags.transpose(*dims).values
+    values = similarity.transpose(*dims).values
+    limits = limits.transpose(*dims[1:])
+    limit_values = limits.values
+    cases = similarity.indexes["case"]
+    algorithms = [str(a) for a in similarity["algorithm"].values]
+    labels = [str(lab) for lab in similarity["label"].values]
+    metrics = [str(m) for m in similarity["metric"].values]
+    better = [bool(b) for b in limits["higher_is_better"].values]
+    risk = flags_np.sum(axis=(1, 2, 3)).astype(np.int64)
+    order = np.lexsort((cases.astype(str).to_numpy(), -risk))[:top]
+    reasons = []
+    for c in order:
+        per_algorithm: dict[int, list[str]] = {}
+        for a, lab, m in zip(*np.nonzero(flags_np[c]), strict=True):
+            text = _reason(metrics[m], float(values[c, a, lab, m]), float(limit_values[a, lab, m]),
+                           better[m])
+            per_algorithm.setdefault(int(a), []).append(f"{labels[lab]} {text}")
+        reasons.append(
+            "; ".join(f"{algorithms[a]}: " + ", ".join(items) for a, items in per_algorithm.items())
+        )
+    table = pd.DataFrame({"case": cases.to_numpy()[order], "risk": risk[order]})
+    if quality is not None:
+        table["quality"] = check_quality(quality, cases).values[order]
+    per_metric = flags_np.sum(axis=(1, 2))
+    for m, metric in enumerate(metrics):
+        table[f"n_alarms:{metric}"] = per_metric[order, m].astype(np.int64)
+    table["reasons"] = reasons
+    table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
+    return table

@@ -1,0 +1,372 @@
+"""One case on screen: the fusion's and the candidates' outlines on a slice (the paper's
+Figures 2-3), with the case's scores and alarms.
+
+:class:`CaseViewer` reads a case with the public data API (:func:`qe_nb.load_label_maps`,
+:func:`qe_nb.load_images`, :func:`qe_nb.load_reference`) and fuses it with the core's
+per-case kernel (:func:`qe_nb.core.case.score_arrays` with ``keep_fusion=True``); moving the
+slider only cuts another slice. Apps that embed it (the triage app) drive it through its
+public methods: :meth:`CaseViewer.set_case`, :meth:`CaseViewer.set_alpha`,
+:meth:`CaseViewer.redraw` and the properties :attr:`~CaseViewer.index`,
+:attr:`~CaseViewer.axis`, :attr:`~CaseViewer.structure`, :attr:`~CaseViewer.alarms`.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from qe_nb.exceptions import InputError
+from qe_nb.ui.common import (
+    TABLE_CSS,
+    WidgetApp,
+    alpha_text,
+    check_number,
+    figure_png_at,
+    html_table,
+    ipywidgets,
+    show_png,
+)
+
+__all__ = ["CaseViewer", "VIEWS", "case_scores_html"]
+
+VIEWS: dict[str, int] = {"axial": 0, "coronal": 1, "sagittal": 2}
+"""The slice orientations and the (z, y, x) axis each cuts across."""
+
+PREFERRED_MODALITIES: tuple[str, ...] = ("t1c", "t1ce", "ct")
+"""The image shown first when the catalogue has it (contrast-enhanced T1, CT)."""
+
+NO_IMAGE = "(none)"
+
+
+def case_scores_html(similarity: xr.DataArray, flags: xr.DataArray, alpha: float | xr.DataArray) -> str:
+    """The scores of one case as an HTML table: algorithms x (label, metric), alarms marked.
+
+    Parameters
+    ----------
+    similarity, flags : xarray.DataArray over (algorithm, label, metric)
+        One case's similarity and its alarms (:func:`qe_nb.alarms`).
+    alpha : float or xarray.DataArray
+        The α of the alarms, for the caption.
+    """
+    values = similarity.transpose("algorithm", "label", "metric")
+    flags = flags.transpose("algorithm", "label", "metric")
+    n_alg, n_lab, n_met = values.shape
+    frame = pd.DataFrame(
+        values.values.reshape(n_alg, n_lab * n_met),
+        index=pd.Index([str(a) for a in values["algorithm"].values], name="algorithm"),
+        columns=[f"{lab} {m}" for lab in values["label"].values for m in values["metric"].values],
+    )
+    frame["alarms"] = flags.values.reshape(n_alg, -1).sum(axis=1)
+    cells = np.where(flags.values.reshape(n_alg, -1), "qe-alarm", "")
+    cells = np.concatenate([cells, np.full((n_alg, 1), "")], axis=1)
+    table = html_table(frame, css_class="qe-case-scores-table", cell_classes=cells)
+    return (f"<p>similarity to the fusion; alarms (α = {alpha_text(alpha)}) highlighted, "
+            f"{int(flags.values.sum())} in all</p>" + table)
+
+
+class CaseViewer(WidgetApp):
+    """One case on screen: the fusion's and the candidates' outlines on a slice (Figures 2-3).
+
+    The case is read and fused once; moving the slider only cuts another slice.
+
+    Parameters
+    ----------
+    ensemble : xarray.Dataset
+        The catalogue (:func:`qe_nb.open_ensemble`, :func:`qe_nb.synthetic_cohort`).
+    case : str
+        The case to show first.
+    scores : xarray.Dataset, optional
+        The scores cube; adds a table of the case's similarity per algorithm, label and
+        metric (alarms highlighted) and each candidate's Dice and alarm count to the legend.
+    alpha : float or xarray.DataArray, default 0.0
+        The α of those alarms (:func:`qe_nb.alarms` over the whole cube).
+    fusion : {"mav", "simple", "brats-simple", "staple"}, default "mav"
+        How the candidates are fused (:func:`qe_nb.fuse`).
+    dpi : float, default 72
+        Resolution of the overlay.
+
+    Attributes
+    ----------
+    widget : ipywidgets.VBox
+        The app.
+    case : str
+        The case shown.
+    label_maps, fused, images, reference
+        The loaded case: candidates (algorithm, z, y, x), the fused label map (z, y, x), the
+        images (modality, z, y, x) or None, the reference masks (label, z, y, x) or None.
+    figure : Figure or None
+        The overlay's figure.
+
+    Raises
+    ------
+    InputError
+        For a catalogue that is not one, an unknown case or fusion method, or ``scores``
+        that are not a scores Dataset.
+    ImportError
+        Without ipywidgets.
+    """
+
+    def __init__(
+        self,
+        ensemble: xr.Dataset,
+        case: str,
+        *,
+        scores: xr.Dataset | None = None,
+        alpha: float | xr.DataArray = 0.0,
+        fusion: str = "mav",
+        dpi: float = 72,
+    ) -> None:
+        w = ipywidgets()
+        from qe_nb.core.fusion import METHODS as FUSION_METHODS
+        from qe_nb.data.loading import ensemble_labels
+
+        if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble.data_vars:
+            raise InputError(
+                "`ensemble` must be the catalogue from qe_nb.open_ensemble (an xarray.Dataset "
+                f"with a 'mask' variable over (case, algorithm)); got {type(ensemble).__name__}."
+            )
+        if fusion not in FUSION_METHODS:
+            raise InputError(f"Unknown fusion {fusion!r}; expected one of {list(FUSION_METHODS)}.")
+        self.ensemble = ensemble
+        self.fusion = fusion
+        self._dpi = check_number(dpi, "dpi")
+        self._scheme = ensemble_labels(ensemble)
+        self._cases = [str(c) for c in np.atleast_1d(ensemble["case"].values)]
+        self.scores = self._check_scores(scores)
+        self.alpha = alpha
+        self.alarms: xr.DataArray | None = None
+        if self.scores is not None:
+            from qe_nb.core.alarms import alarms
+
+            self.alarms = alarms(self.scores["similarity"], alpha)
+        self._hold = False
+        self._ax: Any = None
+        self._build(w)
+        self.set_case(case)
+
+    @staticmethod
+    def _check_scores(scores: Any) -> xr.Dataset | None:
+        if scores is None:
+            return None
+        if isinstance(scores, xr.DataArray):
+            scores = xr.Dataset({"similarity": scores})
+        if not isinstance(scores, xr.Dataset) or "similarity" not in scores.data_vars:
+            raise InputError(
+                "`scores` must be None or a scores Dataset with a 'similarity' variable "
+                f"(qe_nb.score); got {type(scores).__name__}."
+            )
+        return scores
+
+    def _build(self, w: Any) -> None:
+        ensemble = self.ensemble
+        algorithms = [str(a) for a in np.atleast_1d(ensemble["algorithm"].values)]
+        self.axis_buttons = w.ToggleButtons(options=list(VIEWS), value="axial", description="view")
+        self.slice_slider = w.IntSlider(value=0, min=0, max=1, description="slice",
+                                        continuous_update=False, layout=w.Layout(width="420px"))
+        self.slice_slider.add_class("qe-slice-slider")
+        self.structure_dropdown = w.Dropdown(options=list(self._scheme.names),
+                                             description="structure")
+        has_images = "image" in ensemble.data_vars and "modality" in ensemble.dims
+        modalities = [str(m) for m in np.atleast_1d(ensemble["modality"].values)] if has_images else []
+        preferred = [m for m in PREFERRED_MODALITIES if m in modalities] + modalities
+        self.modality_dropdown = w.Dropdown(options=modalities + [NO_IMAGE],
+                                            value=preferred[0] if preferred else NO_IMAGE,
+                                            description="image")
+        self.candidate_checkboxes = {
+            a: w.Checkbox(value=True, description=a, indent=False, layout=w.Layout(width="auto"))
+            for a in algorithms
+        }
+        self.reference_checkbox = w.Checkbox(value=True, description="reference", indent=False,
+                                             layout=w.Layout(width="auto"))
+        self.case_label = w.HTML()
+        self.overlay_panel = w.Output()
+        self.overlay_panel.add_class("qe-overlay")
+        self.scores_panel = w.Output()
+        self.scores_panel.add_class("qe-case-scores")
+        self.widget = w.VBox([
+            w.HTML(TABLE_CSS),
+            self.case_label,
+            w.HBox([self.axis_buttons, self.structure_dropdown, self.modality_dropdown]),
+            self.slice_slider,
+            w.HBox([w.HTML("<b>outlines:</b>&nbsp;"), *self.candidate_checkboxes.values(),
+                    self.reference_checkbox]),
+            self.overlay_panel,
+            self.scores_panel,
+        ])
+        self.widget.add_class("qe-case-viewer")
+        self.slice_slider.observe(self._on_change, names="value")
+        for control in (self.modality_dropdown, self.reference_checkbox,
+                        *self.candidate_checkboxes.values()):
+            control.observe(self._on_change, names="value")
+        self.axis_buttons.observe(self._on_view, names="value")
+        self.structure_dropdown.observe(self._on_view, names="value")
+
+    # ---- state
+
+    @property
+    def index(self) -> int:
+        """The slice shown, along :attr:`axis`."""
+        return int(self.slice_slider.value)
+
+    @property
+    def axis(self) -> int:
+        """0 (axial), 1 (coronal) or 2 (sagittal)."""
+        return VIEWS[self.axis_buttons.value]
+
+    @property
+    def structure(self) -> str:
+        """The structure (a ``label`` of the catalogue) outlined."""
+        return str(self.structure_dropdown.value)
+
+    @property
+    def shown_candidates(self) -> list[str]:
+        """The candidates whose outlines are drawn."""
+        return [a for a, box in self.candidate_checkboxes.items() if box.value]
+
+    @property
+    def figure(self) -> Any:
+        """The overlay's figure (None before the first drawing)."""
+        return None if self._ax is None else self._ax.figure
+
+    def set_case(self, case: str) -> None:
+        """Load, fuse and show another case (on its fusion's centre-of-mass slice)."""
+        from qe_nb.core.case import score_arrays
+        from qe_nb.core.labels import structure_masks
+        from qe_nb.data.loading import load_images, load_label_maps, load_reference
+
+        if not isinstance(case, str) or case not in self._cases:
+            raise InputError(
+                f"Unknown case {case!r}; the ensemble holds {len(self._cases)} case(s), e.g. "
+                f"{self._cases[:5]}."
+            )
+        maps = load_label_maps(self.ensemble, case)
+        self.spacing = tuple(float(s) for s in maps.attrs.get("spacing", (1.0, 1.0, 1.0)))
+        # the fused map only: Dice is the cheapest metric the kernel must compute
+        fused = score_arrays(maps, spacing=self.spacing, labels=self._scheme, fusion=self.fusion,
+                             metrics=("dice",), keep_fusion=True)["fused"].values
+        images = None
+        if self.modality_dropdown.options != (NO_IMAGE,):
+            images = load_images(self.ensemble, case, geometry=maps)
+        self.case, self.label_maps, self.fused, self.images = case, maps, fused, images
+        self.reference = load_reference(self.ensemble, case, geometry=maps)
+        self._fused_masks = structure_masks(fused, self._scheme)
+        present = [i for i, m in enumerate(self._fused_masks) if m.any()]
+        self._hold = True
+        try:
+            if present:
+                self.structure_dropdown.value = self._scheme.names[present[0]]
+            self.reference_checkbox.disabled = self.reference is None
+            self._centre_slice()
+        finally:
+            self._hold = False
+        self.case_label.value = (f"<b>case {html.escape(case)}</b> · fusion {self.fusion} · "
+                                 f"grid {' x '.join(map(str, fused.shape))}")
+        self._draw_scores()
+        self.redraw()
+
+    def set_alpha(self, alpha: float | xr.DataArray) -> None:
+        """Show the alarms at another α (the case stays loaded) and redraw."""
+        from qe_nb.core.alarms import alarms
+
+        self.alpha = alpha
+        if self.scores is not None:
+            self.alarms = alarms(self.scores["similarity"], alpha)
+        self._draw_scores()
+        self.redraw()
+
+    def _centre_slice(self) -> None:
+        from qe_nb.ui.overlay import center_of_mass_index
+
+        axis = self.axis
+        n = self.fused.shape[axis]
+        mask = self._fused_masks[self._scheme.names.index(self.structure)]
+        index = center_of_mass_index(mask, axis) if mask.any() else n // 2
+        self.slice_slider.max = n - 1
+        self.slice_slider.value = index
+
+    # ---- callbacks
+
+    def _on_change(self, change: Any = None) -> None:
+        if not self._hold:
+            self.redraw()
+
+    def _on_view(self, change: Any = None) -> None:
+        if self._hold:
+            return
+        self._hold = True
+        try:
+            self._centre_slice()
+        finally:
+            self._hold = False
+        self.redraw()
+
+    # ---- drawing
+
+    def redraw(self) -> None:
+        """Draw the overlay of the current slice."""
+        from qe_nb.core.labels import structure_masks
+        from qe_nb.ui.overlay import OverlayOptions, case_overlay
+
+        axis, index = self.axis, self.index
+        k = self._scheme.names.index(self.structure)
+
+        # Cut a one-voxel slab first: structure masks and outlines of one slice, not the volume.
+        def slab(volume: np.ndarray) -> np.ndarray:
+            return np.take(volume, [index], axis=axis)
+
+        names = self.shown_candidates
+        algorithms = [str(a) for a in self.label_maps["algorithm"].values]
+        candidates = {a: structure_masks(slab(self.label_maps.values[algorithms.index(a)]),
+                                         self._scheme)[k] for a in names}
+        modality = self.modality_dropdown.value
+        if self.images is not None and modality != NO_IMAGE:
+            image = slab(self.images.sel(modality=modality).values)
+        else:
+            image = np.zeros(slab(self.fused).shape, np.float32)
+        reference = None
+        if self.reference is not None and self.reference_checkbox.value:
+            reference = slab(self.reference.values[k])
+        dice, alarm_counts = self._legend_values(names)
+        if self._ax is not None:
+            self._ax.clear()
+        ax = case_overlay(
+            image, slab(self._fused_masks[k]), candidates, dice=dice, alarms=alarm_counts,
+            reference=reference, ax=self._ax,
+            options=OverlayOptions(axis=axis, index=0, spacing=self.spacing, fused_name=self.fusion),
+        )
+        ax.set_title(f"{self.case} · {self.structure} · slice {'zyx'[axis]} = {index}",
+                     loc="left", fontsize="medium")
+        self._ax = ax
+        show_png(self.overlay_panel, figure_png_at(ax.figure, self._dpi))
+
+    def _legend_values(self, names: list[str]) -> tuple[dict | None, dict | None]:
+        if self.scores is None or self.alarms is None:
+            return None, None
+        sim = self.scores["similarity"]
+        known = [str(a) for a in sim["algorithm"].values]
+        if self.case not in [str(c) for c in sim["case"].values] or not all(n in known for n in names):
+            return None, None
+        dice = None
+        if "dice" in sim["metric"].values and self.structure in sim["label"].values:
+            d = sim.sel(case=self.case, label=self.structure, metric="dice")
+            dice = {n: float(d.sel(algorithm=n)) for n in names}
+        counts = self.alarms.sel(case=self.case).sum(("label", "metric"))
+        return dice, {n: int(counts.sel(algorithm=n)) for n in names}
+
+    def _draw_scores(self) -> None:
+        from IPython.display import HTML
+
+        self.scores_panel.outputs = ()
+        if self.scores is None or self.alarms is None:
+            return
+        sim = self.scores["similarity"]
+        if self.case not in [str(c) for c in sim["case"].values]:
+            self.scores_panel.append_display_data(
+                HTML(f"<p>case {html.escape(self.case)} is not in the scores.</p>"))
+            return
+        self.scores_panel.append_display_data(HTML(case_scores_html(
+            sim.sel(case=self.case), self.alarms.sel(case=self.case), self.alpha)))
