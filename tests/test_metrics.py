@@ -13,10 +13,10 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from qe_nb.core.labels import structure_masks
+from qe_nb.core.masks import surfel_area_table as _surfel_area_table
 from qe_nb.core.metrics import (
     METRICS,
     MetricSpec,
-    _surfel_area_table,
     abs_volume_diff,
     assd,
     compute_metrics,
@@ -176,7 +176,7 @@ def test_conformance_large_far_pairs_on_every_distance_path(monkeypatch, fallbac
     """Large pairs with far parts go through every distance path: the offset scan, the
     k-d tree or the distance transform for what lies beyond it, and the block pruning of
     the exact Hausdorff distance. Each path gives the peers' values."""
-    from qe_nb.core import metrics as qm
+    from qe_nb.core import distances as qm
 
     monkeypatch.setattr(qm, "_EDT_FRACTION", 1.0 if fallback == "kd-tree" else 0.0)
     measured = {"hd_query": 0, "hd_measured": 0, "measured": 0, "beyond_scan": 0}
@@ -658,3 +658,39 @@ def test_many_candidates_shape():
         InputError, match=r"`candidates` must have shape \(n, \*fused.shape\) = \(n, 3, 4\); got \(2, 3, 5\)"
     ):
         compute_metrics_many(np.zeros((3, 4), bool), np.zeros((2, 3, 5), bool))
+
+
+# -- zero-size arrays: an error naming the argument and the shape, never a raw numpy error --
+
+
+_NO_VOXELS = r"has no voxel: shape \(0, 4, 4\); a mask needs at least one voxel along every axis"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda z: dice(z, z),
+        lambda z: jaccard(z, z),
+        lambda z: hausdorff(z, z),
+        lambda z: hausdorff(z, z, definition="medpy"),
+        lambda z: assd(z, z),
+        lambda z: nsd(z, z),
+        lambda z: abs_volume_diff(z, z),
+        lambda z: compute_metrics(z, z, ["dice", "hd"]),
+    ],
+)
+def test_zero_size_masks_are_refused(call):
+    with pytest.raises(InputError, match=r"`a` " + _NO_VOXELS):
+        call(np.zeros((0, 4, 4), bool))
+
+
+def test_zero_size_batches_are_refused():
+    z = np.zeros((0, 4, 4), bool)
+    with pytest.raises(InputError, match=r"`fused` " + _NO_VOXELS):
+        compute_metrics_many(z, z[None])
+    with pytest.raises(InputError, match=r"`masks` holds masks of shape \(0, 4, 4\), without a voxel"):
+        metrics_of_pairs(np.stack([z, z]), [(0, 1)])
+
+
+def test_no_candidates_is_an_empty_table_not_an_error():
+    assert compute_metrics_many(np.zeros((4, 4), bool), np.zeros((0, 4, 4), bool)).shape == (0, 2)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from qe_nb.core.metrics import METRICS
+from qe_nb.core.metric_specs import METRICS
 from qe_nb.exceptions import InputError, UnreliableThresholdWarning
 
 __all__ = [

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from qe_nb.core.labels import _values_in, check_label_map
-from qe_nb.core.metrics import _bounding_box
+from qe_nb.core.labels import check_label_map, values_in
+from qe_nb.core.masks import bounding_box
 from qe_nb.exceptions import InputError
 
-__all__ = ["METHODS", "fuse"]
+__all__ = ["METHODS", "fuse", "union_box"]
 
 METHODS: tuple[str, ...] = ("mav", "simple", "brats-simple", "staple")
 """The fusion methods :func:`fuse` knows."""
@@ -180,7 +180,7 @@ def fuse(
     chosen = _check_labels(labels)
 
     shape = maps[0].shape
-    box = _union_box(maps)
+    box = union_box(maps)
     if method == "staple":
         present = _present_values(maps, box) if chosen is None else chosen
         return _staple(maps, present)
@@ -296,9 +296,17 @@ def _check_labels(labels: object) -> tuple[int, ...] | None:
 # -- the pieces -----------------------------------------------------------------------------
 
 
-def _union_box(maps: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
-    """Bounding box of the voxels that are non-zero in any map (None if there are none)."""
-    boxes = [box for box in map(_bounding_box, maps) if box is not None]
+def union_box(maps: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
+    """Bounding box of the voxels that are non-zero in any map, as slices (None if there are none).
+
+    Package-internal: the scoring pipeline crops a case's label maps to it, as :func:`fuse` does.
+
+    Examples
+    --------
+    >>> union_box([np.array([0, 1, 0, 0]), np.array([0, 0, 2, 0])])
+    (slice(1, 3, None),)
+    """
+    boxes = [box for box in map(bounding_box, maps) if box is not None]
     if not boxes:
         return None
     lo = np.min([lo for lo, _ in boxes], axis=0)
@@ -306,11 +314,14 @@ def _union_box(maps: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
     return tuple(slice(int(low), int(high) + 1) for low, high in zip(lo, hi))
 
 
+_union_box = union_box  # alias until callers (core.case, pipeline.scoring) switch
+
+
 def _present_values(maps: list[np.ndarray], box: tuple[slice, ...] | None) -> tuple[int, ...]:
     """Sorted non-zero values present in any map (within `box` when given)."""
     seen: set[int] = set()
     for m in maps:
-        seen.update(_values_in(m if box is None else m[box]).tolist())
+        seen.update(values_in(m if box is None else m[box]).tolist())
     seen.discard(0)
     return tuple(sorted(seen))
 
