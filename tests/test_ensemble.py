@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import qe_nb
 from qe_nb.core.labels import BRATS, BRATS_REGIONS, LabelScheme, structure_masks
 from qe_nb.data.ensemble import open_ensemble
+from qe_nb.data.images import Geometry, write_image
 from qe_nb.data.loading import (
     ensemble_labels,
     load_case,
@@ -23,7 +24,6 @@ from qe_nb.data.loading import (
     load_label_maps,
     load_reference,
 )
-from qe_nb.data.images import Geometry, write_image
 from qe_nb.exceptions import (
     EnsembleError,
     GeometryError,

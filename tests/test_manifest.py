@@ -270,6 +270,43 @@ def test_uppercase_sha256_is_accepted_and_normalised():
     assert entry.files[0].sha256 == "ab" * 32
 
 
+def test_schema_ships_with_the_package_and_editors_find_it():
+    """The JSON Schema is package data, accepts the repository's manifest on its own (as an
+    editor would check it) and is what data_manifest.yml's yaml-language-server line names."""
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("qe_nb.data").joinpath("manifest.schema.json").read_text())
+    assert schema == mf.manifest_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    text = (REPO / "data_manifest.yml").read_text()
+    jsonschema.validate(yaml.safe_load(text), schema)
+    first = text.splitlines()[0]
+    assert first.startswith("# yaml-language-server: $schema=")
+    assert (REPO / first.split("$schema=", 1)[1].strip()).resolve() == (REPO / "qe_nb/data/manifest.schema.json").resolve()
+    assert list(mf.KINDS) == schema["$defs"]["entry"]["properties"]["kind"]["enum"]
+
+
+def test_offending_values_are_shortened_in_messages():
+    with pytest.raises(ManifestError, match=r"`description` must be a non-empty string; got \[0, 1, 2, 3, 4, 5, \.\.\.\] \(list\)") as caught:
+        one(description=list(range(100_000)))
+    assert len(str(caught.value)) < 200
+    with pytest.raises(ManifestError, match=r"`homepage` must be an http:// or https:// URL; got 'x+\.\.\.x+'\.$"):
+        one(homepage="x" * 10_000)
+
+
+def test_key_of_another_kind_lists_what_the_kind_takes():
+    with pytest.raises(ManifestError, match=r"dataset 'mine': key 'files' is not allowed for kind 'local'; a 'local' entry takes \['citation', 'description', 'homepage', 'kind', 'labels', 'layout', 'licence', 'name', 'path'\]\.$"):
+        one(files=[])
+
+
+def test_a_file_that_is_not_a_mapping():
+    with pytest.raises(ManifestError, match=r"dataset 'mine': files\[0\] must be a mapping with `path` and `sha256`; got str"):
+        one(**{**REMOTE, "files": ["a.nii"]})
+
+
 def test_duplicate_data_set_names():
     with pytest.raises(ManifestError, match=r"dataset 'mine' is defined twice"):
         parse({"version": 1, "datasets": [minimal_entry(), minimal_entry()]})
