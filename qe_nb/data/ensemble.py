@@ -53,10 +53,10 @@ import xarray as xr
 
 from qe_nb.core.labels import (
     LabelScheme,
-    _values_in,
     check_label_map,
     infer_labels,
     resolve_labels,
+    values_in,
 )
 from qe_nb.data.images import IMAGE_SUFFIXES, read_image_view
 from qe_nb.data.loading import (
@@ -241,7 +241,7 @@ def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) ->
             except (ImageReadError, LabelError) as exc:
                 problems.append(str(exc))
                 continue
-            values.update(_values_in(array).tolist())
+            values.update(values_in(array).tolist())
         if values or len(tried) >= _MAX_INFERENCE_FILES:
             break
     if not values:

@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from qe_nb.core.labels import SCHEMES, LabelScheme, check_label_map, structure_masks
+from qe_nb.core.labels import (
+    SCHEMES,
+    LabelScheme,
+    check_label_map,
+    parse_label_values,
+    structure_masks,
+)
 from qe_nb.data.images import (
     Geometry,
     check_geometry,
@@ -57,7 +63,7 @@ def ensemble_labels(ensemble: xr.Dataset) -> LabelScheme:
             f"qe_nb.open_ensemble; got coords {sorted(map(str, ensemble.coords))}."
         )
     structures = {
-        str(name): () if str(text) == "nonzero" else tuple(int(v) for v in str(text).split(","))
+        str(name): parse_label_values(str(text))
         for name, text in zip(ensemble["label"].values, ensemble["label_values"].values)
     }
     name = str(ensemble.attrs.get("label_scheme", "")) or "custom"
