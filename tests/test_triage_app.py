@@ -200,7 +200,7 @@ def test_label_mean_and_notes(tmp_path):
         warnings.simplefilter("error")
         app = TriageApp(scores, alpha=0.0, label_mean=True)
     assert list(app.similarity["label"].values) == ["mean"]
-    assert app._max_count == 3 * 1 * 2
+    assert app.max_count == 3 * 1 * 2
     assert any("MAD of 0" in n for n in app.notes)
     assert "note(s) on the thresholds" in app.notes_html.value
 

@@ -1,0 +1,189 @@
+"""Serving the triage app: ``qe-nb app`` runs ``notebooks/triage_app.ipynb`` with Voila, and
+the notebook builds the app from ``QE_NB_*`` environment variables.
+
+- :func:`app_from_environment` -- the :class:`qe_nb.ui.triage_app.TriageApp` the notebook shows;
+- :func:`voila_command` -- the Voila command line and environment ``qe-nb app`` runs;
+- :func:`demo_environment` -- a small synthetic cohort to try the notebook without ``qe-nb app``;
+- :func:`app_notebook` -- where the notebook is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from qe_nb.exceptions import InputError
+
+if TYPE_CHECKING:
+    from qe_nb.ui.triage_app import TriageApp
+
+__all__ = ["ENVIRONMENT", "app_from_environment", "demo_environment", "app_notebook", "voila_command"]
+
+ENVIRONMENT: dict[str, str] = {
+    "QE_NB_SCORES": "the scores file (required)",
+    "QE_NB_ENSEMBLE_ROOT": "the cohort folder, for the case viewer",
+    "QE_NB_MASKS": "pattern of candidate files, with {case} and {algorithm}",
+    "QE_NB_REFERENCE": "pattern of reference files, with {case}",
+    "QE_NB_IMAGES": "pattern of image files, with {case} and {modality}",
+    "QE_NB_LABELS": "label scheme of the cohort",
+    "QE_NB_VERDICTS": "the verdict CSV file (default: beside the scores)",
+    "QE_NB_ALPHA": "the initial α (default: the calibrated α)",
+    "QE_NB_LABEL_MEAN": "1: one value per algorithm and metric (mean over labels)",
+    "QE_NB_ROWS": "worklist rows shown",
+}
+"""The environment variables :func:`app_from_environment` reads (``qe-nb app`` sets them)."""
+
+
+def _flag(value: str) -> bool:
+    """An environment switch: 1, true, yes or on."""
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
+    """Build the :class:`qe_nb.ui.triage_app.TriageApp` that ``qe-nb app`` serves, from ``QE_NB_*`` variables.
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        Default :data:`os.environ`. See :data:`ENVIRONMENT` for the variables.
+
+    Raises
+    ------
+    InputError
+        When ``QE_NB_SCORES`` is unset, or ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` are not numbers.
+    """
+    from qe_nb.ui.triage_app import TriageApp
+
+    env = os.environ if environ is None else environ
+    scores = env.get("QE_NB_SCORES", "")
+    if not scores:
+        raise InputError("QE_NB_SCORES is not set; start the app with `qe-nb app scores.nc`.")
+    ensemble = None
+    root = env.get("QE_NB_ENSEMBLE_ROOT", "")
+    if root:
+        from qe_nb.data.ensemble import open_ensemble
+
+        ensemble = open_ensemble(
+            root, masks=env.get("QE_NB_MASKS") or "{case}/{algorithm}.nii.gz",
+            reference=env.get("QE_NB_REFERENCE") or None, images=env.get("QE_NB_IMAGES") or None,
+            labels=env.get("QE_NB_LABELS") or None,
+        )
+    numbers = {}
+    for key, kind in (("QE_NB_ALPHA", float), ("QE_NB_ROWS", int)):
+        text = env.get(key, "")
+        if text:
+            try:
+                numbers[key] = kind(text)
+            except ValueError:
+                raise InputError(f"{key} must be a{'n integer' if kind is int else ' number'}; got {text!r}.") from None
+    return TriageApp(
+        scores, ensemble=ensemble, verdicts=env.get("QE_NB_VERDICTS") or None,
+        alpha=numbers.get("QE_NB_ALPHA"), label_mean=_flag(env.get("QE_NB_LABEL_MEAN", "")),
+        rows=numbers.get("QE_NB_ROWS", 30),
+    )
+
+
+
+
+def demo_environment(folder: str | os.PathLike | None = None, *, n_cases: int = 12) -> dict[str, str]:
+    """Write a small synthetic cohort and its scores; return the ``QE_NB_*`` variables for it.
+
+    For trying the app notebook without ``qe-nb app`` (and for running it in CI).
+    """
+    import tempfile
+
+    from qe_nb.data.synth import IMAGES, MASKS, REFERENCE, synthetic_cohort
+    from qe_nb.pipeline.scoring import save_scores, score
+
+    folder = Path(tempfile.mkdtemp(prefix="qe_nb-triage-")) if folder is None else Path(folder)
+    ensemble = synthetic_cohort(folder / "cohort", kind="glioma", n_cases=n_cases, n_algorithms=3,
+                                shape=(32, 40, 40), seed=0)
+    save_scores(score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=1, progress=False),
+                folder / "scores.nc")
+    return {"QE_NB_SCORES": str(folder / "scores.nc"), "QE_NB_ENSEMBLE_ROOT": str(folder / "cohort"),
+            "QE_NB_MASKS": MASKS, "QE_NB_REFERENCE": REFERENCE, "QE_NB_IMAGES": IMAGES}
+
+
+def app_notebook() -> Path:
+    """The notebook ``qe-nb app`` serves: ``notebooks/triage_app.ipynb`` of the source tree, or
+    the copy shipped inside the package after a plain ``pip install``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When neither is there (a broken installation).
+    """
+    in_tree = Path(__file__).resolve().parents[2] / "notebooks" / "triage_app.ipynb"
+    packaged = Path(__file__).resolve().parent / "triage_app.ipynb"
+    for path in (in_tree, packaged):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"the app notebook is missing (looked at {str(in_tree)!r} and {str(packaged)!r}); "
+        "reinstall qe-nb."
+    )
+
+
+def voila_command(
+    scores: str | os.PathLike,
+    *,
+    ensemble_root: str | os.PathLike | None = None,
+    masks: str | None = None,
+    reference: str | None = None,
+    images: str | None = None,
+    labels: str | None = None,
+    verdicts: str | os.PathLike | None = None,
+    alpha: float | None = None,
+    label_mean: bool = False,
+    rows: int | None = None,
+    port: int = 8866,
+    open_browser: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The Voila command line and environment that serve the triage app on 127.0.0.1.
+
+    Voila runs the notebook with the server's environment, so the app's settings travel as
+    the ``QE_NB_*`` variables of :data:`ENVIRONMENT`.
+
+    Returns
+    -------
+    argv : list of str
+        ``python -m voila notebooks/triage_app.ipynb --Voila.ip=127.0.0.1 --port=PORT ...``
+    env : dict
+        ``environ`` (default :data:`os.environ`) plus the ``QE_NB_*`` variables; variables of
+        settings not given are removed, so an outer environment cannot leak into the app.
+
+    Raises
+    ------
+    InputError
+        When ``scores`` is not a file, ``ensemble_root`` not a folder, or ``port`` not in
+        1..65535.
+    """
+    import sys
+
+    scores_path = Path(os.fspath(scores)).resolve()
+    if not scores_path.is_file():
+        raise InputError(f"scores file {str(scores_path)!r} does not exist; write it with `qe-nb score`.")
+    if ensemble_root is not None and not Path(os.fspath(ensemble_root)).is_dir():
+        raise InputError(f"`ensemble_root` {str(ensemble_root)!r} is not a folder; expected the cohort folder.")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InputError(f"`port` must be an integer in 1..65535; got {port!r}.")
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in ENVIRONMENT}
+    settings = {
+        "QE_NB_SCORES": str(scores_path),
+        "QE_NB_ENSEMBLE_ROOT": None if ensemble_root is None else str(Path(os.fspath(ensemble_root)).resolve()),
+        "QE_NB_MASKS": masks, "QE_NB_REFERENCE": reference, "QE_NB_IMAGES": images,
+        "QE_NB_LABELS": labels,
+        "QE_NB_VERDICTS": None if verdicts is None else str(Path(os.fspath(verdicts)).resolve()),
+        "QE_NB_ALPHA": None if alpha is None else repr(float(alpha)),
+        "QE_NB_LABEL_MEAN": "1" if label_mean else None,
+        "QE_NB_ROWS": None if rows is None else str(int(rows)),
+    }
+    env.update({k: v for k, v in settings.items() if v is not None})
+    argv = [sys.executable, "-m", "voila", str(app_notebook()), "--Voila.ip=127.0.0.1", f"--port={port}",
+            "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=True"]
+    if not open_browser:
+        argv.append("--no-browser")
+    return argv, env
