@@ -124,7 +124,30 @@ def _glioma_labels(f_wt, f_tc, f_nec, depth, has_et: bool) -> np.ndarray:
     return lab
 
 
-def glioma_case(rng: np.random.Generator, shape, skill, bias, *, images: bool) -> dict[str, Any]:
+def glioma_case(
+    rng: np.random.Generator, shape: tuple[int, int, int], skill: np.ndarray, bias: np.ndarray, *, images: bool
+) -> dict[str, Any]:
+    """Draw one synthetic glioma (BraTS labels, MR images) case from ``rng``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The case's own generator (seeded per case, so a case does not depend on the others).
+    shape : tuple of 3 int
+        The grid (z, y, x).
+    skill, bias : ndarray, shape (n_algorithms,)
+        Every algorithm's skill (0-1, higher fails less) and its systematic boundary offset
+        (a habit of over- or under-segmenting).
+    images : bool
+        Also draw the images.
+
+    Returns
+    -------
+    dict
+        ``reference`` and ``candidates`` (uint8 label maps), ``images`` (modality -> int16),
+        ``spacing``, ``origin``, ``difficulty`` and ``failures`` (per candidate, the failures
+        injected into it).
+    """
     n_alg = len(skill)
     spacing = (1.0, 1.0, 1.0)
     center = (np.asarray(shape) - 1) / 2.0
@@ -319,7 +342,30 @@ def _glioma_images(rng, axes, semi, brain, reference) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- lung
 
 
-def lung_case(rng: np.random.Generator, shape, skill, bias, *, images: bool) -> dict[str, Any]:
+def lung_case(
+    rng: np.random.Generator, shape: tuple[int, int, int], skill: np.ndarray, bias: np.ndarray, *, images: bool
+) -> dict[str, Any]:
+    """Draw one synthetic lung-lesion (CT) case from ``rng``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The case's own generator (seeded per case, so a case does not depend on the others).
+    shape : tuple of 3 int
+        The grid (z, y, x).
+    skill, bias : ndarray, shape (n_algorithms,)
+        Every algorithm's skill (0-1, higher fails less) and its systematic boundary offset
+        (a habit of over- or under-segmenting).
+    images : bool
+        Also draw the images.
+
+    Returns
+    -------
+    dict
+        ``reference`` and ``candidates`` (uint8 label maps), ``images`` (modality -> int16),
+        ``spacing``, ``origin``, ``difficulty`` and ``failures`` (per candidate, the failures
+        injected into it).
+    """
     n_alg = len(skill)
     spacing = (rng.uniform(2.5, 5.0), rng.uniform(0.7, 0.9), 0.0)
     spacing = (spacing[0], spacing[1], spacing[1])
