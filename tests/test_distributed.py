@@ -22,7 +22,8 @@ import xarray as xr
 
 import qe_nb
 from qe_nb.exceptions import InputError, QeNbError
-from qe_nb.pipeline import scoring
+from qe_nb.pipeline import runners
+from qe_nb.pipeline.one_case import case_settings
 
 distributed = pytest.importorskip("distributed")
 
@@ -65,14 +66,14 @@ def client():
 def force_processes(monkeypatch):
     """Make score() use its process pool even for a cohort this small; count its uses."""
     calls = []
-    real = scoring._run_processes
+    real = runners._run_processes
 
     def counting(*args, **kwargs):
         calls.append(args[3])
         yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "_PARALLEL_ABOVE_SECONDS", 0.0)
-    monkeypatch.setattr(scoring, "_run_processes", counting)
+    monkeypatch.setattr(runners, "_PARALLEL_ABOVE_SECONDS", 0.0)
+    monkeypatch.setattr(runners, "_run_processes", counting)
     return calls
 
 
@@ -122,7 +123,7 @@ def test_local_cluster_equals_serial(cohort, serial, client):
 
 
 def test_dask_keeps_a_bounded_window_of_tasks(cohort, serial, client):
-    assert scoring._client_threads(client) == 2  # default window: 4 x 2 threads
+    assert runners.client_threads(client) == 2  # default window: 4 x 2 threads
     pulled, in_flight = [], []
 
     def jobs():
@@ -130,9 +131,9 @@ def test_dask_keeps_a_bounded_window_of_tasks(cohort, serial, client):
             pulled.append(case)
             yield cohort.isel(case=[i]), str(case)
 
-    settings = scoring._settings(cohort, "mav", METRICS, 1.0)
+    settings = case_settings(cohort, "mav", METRICS, 1.0)
     results = {}
-    for result in scoring._run_dask(jobs(), settings, "record", client, window=3):
+    for result in runners.run_dask(jobs(), settings, "record", client, window=3):
         in_flight.append(len(pulled) - len(results))
         results[result["case"]] = result
     assert max(in_flight) <= 3
@@ -216,12 +217,12 @@ def test_default_uses_every_core_but_small_cohorts_stay_here(cohort, serial, mon
     def no_pool(*args, **kwargs):
         raise AssertionError("a pool was started for a cohort that is quicker to score here")
 
-    monkeypatch.setattr(scoring, "_run_processes", no_pool)
-    few = ["case-000", "case-004", "case-007"]  # below scoring._SERIAL_BELOW: never a pool
+    monkeypatch.setattr(runners, "_run_processes", no_pool)
+    few = ["case-000", "case-004", "case-007"]  # below runners._SERIAL_BELOW: never a pool
     scores = qe_nb.score(cohort, metrics=METRICS, cases=few, progress=False)  # n_jobs=None
     xr.testing.assert_identical(scores["similarity"], serial["similarity"].sel(case=few))
     # More cases, each quick: the first one, timed, says the rest is not worth a pool.
-    monkeypatch.setattr(scoring, "_PARALLEL_ABOVE_SECONDS", 1e9)
+    monkeypatch.setattr(runners, "_PARALLEL_ABOVE_SECONDS", 1e9)
     assert_same_cube(qe_nb.score(cohort, metrics=METRICS, progress=False), serial)
 
 
@@ -234,8 +235,8 @@ def test_process_pool_keeps_a_bounded_window(cohort, serial):
             pulled.append(case)
             yield cohort.isel(case=[i]), str(case)
 
-    settings = scoring._settings(cohort, "mav", METRICS, 1.0)
-    for result in scoring._run_processes(jobs(), settings, "record", 2, window=3):
+    settings = case_settings(cohort, "mav", METRICS, 1.0)
+    for result in runners._run_processes(jobs(), settings, "record", 2, window=3):
         in_flight.append(len(pulled) - len(results))
         results[result["case"]] = result
     assert max(in_flight) <= 3
@@ -285,9 +286,9 @@ def test_worker_process_killed_during_a_run(cohort, serial, force_processes):
 
 @pytest.mark.slow
 def test_a_case_that_keeps_killing_its_worker_is_recorded(cohort, serial):
-    settings = scoring._settings(cohort, "mav", METRICS, 1.0)
+    settings = case_settings(cohort, "mav", METRICS, 1.0)
     jobs = [(cohort.isel(case=[0]), "case-000"), (_KillsItsWorker(), "doomed")]
-    results = {r["case"]: r for r in scoring._run_processes(iter(jobs), settings, "record", 2)}
+    results = {r["case"]: r for r in runners._run_processes(iter(jobs), settings, "record", 2)}
     assert results["doomed"]["error"] == (
         "case 'doomed': the worker process scoring it died 3 times (killed, out of memory or "
         "crashed); rerun to retry it."
@@ -295,18 +296,20 @@ def test_a_case_that_keeps_killing_its_worker_is_recorded(cohort, serial):
     np.testing.assert_array_equal(results["case-000"]["similarity"],
                                   serial["similarity"].sel(case="case-000").values)
     with pytest.raises(QeNbError, match="case 'doomed': the worker process scoring it died 3 times"):
-        list(scoring._run_processes(iter(jobs[1:]), settings, "raise", 2))
+        list(runners._run_processes(iter(jobs[1:]), settings, "raise", 2))
 
 
 @pytest.mark.slow
-def test_script_without_main_guard_falls_back_to_scoring_here(cohort, serial, tmp_path):
-    """Spawned workers re-run an unguarded script and die at once; score() must still finish."""
+def test_script_without_main_guard_scores_in_worker_processes(cohort, serial, tmp_path):
+    """loky's workers never re-run the caller's script: an unguarded script is scored in the
+    worker processes, with no fallback and no worker traceback (multiprocessing's spawned
+    workers re-ran it and died at once, so score() used to fall back to scoring here)."""
     out = tmp_path / "scores.nc"
     script = tmp_path / "unguarded.py"
     script.write_text(textwrap.dedent(f"""
         import warnings, qe_nb
-        from qe_nb.pipeline import scoring
-        scoring._PARALLEL_ABOVE_SECONDS = 0.0
+        from qe_nb.pipeline import runners
+        runners._PARALLEL_ABOVE_SECONDS = 0.0
         ens = qe_nb.open_ensemble({cohort.attrs["root"]!r}, masks={cohort.attrs["masks"]!r},
                                   reference={cohort.attrs["reference"]!r}, labels="brats-regions")
         with warnings.catch_warnings(record=True) as seen:
@@ -317,7 +320,8 @@ def test_script_without_main_guard_falls_back_to_scoring_here(cohort, serial, tm
         """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "WARNED True" in proc.stdout
+    assert "WARNED False" in proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     back = qe_nb.load_scores(out)
     xr.testing.assert_equal(back["similarity"], serial["similarity"])
 

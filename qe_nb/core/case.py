@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from qe_nb.core.fusion import METHODS, fuse
+from qe_nb.core.fusion import METHODS, fuse, union_box
 from qe_nb.core.labels import (
     LabelScheme,
     check_label_map,
     infer_labels,
     resolve_labels,
     structure_masks,
+    values_in,
 )
 from qe_nb.core.metrics import METRICS, metric_spec, metrics_of_pairs
 from qe_nb.exceptions import GeometryError, InputError, LabelValueWarning, QeNbError
@@ -115,9 +116,7 @@ def foreground_box(maps: Sequence[np.ndarray], *, margin: int = 1) -> tuple[slic
     >>> foreground_box([np.zeros((2, 3, 4), np.uint8)])
     (slice(0, 1, None), slice(0, 1, None), slice(0, 1, None))
     """
-    from qe_nb.core.fusion import _union_box
-
-    union = _union_box(maps)
+    union = union_box(maps)
     if union is None:  # nothing anywhere: a one-voxel box keeps the empty-mask rules
         return tuple(slice(0, 1) for _ in maps[0].shape)
     return tuple(
@@ -135,15 +134,13 @@ def unexpected_label_messages(
     >>> unexpected_label_messages([np.array([0, 1, 3])], ["a"], resolve_labels({"t": 1}))
     ["algorithm 'a': label values [3] are outside the label scheme (t=[1]) and are ignored."]
     """
-    from qe_nb.core.labels import _values_in
-
     known = set(scheme.values)
     if not known:  # the binary scheme takes every non-zero value
         return []
     where = "" if case is None else f"case {case!r}, "
     messages = []
     for algorithm, values in zip(algorithms, maps):
-        extra = sorted(set(_values_in(values).tolist()) - known - {0})
+        extra = sorted(set(values_in(values).tolist()) - known - {0})
         if extra:
             messages.append(
                 f"{where}algorithm {str(algorithm)!r}: label values {extra} are outside the "
@@ -411,11 +408,9 @@ def score_arrays(
                 f"{present[0][1].shape}; resample it to their grid."
             )
     if labels is None:
-        from qe_nb.core.labels import _values_in
-
         seen: set[int] = set()
         for _, m in present:
-            seen.update(_values_in(m).tolist())
+            seen.update(values_in(m).tolist())
         scheme = infer_labels(seen)
     else:
         scheme = resolve_labels(labels)
