@@ -16,8 +16,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from qe_nb.exceptions import QeNbError
 
 PAPER_ALPHAS = (-3.0, -2.0, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0)
@@ -59,7 +57,7 @@ def _format_table(df, float_format="{:.2f}") -> str:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     import qe_nb
-    from qe_nb.pipeline.scoring import label_mean
+    from qe_nb.core.statistics import case_quality, label_mean, pearson_r
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +79,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # As in the paper's MR experiment: one value per algorithm and metric (mean over the
     # tumour structures), quality = the fusion's mean Dice with the ground truth.
     similarity = label_mean(scores["similarity"])
-    quality = scores["quality"].sel(metric="dice").mean("label")
+    quality = case_quality(scores["quality"], "dice", skipna=True)
     alpha = float(qe_nb.calibrate(similarity, objective="entropy"))
     _print()
     _print(f"Alpha sweep (the paper's Table 1 layout; entropy-calibrated alpha = {alpha:.2f}):")
@@ -97,7 +95,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print()
     for label, a in (("the paper's alpha", 0.1), ("the calibrated alpha", alpha)):
         risk = qe_nb.risk(qe_nb.alarms(similarity, a))
-        r = float(np.corrcoef(risk.values, quality.sel(case=risk.case).values)[0, 1])
+        r = pearson_r(risk.values, quality.sel(case=risk.case).values)
         _print(f"Pearson r between alarm count and the fusion's true Dice at {label} {a:.2f}: {r:.2f}")
     _print("(the paper, 68 real glioma cases at alpha 0.1: r = -0.72)")
     # `risk` is now the calibrated alpha's, which the figures show.
@@ -110,7 +108,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if "reasons" in top:
         top["reasons"] = top["reasons"].str.slice(0, 100)
     _print(_format_table(top))
-    written = _write_demo_figures(out, risk, scores, quality, table, alpha, similarity)
+    written = _write_demo_figures(out, scores, alpha, similarity, table)
     if written:
         _print()
         _print("Figures: " + ", ".join(str(p) for p in written))
@@ -119,32 +117,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_demo_figures(out, risk, scores, quality, table, alpha, similarity) -> list[Path]:
+def _write_demo_figures(out: Path, scores, alpha: float, similarity, table) -> list[Path]:
+    """The demo's figures (qe_nb.ui.figures.save_figures); none without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from qe_nb.core.alarms import thresholds
-        from qe_nb.data.images import atomic_write
-        from qe_nb.ui import plots
+        from qe_nb.ui.figures import save_figures
     except ImportError:
         return []
-    hd = scores["quality"].sel(metric="hd95").mean("label")
-    figures = {
-        "figure4_alarms_vs_quality.png": lambda: plots.alarm_count_vs_quality(risk, quality, hd),
-        "alpha_sweep.png": lambda: plots.sweep_plot(table, chosen_alpha=alpha),
-        "thresholds.png": lambda: plots.threshold_plot(thresholds(similarity, alpha)),
-    }
-    written = []
-    for name, make in figures.items():
-        fig = make()
-        with atomic_write(out / name, mode="wb") as fh:
-            fig.savefig(fh, dpi=110, bbox_inches="tight", format="png")
-        plt.close(fig)
-        written.append(out / name)
-    return written
+    return save_figures(scores, alpha, out, similarity=similarity, sweep=table)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,16 +174,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _similarity_for(scores, args):
     sim = scores["similarity"]
     if getattr(args, "label_mean", False):
-        from qe_nb.pipeline.scoring import label_mean
+        from qe_nb.core.statistics import label_mean
 
         sim = label_mean(sim)
     return sim
 
 
 def _quality_for(scores, metric: str = "dice"):
-    if "quality" not in scores:
+    from qe_nb.core.statistics import case_quality
+
+    if "quality" not in scores or metric not in scores["quality"]["metric"].values:
         return None
-    return scores["quality"].sel(metric=metric).mean("label") if metric in scores.metric.values else None
+    return case_quality(scores["quality"], metric, skipna=True)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:

@@ -496,11 +496,12 @@ def save_figures(
             f"{type(scores).__name__} without it. Score a cohort with references."
         )
     sim = scores["similarity"] if similarity is None else similarity
-    quality = case_quality(scores["quality"], "dice")
+    # a case's quality: the mean over the labels that have a value (as the demo always did)
+    quality = case_quality(scores["quality"], "dice", skipna=True)
     if sweep is None:
         sweep = sweep_table(sim, quality=quality)
     counts = risk(alarms(sim, alpha))
-    hd = case_quality(scores["quality"], "hd95")
+    hd = case_quality(scores["quality"], "hd95", skipna=True)
     figures = {
         "figure4_alarms_vs_quality.png": lambda: alarm_count_vs_quality(counts, quality, hd),
         "alpha_sweep.png": lambda: sweep_plot(sweep, chosen_alpha=alpha),
