@@ -86,3 +86,35 @@ def test_structure_masks_many_values_and_large_labels():
     scheme = LabelScheme("many", {"a": (1, 2, 3, 4, 5, 6), "big": (70000,)})
     m = np.array([0, 3, 6, 7, 70000], dtype=np.int64)
     np.testing.assert_array_equal(structure_masks(m, scheme), [[0, 1, 1, 0, 0], [0, 0, 0, 0, 1]])
+
+
+# -- parse_label_values: the inverse of LabelScheme.values_text ---------------------------
+
+
+def test_parse_label_values():
+    from qe_nb.core.labels import BRATS_REGIONS, parse_label_values
+
+    assert parse_label_values("1,2,4") == (1, 2, 4)
+    assert parse_label_values(" 4, 1 ,1") == (1, 4)
+    assert parse_label_values("nonzero") == ()
+    for scheme in ("brats", "brats-regions", "brats2023-regions", "binary"):
+        from qe_nb.core.labels import resolve_labels
+
+        s = resolve_labels(scheme)
+        assert tuple(parse_label_values(t) for t in s.values_text()) == tuple(s.structures.values())
+    assert BRATS_REGIONS.values_text()[0] == "1,2,4"
+
+
+@pytest.mark.parametrize("text", ["", "1,,2", "a", "0,1", "-1"])
+def test_parse_label_values_errors(text):
+    from qe_nb.core.labels import parse_label_values
+
+    with pytest.raises(InputError, match=r"label values must be comma-separated positive integers such as '1,2,4', or 'nonzero'; got "):
+        parse_label_values(text)
+
+
+def test_parse_label_values_needs_text():
+    from qe_nb.core.labels import parse_label_values
+
+    with pytest.raises(InputError, match=r"label values must be text such as '1,2,4' or 'nonzero'; got int 4"):
+        parse_label_values(4)

@@ -259,3 +259,87 @@ def test_triage_performance_errors():
         triage_performance(counts.values, quality)
     with pytest.raises(InputError, match=r"`quality` has 1 finite value\(s\); triage needs at least two cases"):
         triage_performance(counts, quality.where(quality.case == quality.case[0]))
+
+
+# -- the fast paths an app uses: only the shown rows worded, precomputed alarms/thresholds ---
+
+
+def _app_cube(n_cases=1000, seed=5):
+    from qe_nb.core.metrics import METRICS
+
+    rng = np.random.default_rng(seed)
+    dims = ("case", "algorithm", "label", "metric")
+    values = np.stack([rng.beta(8, 2, (n_cases, 5, 3)), rng.gamma(2.0, 2.0, (n_cases, 5, 3))], axis=-1)
+    values[rng.random(values.shape) < 0.01] = np.inf
+    values[rng.random(values.shape) < 0.005] = np.nan
+    metrics = ["dice", "hd95"]
+    return xr.DataArray(
+        values, dims=dims,
+        coords={"case": [f"c{i:04d}" for i in range(n_cases)], "algorithm": [f"a{i}" for i in range(5)],
+                "label": ["wt", "tc", "et"], "metric": metrics,
+                "higher_is_better": ("metric", [METRICS[m].higher_is_better for m in metrics])},
+    )
+
+
+@pytest.mark.parametrize("top", [0, 1, 25, 5000])
+def test_worklist_top_equals_the_head_of_the_full_worklist(top):
+    from qe_nb.core.alarms import alarms, thresholds
+
+    sim = _app_cube()
+    quality = xr.DataArray(np.linspace(0, 1, 1000), dims="case", coords={"case": sim.case.values})
+    alpha = xr.DataArray([0.5, -0.25], dims="metric", coords={"metric": ["dice", "hd95"]})
+    full = worklist(sim, alpha, quality=quality)
+    pd.testing.assert_frame_equal(worklist(sim, alpha, quality=quality, top=top), full.head(top))
+    given = worklist(sim, quality=quality, top=top,
+                     alarms=alarms(sim, alpha), thresholds=thresholds(sim, alpha))
+    pd.testing.assert_frame_equal(given, full.head(top))
+
+
+def test_worklist_accepts_alarms_in_any_dim_order():
+    from qe_nb.core.alarms import alarms, thresholds
+
+    sim = _app_cube(60)
+    flags = alarms(sim, 0.1).transpose("metric", "case", "label", "algorithm")
+    limits = thresholds(sim, 0.1).transpose("label", "metric", "algorithm")
+    pd.testing.assert_frame_equal(worklist(sim, alarms=flags, thresholds=limits), worklist(sim, 0.1))
+
+
+def test_worklist_top_is_fast_at_app_size():
+    import time
+
+    from qe_nb.core.alarms import alarms, thresholds
+
+    sim = _app_cube()
+    flags, limits = alarms(sim, 0.0), thresholds(sim, 0.0)
+    worklist(sim, alarms=flags, thresholds=limits, top=20)
+    start = time.perf_counter()
+    worklist(sim, alarms=flags, thresholds=limits, top=20)
+    assert time.perf_counter() - start < 0.1  # the explorer redraws in < 150 ms in all
+
+
+def test_worklist_fast_path_errors():
+    from qe_nb.core.alarms import alarms, thresholds
+
+    sim = _app_cube(10)
+    with pytest.raises(InputError, match=r"`alarms` and `thresholds` go together .*; got only `alarms`"):
+        worklist(sim, alarms=alarms(sim, 0.0))
+    with pytest.raises(InputError, match=r"`alarms` and `thresholds` go together .*; got only `thresholds`"):
+        worklist(sim, thresholds=thresholds(sim, 0.0))
+    with pytest.raises(InputError, match=r"`top` must be a non-negative int or None; got -1"):
+        worklist(sim, top=-1)
+    with pytest.raises(InputError, match=r"`alarms` must have the dims and sizes of `similarity`"):
+        worklist(sim, alarms=alarms(sim.isel(case=slice(5)), 0.0), thresholds=thresholds(sim, 0.0))
+
+
+def test_threshold_table_from_given_thresholds():
+    from qe_nb.core.alarms import threshold_table, thresholds
+
+    sim = _app_cube(50)
+    limits = thresholds(sim, 0.3)
+    pd.testing.assert_frame_equal(threshold_table(None, thresholds=limits), threshold_table(sim, 0.3))
+    pd.testing.assert_frame_equal(threshold_table(None, label="tc", thresholds=limits.transpose("metric", "label", "algorithm")),
+                                  threshold_table(sim, 0.3, label="tc"))
+    with pytest.raises(InputError, match=r"`thresholds` must be the DataArray over \(algorithm, label, metric\) that qe_nb.thresholds returns; got \('case', 'algorithm', 'label', 'metric'\)"):
+        threshold_table(None, thresholds=sim)
+    with pytest.raises(InputError, match=r"Unknown `label` 'x'; expected one of \['wt', 'tc', 'et'\]"):
+        threshold_table(None, label="x", thresholds=limits)

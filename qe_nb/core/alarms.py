@@ -275,11 +275,12 @@ def risk(alarms: xr.DataArray) -> xr.DataArray:
 
 
 def threshold_table(
-    similarity: xr.DataArray,
+    similarity: xr.DataArray | None,
     alpha: float | xr.DataArray = 0.1,
     *,
     label: str | None = None,
     mad_scale: float | str = 1.0,
+    thresholds: xr.DataArray | None = None,
 ) -> pd.DataFrame:
     """The thresholds as a table: the layout of the paper's Table 3.
 
@@ -293,6 +294,10 @@ def threshold_table(
         One label to show; by default one block of rows per label.
     mad_scale : float or "normal", default 1.0
         See :func:`thresholds`.
+    thresholds : xarray.DataArray, optional
+        The output of :func:`thresholds`, when the caller has it already (an app that also
+        words the worklist's reasons from it): the table is laid out from it, and
+        ``similarity`` (may be None), ``alpha`` and ``mad_scale`` are not used.
 
     Returns
     -------
@@ -313,15 +318,29 @@ def threshold_table(
     >>> threshold_table(sim, 1.0, label="tumor").round(6).to_dict()
     {'dice': {'x': 0.7}}
     """
-    rob = robust_cube(similarity, mad_scale)
-    alpha = check_alpha(alpha, rob.similarity)
-    labels = rob.similarity.indexes["label"]
+    if thresholds is None:
+        rob = robust_cube(similarity, mad_scale)
+        alpha = check_alpha(alpha, rob.similarity)
+        limits = xr.DataArray(
+            rob.signed_threshold(rob.alpha_array(alpha)) * rob.sign,
+            dims=GROUP_DIMS, coords={d: rob.similarity.indexes[d] for d in GROUP_DIMS},
+        )
+    else:
+        if not isinstance(thresholds, xr.DataArray) or set(thresholds.dims) != set(GROUP_DIMS):
+            raise InputError(
+                "`thresholds` must be the DataArray over (algorithm, label, metric) that "
+                f"qe_nb.thresholds returns; got {getattr(thresholds, 'dims', type(thresholds).__name__)}."
+            )
+        rob = None
+        limits = thresholds.transpose(*GROUP_DIMS)
+    labels = limits.indexes["label"]
     if label is not None and label not in labels:
         raise InputError(f"Unknown `label` {label!r}; expected one of {list(labels)}.")
-    rob.warn()
-    values = rob.signed_threshold(rob.alpha_array(alpha)) * rob.sign
-    algorithms = pd.Index(rob.similarity.indexes["algorithm"], name="algorithm")
-    metrics = pd.Index(rob.similarity.indexes["metric"], name="metric")
+    if rob is not None:
+        rob.warn()
+    values = limits.values
+    algorithms = pd.Index(limits.indexes["algorithm"], name="algorithm")
+    metrics = pd.Index(limits.indexes["metric"], name="metric")
     if label is not None:
         return pd.DataFrame(values[:, labels.get_loc(label), :], index=algorithms, columns=metrics)
     blocks = np.transpose(values, (1, 0, 2)).reshape(-1, values.shape[2])

@@ -16,10 +16,19 @@ import scipy.stats
 import xarray as xr
 
 from qe_nb.core.alarms import robust_cube
-from qe_nb.core.checks import check_alpha, check_case_scores, check_quality
+from qe_nb.core.checks import (
+    DIMS,
+    GROUP_DIMS,
+    check_alarms,
+    check_alpha,
+    check_case_scores,
+    check_quality,
+    check_scores,
+    metric_directions,
+)
 from qe_nb.exceptions import InputError
 
-__all__ = ["worklist", "triage_performance"]
+__all__ = ["worklist", "triage_performance", "alarm_reason"]
 
 _DISPLAY = {"dice": "Dice", "jaccard": "Jaccard", "nsd": "NSD"}
 
@@ -34,7 +43,16 @@ def _pair(value: float, threshold: float) -> tuple[str, str]:
     return f"{value:.8g}", f"{threshold:.8g}"
 
 
-def _reason(metric: str, value: float, threshold: float, higher_is_better: bool) -> str:
+def alarm_reason(metric: str, value: float, threshold: float, higher_is_better: bool) -> str:
+    """One alarm in words, as the worklist's ``reasons`` show it.
+
+    Examples
+    --------
+    >>> alarm_reason("dice", 0.41, 0.83, True)
+    'Dice 0.41 < 0.83'
+    >>> alarm_reason("hd95", float("inf"), 4.0, False)
+    'hd95 inf (empty)'
+    """
     name = _DISPLAY.get(metric, metric)
     if math.isnan(value):
         return f"{name} missing (NaN)"
@@ -51,6 +69,9 @@ def worklist(
     *,
     mad_scale: float | str = 1.0,
     quality: xr.DataArray | None = None,
+    top: int | None = None,
+    alarms: xr.DataArray | None = None,
+    thresholds: xr.DataArray | None = None,
 ) -> pd.DataFrame:
     """The cases sorted by risk, highest first, each with the reasons for its alarms.
 
@@ -65,6 +86,15 @@ def worklist(
     quality : xarray.DataArray, optional
         A quality measure over ``case`` to show beside the risk (e.g. the fusion's true Dice
         in a study with ground truth).
+    top : int, optional
+        Only the first ``top`` rows (``worklist(...).head(top)``); only those cases' reasons
+        are worded, which is most of the work on a large cohort (an app redrawing its
+        worklist panel).
+    alarms, thresholds : xarray.DataArray, optional
+        Both or neither: the alarms (:func:`qe_nb.alarms`, dims of ``similarity``) and
+        thresholds (:func:`qe_nb.thresholds`) of ``similarity`` at ``alpha``, when the caller
+        has them already; the robust statistics are then not computed again (``alpha`` and
+        ``mad_scale`` are not used).
 
     Returns
     -------
@@ -79,7 +109,8 @@ def worklist(
     Raises
     ------
     InputError
-        For a malformed cube, alpha, mad_scale or quality.
+        For a malformed cube, alpha, mad_scale, quality or top, or only one of ``alarms``
+        and ``thresholds``.
 
     Warns
     -----
@@ -98,40 +129,70 @@ def worklist(
     >>> table["reasons"].tolist()  # thresholds at alpha 0: the medians (hd95: of 2 and 3)
     ['isen-20: enhancing_tumor Dice 0.4 < 0.8, enhancing_tumor hd95 inf (empty)', 'isen-20: enhancing_tumor hd95 3 > 2.5', '']
     """
-    rob = robust_cube(similarity, mad_scale)
-    alpha = check_alpha(alpha, rob.similarity)
-    cases = rob.similarity.indexes["case"]
-    q = None if quality is None else check_quality(quality, cases).values
-    rob.warn()
-    alpha_values = rob.alpha_array(alpha)
-    flags = rob.alarm_values(alpha_values)
-    limits = rob.signed_threshold(alpha_values) * rob.sign
-    values = rob.similarity.values
-    algorithms = rob.similarity.coords["algorithm"].values.tolist()
-    labels = rob.similarity.coords["label"].values.tolist()
-    metrics = rob.similarity.coords["metric"].values.tolist()
-    better = rob.higher_is_better.tolist()
-
-    reasons = []
-    for c in range(flags.shape[0]):
-        per_algorithm: dict[int, list[str]] = {}
-        for a, lab, m in zip(*np.nonzero(flags[c]), strict=True):
-            text = _reason(metrics[m], float(values[c, a, lab, m]), float(limits[a, lab, m]), better[m])
-            per_algorithm.setdefault(int(a), []).append(f"{labels[lab]} {text}")
-        reasons.append(
-            "; ".join(f"{algorithms[a]}: " + ", ".join(items) for a, items in per_algorithm.items())
+    if top is not None and (isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 0):
+        raise InputError(f"`top` must be a non-negative int or None; got {top!r}.")
+    if (alarms is None) != (thresholds is None):
+        raise InputError(
+            "`alarms` and `thresholds` go together (both computed at the same alpha) or not at "
+            f"all; got only `{'alarms' if thresholds is None else 'thresholds'}`."
         )
-    table = pd.DataFrame({"case": cases.to_numpy(), "risk": flags.sum(axis=(1, 2, 3)).astype(np.int64)})
+    if alarms is None or thresholds is None:
+        rob = robust_cube(similarity, mad_scale)
+        alpha = check_alpha(alpha, rob.similarity)
+        sim = rob.similarity
+        rob.warn()
+        alpha_values = rob.alpha_array(alpha)
+        flags = rob.alarm_values(alpha_values)
+        limits = rob.signed_threshold(alpha_values) * rob.sign
+        better = rob.higher_is_better.tolist()
+    else:
+        sim = check_scores(similarity)
+        flags = check_alarms(alarms).transpose(*DIMS).values
+        if flags.shape != sim.shape:
+            raise InputError(
+                f"`alarms` must have the dims and sizes of `similarity` {dict(sim.sizes)}; got "
+                f"{dict(alarms.sizes)}."
+            )
+        ordered = thresholds.transpose(*GROUP_DIMS)
+        limits = ordered.values
+        better = metric_directions(ordered if "higher_is_better" in ordered.coords else sim).tolist()
+    cases = sim.indexes["case"]
+    q = None if quality is None else check_quality(quality, cases).values
+    risk = flags.sum(axis=(1, 2, 3)).astype(np.int64)
+    order = np.lexsort((cases.astype(str).to_numpy(), -risk))[:top]
+    # every column is built over all cases, so that the dtypes never depend on ``top``
+    reasons = np.full(risk.size, "", dtype=object)
+    reasons[order] = _reasons(sim, flags, limits, better, order)
+    table = pd.DataFrame({"case": cases.to_numpy(), "risk": risk})
     if q is not None:
         table["quality"] = q
     per_metric = flags.sum(axis=(1, 2))
-    for m, metric in enumerate(metrics):
+    for m, metric in enumerate(sim.coords["metric"].values.tolist()):
         table[f"n_alarms:{metric}"] = per_metric[:, m].astype(np.int64)
-    table["reasons"] = reasons
-    order = np.lexsort((cases.astype(str).to_numpy(), -table["risk"].to_numpy()))
+    table["reasons"] = reasons.tolist()
     table = table.iloc[order].reset_index(drop=True)
     table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
     return table
+
+
+def _reasons(sim: xr.DataArray, flags: np.ndarray, limits: np.ndarray, better: list[bool],
+             rows: np.ndarray) -> list[str]:
+    """The worded alarms of the cases ``rows`` (positions along ``case``), in that order."""
+    values = sim.values
+    algorithms = sim.coords["algorithm"].values.tolist()
+    labels = sim.coords["label"].values.tolist()
+    metrics = sim.coords["metric"].values.tolist()
+    out = []
+    for c in rows.tolist():
+        per_algorithm: dict[int, list[str]] = {}
+        for a, lab, m in zip(*np.nonzero(flags[c]), strict=True):
+            text = alarm_reason(metrics[m], float(values[c, a, lab, m]), float(limits[a, lab, m]), better[m])
+            per_algorithm.setdefault(int(a), []).append(f"{labels[lab]} {text}")
+        out.append("; ".join(f"{algorithms[a]}: " + ", ".join(items) for a, items in per_algorithm.items()))
+    return out
+
+
+_reason = alarm_reason  # alias until callers (ui.explorer_views) switch
 
 
 def _auroc_rows(scores: np.ndarray, failed: np.ndarray) -> np.ndarray:
