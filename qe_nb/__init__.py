@@ -61,10 +61,10 @@ _API = {
     "triage_performance": "core.triage",
     # files -> cohort
     "open_ensemble": "data.ensemble",
-    "load_case": "data.ensemble",
-    "load_label_maps": "data.ensemble",
-    "load_reference": "data.ensemble",
-    "load_images": "data.ensemble",
+    "load_case": "data.loading",
+    "load_label_maps": "data.loading",
+    "load_reference": "data.loading",
+    "load_images": "data.loading",
     "read_image": "data.images",
     "write_image": "data.images",
     "synthetic_cohort": "data.synth",
@@ -122,14 +122,9 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
         nsd,
     )
     from qe_nb.core.triage import triage_performance, worklist
-    from qe_nb.data.ensemble import (
-        load_case,
-        load_images,
-        load_label_maps,
-        load_reference,
-        open_ensemble,
-    )
+    from qe_nb.data.ensemble import open_ensemble
     from qe_nb.data.images import read_image, write_image
+    from qe_nb.data.loading import load_case, load_images, load_label_maps, load_reference
     from qe_nb.data.manifest import DatasetEntry, fetch_dataset, load_manifest, open_dataset
     from qe_nb.data.synth import synthetic_cohort
     from qe_nb.exceptions import (
