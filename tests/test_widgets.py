@@ -379,7 +379,8 @@ def _pixels(png: bytes) -> np.ndarray:
 
 @pytest.mark.parametrize("top", [5, 20, 60])
 def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
-    from qe_nb.ui.explorer_views import worklist_top as _worklist_top
+    def _worklist_top(sim, flags, limits, quality, top):  # the panel's call
+        return qe_nb.worklist(sim, quality=quality, top=top, alarms=flags, thresholds=limits)
 
     sim = scores["similarity"]
     quality = _expected_quality(scores)
@@ -399,7 +400,9 @@ def test_worklist_panel_equals_the_head_of_qe_nb_worklist(scores, top):
 
 def test_worklist_and_threshold_panels_show_the_core_tables(fresh, scores):
     from qe_nb.ui.common import html_table as _html_table
-    from qe_nb.ui.explorer_views import threshold_frame as _threshold_frame
+
+    def _threshold_frame(limits):  # the panel's call
+        return qe_nb.threshold_table(None, thresholds=limits)
 
     fresh.alpha_slider.value = 0.35
     sim = scores["similarity"]

@@ -33,7 +33,7 @@ from qe_nb.ui.common import (
     show_html,
 )
 from qe_nb.ui.controls import OVERRIDE_DIMS, AlphaControls, combine_alpha
-from qe_nb.ui.explorer_views import QualityView, SweepView, threshold_frame, worklist_top
+from qe_nb.ui.explorer_views import QualityView, SweepView
 
 __all__ = ["CalibrationExplorer", "combine_alpha", "OVERRIDE_DIMS"]
 
@@ -349,7 +349,8 @@ class CalibrationExplorer(WidgetApp):
 
     def refresh(self) -> None:
         """Recompute the result for the current widgets and redraw every panel."""
-        from qe_nb.core.alarms import alarms, risk, thresholds
+        from qe_nb.core.alarms import alarms, risk, threshold_table, thresholds
+        from qe_nb.core.triage import worklist
 
         start, start_cpu = time.perf_counter(), time.process_time()
         alpha = self.alpha
@@ -372,11 +373,12 @@ class CalibrationExplorer(WidgetApp):
                 counts.values, self._quality_values, self._distance_values, max_count=possible)),
             ("sweep", lambda: self.sweep_view.draw_figure(g)),
             ("sweep_table", lambda: self.sweep_view.draw_table(g)),
-            ("thresholds", lambda: show_html(
-                self.threshold_panel, html_table(threshold_frame(limits), css_class="qe-thresholds"))),
+            ("thresholds", lambda: show_html(self.threshold_panel, html_table(
+                threshold_table(None, thresholds=limits), css_class="qe-thresholds"))),
+            # only the shown rows' reasons are worded, from the alarms and thresholds above
             ("worklist", lambda: show_html(self.worklist_panel, html_table(
-                worklist_top(self.similarity, flags, limits, self._quality, self._top),
-                css_class="qe-worklist-table"))),
+                worklist(self.similarity, quality=self._quality, top=self._top, alarms=flags,
+                         thresholds=limits), css_class="qe-worklist-table"))),
             ("triage", lambda: self._draw_triage(counts)),
         ):
             tick, tick_cpu = time.perf_counter(), time.process_time()

@@ -1,13 +1,12 @@
 """The panels of :class:`qe_nb.ui.explorer.CalibrationExplorer`, each a small view with one
-``draw`` method: Figure 4 (or the alarm histogram), the α sweep (figure and table), and the
-thresholds, worklist and triage tables.
+``draw`` method: Figure 4 (or the alarm histogram), and the α sweep (figure and table).
 
 A slider move has to feel immediate (under 150 ms for 1,000 cases x 5 algorithms x 3 labels
 x 2 metrics, ``benchmarks/bench_widgets.py``), so each view does the least work that shows
 the same thing: Figure 4 is drawn once per selection and then updated in place
 (:func:`qe_nb.ui.figures.update_alarm_count_vs_quality`) on a kept background; the sweep
 figure is rendered once per selection and only its α marker is drawn per move
-(:class:`qe_nb.ui.render.BlitLayer`); the worklist words the reasons of the shown rows only.
+(:class:`qe_nb.ui.render.BlitLayer`).
 """
 
 from __future__ import annotations
@@ -16,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from qe_nb.ui.common import figure_png_at, freeze_layout, html_table, show_html, show_png
 
-__all__ = ["QualityView", "SweepView", "threshold_frame", "worklist_top"]
+__all__ = ["QualityView", "SweepView"]
 
 MAX_SWEEP_IMAGES = 64
 """Sweep PNGs kept per selection, by α: sliding back and forth encodes nothing again."""
@@ -167,67 +165,3 @@ class SweepView:
                           digits=2)
         note = "" if current else f"<p>α = {alpha:.2f} lies between the rows of the sweep grid.</p>"
         show_html(self.table_panel, text + note)
-
-
-def threshold_frame(limits: xr.DataArray) -> pd.DataFrame:
-    """The thresholds (:func:`qe_nb.thresholds`) in the layout of :func:`qe_nb.threshold_table`.
-
-    Rows ``(label, algorithm)``, columns the metrics: the table the thresholds panel shows,
-    made from the thresholds the worklist's reasons use too (one robust-statistics pass).
-    """
-    limits = limits.transpose("algorithm", "label", "metric")
-    labels, algorithms = limits.indexes["label"], limits.indexes["algorithm"]
-    blocks = np.transpose(limits.values, (1, 0, 2)).reshape(-1, limits.sizes["metric"])
-    index = pd.MultiIndex.from_product([labels, pd.Index(algorithms, name="algorithm")],
-                                       names=["label", "algorithm"])
-    return pd.DataFrame(blocks, index=index, columns=pd.Index(limits.indexes["metric"], name="metric"))
-
-
-def worklist_top(
-    similarity: xr.DataArray,
-    flags: xr.DataArray,
-    limits: xr.DataArray,
-    quality: xr.DataArray | None,
-    top: int,
-) -> pd.DataFrame:
-    """``qe_nb.worklist(similarity, alpha, quality=quality).head(top)``, from known alarms.
-
-    The worklist panel shows ``top`` rows; :func:`qe_nb.worklist` words the reasons of every
-    case (most of a redraw at 1,000 cases). Here the alarms of the app's result and the
-    thresholds of :func:`qe_nb.thresholds` are ordered the same way (risk descending, ties by
-    case id) and only the shown cases are worded, with :mod:`qe_nb.triage`'s own wording.
-    """
-    from qe_nb.core.checks import check_quality
-    from qe_nb.core.triage import _reason
-
-    dims = ("case", "algorithm", "label", "metric")
-    flags_np = flags.transpose(*dims).values
-    values = similarity.transpose(*dims).values
-    limits = limits.transpose(*dims[1:])
-    limit_values = limits.values
-    cases = similarity.indexes["case"]
-    algorithms = [str(a) for a in similarity["algorithm"].values]
-    labels = [str(lab) for lab in similarity["label"].values]
-    metrics = [str(m) for m in similarity["metric"].values]
-    better = [bool(b) for b in limits["higher_is_better"].values]
-    risk = flags_np.sum(axis=(1, 2, 3)).astype(np.int64)
-    order = np.lexsort((cases.astype(str).to_numpy(), -risk))[:top]
-    reasons = []
-    for c in order:
-        per_algorithm: dict[int, list[str]] = {}
-        for a, lab, m in zip(*np.nonzero(flags_np[c]), strict=True):
-            text = _reason(metrics[m], float(values[c, a, lab, m]), float(limit_values[a, lab, m]),
-                           better[m])
-            per_algorithm.setdefault(int(a), []).append(f"{labels[lab]} {text}")
-        reasons.append(
-            "; ".join(f"{algorithms[a]}: " + ", ".join(items) for a, items in per_algorithm.items())
-        )
-    table = pd.DataFrame({"case": cases.to_numpy()[order], "risk": risk[order]})
-    if quality is not None:
-        table["quality"] = check_quality(quality, cases).values[order]
-    per_metric = flags_np.sum(axis=(1, 2))
-    for m, metric in enumerate(metrics):
-        table[f"n_alarms:{metric}"] = per_metric[order, m].astype(np.int64)
-    table["reasons"] = reasons
-    table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
-    return table
