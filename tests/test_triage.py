@@ -343,3 +343,5 @@ def test_threshold_table_from_given_thresholds():
         threshold_table(None, thresholds=sim)
     with pytest.raises(InputError, match=r"Unknown `label` 'x'; expected one of \['wt', 'tc', 'et'\]"):
         threshold_table(None, label="x", thresholds=limits)
+    with pytest.raises(InputError, match=r"`similarity` is needed unless `thresholds` is given; got None for both"):
+        threshold_table(None)

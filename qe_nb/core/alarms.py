@@ -319,6 +319,8 @@ def threshold_table(
     {'dice': {'x': 0.7}}
     """
     if thresholds is None:
+        if similarity is None:
+            raise InputError("`similarity` is needed unless `thresholds` is given; got None for both.")
         rob = robust_cube(similarity, mad_scale)
         alpha = check_alpha(alpha, rob.similarity)
         limits = xr.DataArray(

@@ -377,7 +377,7 @@ def pair_metrics(
 
 
 def pairs_table(
-    masks: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray] | np.ndarray,
     pairs: Sequence[tuple[int, int]],
     ids: Sequence[str],
     spacing: tuple[float, ...],

@@ -170,7 +170,7 @@ def check_metric_ids(metrics: object) -> tuple[str, ...]:
     if isinstance(metrics, str):
         metrics = (metrics,)
     try:
-        ids = tuple(metrics)  # type: ignore[arg-type]
+        ids: tuple[str, ...] = tuple(metrics)  # type: ignore[arg-type]
     except TypeError:
         raise InputError(
             f"`metrics` must be a metric id or a sequence of them (e.g. ('dice', 'hd95')); got "
