@@ -45,7 +45,6 @@ ALPHA_STEP: float = 0.05
 
 # the 0.01 grid over ALPHA_RANGE that calibrate() evaluates besides the breakpoints' midpoints
 _SEARCH_GRID = np.round(np.arange(round(ALPHA_RANGE[0] * 100), round(ALPHA_RANGE[1] * 100) + 1) / 100.0, 2)
-_pearson_rows = pearson_rows  # alias until callers (ui.widgets) switch to statistics.pearson_rows
 _TIE = 1e-12  # objective values this close count as equal (then the smallest |alpha| wins)
 _CHUNK = 20_000_000  # booleans per broadcast block in sweep()
 

@@ -314,7 +314,6 @@ def union_box(maps: Sequence[np.ndarray]) -> tuple[slice, ...] | None:
     return tuple(slice(int(low), int(high) + 1) for low, high in zip(lo, hi))
 
 
-_union_box = union_box  # alias until callers (core.case, pipeline.scoring) switch
 
 
 def _present_values(maps: list[np.ndarray], box: tuple[slice, ...] | None) -> tuple[int, ...]:

@@ -208,7 +208,6 @@ def values_in(label_map: np.ndarray) -> np.ndarray:
     return np.unique(label_map)
 
 
-_values_in = values_in  # alias until callers (pipeline.scoring, data.ensemble) switch
 
 
 def parse_label_values(text: str) -> tuple[int, ...]:

@@ -192,7 +192,6 @@ def _reasons(sim: xr.DataArray, flags: np.ndarray, limits: np.ndarray, better: l
     return out
 
 
-_reason = alarm_reason  # alias until callers (ui.explorer_views) switch
 
 
 def _auroc_rows(scores: np.ndarray, failed: np.ndarray) -> np.ndarray:
