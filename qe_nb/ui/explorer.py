@@ -13,7 +13,6 @@ redraws.
 from __future__ import annotations
 
 import contextlib
-import html
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,14 +25,13 @@ from qe_nb.exceptions import InputError
 from qe_nb.ui.common import (
     TABLE_CSS,
     WidgetApp,
-    as_frame,
     check_number,
     html_table,
     ipywidgets,
     show_html,
 )
 from qe_nb.ui.controls import OVERRIDE_DIMS, AlphaControls, combine_alpha
-from qe_nb.ui.explorer_views import QualityView, SweepView
+from qe_nb.ui.explorer_views import QualityView, SweepView, summary_html, triage_html
 
 __all__ = ["CalibrationExplorer", "combine_alpha", "OVERRIDE_DIMS"]
 
@@ -367,7 +365,7 @@ class CalibrationExplorer(WidgetApp):
         cpu_seconds = {"result": time.process_time() - start_cpu}
         possible = int(np.prod([self.similarity.sizes[d] for d in OVERRIDE_DIMS]))
         for name, draw in (
-            ("summary", lambda: self._draw_summary(alpha, counts)),
+            ("summary", lambda: self._draw_summary(alpha, g, counts)),
             # the x-axis spans every possible count of the selection: it stays still
             ("quality", lambda: self.quality_view.draw(
                 counts.values, self._quality_values, self._distance_values, max_count=possible)),
@@ -379,7 +377,8 @@ class CalibrationExplorer(WidgetApp):
             ("worklist", lambda: show_html(self.worklist_panel, html_table(
                 worklist(self.similarity, quality=self._quality, top=self._top, alarms=flags,
                          thresholds=limits), css_class="qe-worklist-table"))),
-            ("triage", lambda: self._draw_triage(counts)),
+            ("triage", lambda: self.triage_panel is not None and show_html(
+                self.triage_panel, triage_html(counts, self._quality, n_bootstrap=self._n_bootstrap))),
         ):
             tick, tick_cpu = time.perf_counter(), time.process_time()
             draw()
@@ -390,27 +389,6 @@ class CalibrationExplorer(WidgetApp):
         self.redraw_seconds = time.perf_counter() - start
         self.redraw_cpu_seconds = time.process_time() - start_cpu
 
-    def _draw_summary(self, alpha: float | xr.DataArray, counts: xr.DataArray) -> None:
-        from qe_nb.core.statistics import count_entropy, pearson_r
-
-        g = float(self.alpha_slider.value)
-        flagged = int((counts.values > 0).sum())
-        text = f"α = {g:.2f}"
-        if isinstance(alpha, xr.DataArray):
-            text += f" (+ Δα per {', '.join(alpha.dims)}: {float(alpha.min()):.2f}…{float(alpha.max()):.2f})"
-        parts = [text, f"{int(counts.values.sum())} alarms",
-                 f"{flagged} of {counts.sizes['case']} cases with ≥ 1 alarm",
-                 f"entropy {count_entropy(counts.values):.2f}"]
-        if self._quality_values is not None:
-            r = pearson_r(counts.values, self._quality_values)
-            parts.append(f"r = {r:.2f}" if np.isfinite(r) else "r undefined")
-        self.summary.value = " · ".join(html.escape(p) for p in parts)
+    def _draw_summary(self, alpha: float | xr.DataArray, g: float, counts: xr.DataArray) -> None:
+        self.summary.value = summary_html(alpha, g, counts, self._quality_values)
         self.alpha_readout.value = f"<code>{g:.2f}</code>"
-
-    def _draw_triage(self, counts: xr.DataArray) -> None:
-        if self.triage_panel is None:
-            return
-        from qe_nb.core.triage import triage_performance
-
-        perf = triage_performance(counts, self._quality, n_bootstrap=self._n_bootstrap)
-        show_html(self.triage_panel, html_table(as_frame(perf), css_class="qe-triage-table"))

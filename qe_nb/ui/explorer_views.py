@@ -11,14 +11,16 @@ figure is rendered once per selection and only its α marker is drawn per move
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from qe_nb.ui.common import figure_png_at, freeze_layout, html_table, show_html, show_png
+from qe_nb.ui.common import as_frame, figure_png_at, freeze_layout, html_table, show_html, show_png
 
-__all__ = ["QualityView", "SweepView"]
+__all__ = ["QualityView", "SweepView", "summary_html", "triage_html"]
 
 MAX_SWEEP_IMAGES = 64
 """Sweep PNGs kept per selection, by α: sliding back and forth encodes nothing again."""
@@ -165,3 +167,30 @@ class SweepView:
                           digits=2)
         note = "" if current else f"<p>α = {alpha:.2f} lies between the rows of the sweep grid.</p>"
         show_html(self.table_panel, text + note)
+
+
+def summary_html(alpha: float | xr.DataArray, global_alpha: float, counts: xr.DataArray,
+                 quality: np.ndarray | None) -> str:
+    """The one-line summary: α (and its per-group range), alarms, cases flagged, the entropy
+    and, with ground truth (``quality`` in the case order of ``counts``), Pearson r."""
+    from qe_nb.core.statistics import count_entropy, pearson_r
+
+    flagged = int((counts.values > 0).sum())
+    text = f"α = {global_alpha:.2f}"
+    if isinstance(alpha, xr.DataArray):
+        text += f" (+ Δα per {', '.join(alpha.dims)}: {float(alpha.min()):.2f}…{float(alpha.max()):.2f})"
+    parts = [text, f"{int(counts.values.sum())} alarms",
+             f"{flagged} of {counts.sizes['case']} cases with ≥ 1 alarm",
+             f"entropy {count_entropy(counts.values):.2f}"]
+    if quality is not None:
+        r = pearson_r(counts.values, quality)
+        parts.append(f"r = {r:.2f}" if np.isfinite(r) else "r undefined")
+    return " · ".join(html.escape(p) for p in parts)
+
+
+def triage_html(counts: xr.DataArray, quality: xr.DataArray, *, n_bootstrap: int) -> str:
+    """The triage performance of the alarm counts (:func:`qe_nb.triage_performance`) as a table."""
+    from qe_nb.core.triage import triage_performance
+
+    perf = triage_performance(counts, quality, n_bootstrap=n_bootstrap)
+    return html_table(as_frame(perf), css_class="qe-triage-table")
