@@ -63,7 +63,7 @@ def main() -> None:
                         help="no ground truth: the alarm histogram instead of Figure 4, no triage")
     args = parser.parse_args()
 
-    from qe_nb.ui.widgets import CalibrationExplorer
+    from qe_nb.ui.explorer import CalibrationExplorer
 
     warnings.simplefilter("ignore")
     scores = fake_scores(args.cases, quality=not args.without_quality)
