@@ -5,7 +5,10 @@ Per ensemble member (algorithm), per structure (label) and per metric, over all 
     threshold = median - alpha * MAD
 
 computed on the finite values only, after turning lower-is-better metrics (distances) into
-their additive inverse. A candidate raises an alarm where its (sign-adjusted) metric lies
+their additive inverse. With ``pool="all"`` the median and MAD of a (label, metric) are taken
+over every member's values at once and the one threshold applies to every member: for
+cohorts whose member identity is not stable across cases (crowd workers, readers in an
+arbitrary order per case). A candidate raises an alarm where its (sign-adjusted) metric lies
 *strictly* below the threshold, and always where the metric is not finite (``inf`` for an
 empty candidate next to a non-empty fusion, ``NaN`` for a missing score). The alarms of a
 case summed are its risk.
@@ -25,6 +28,7 @@ from qe_nb.core.checks import (
     check_alarms,
     check_alpha,
     check_mad_scale,
+    check_pool,
     check_scores,
     metric_directions,
     warn_unreliable_thresholds,
@@ -52,6 +56,7 @@ class RobustCube:
     median: np.ndarray  # (algorithm, label, metric), of the signed values
     mad: np.ndarray  # (algorithm, label, metric), scaled; NaN where no finite value
     mad_scale: float
+    pool: str = "algorithm"  # "all": median and MAD pooled over the members, broadcast
 
     @property
     def higher_is_better(self) -> np.ndarray:
@@ -97,24 +102,41 @@ class RobustCube:
         return below | ~self.finite
 
 
-def robust_cube(similarity: xr.DataArray | xr.Dataset, mad_scale: float | str = 1.0) -> RobustCube:
+def robust_cube(
+    similarity: xr.DataArray | xr.Dataset, mad_scale: float | str = 1.0, *, pool: str = "algorithm"
+) -> RobustCube:
     """Check a scores cube and compute median and MAD of every group (no warnings here).
 
     Package-internal (see :class:`RobustCube`); the statistics are
-    :func:`qe_nb.core.statistics.median_mad` of the sign-adjusted values over ``case``.
+    :func:`qe_nb.core.statistics.median_mad` of the sign-adjusted values over ``case``
+    (``pool="algorithm"``) or over ``case`` and ``algorithm`` together (``pool="all"``, the
+    result broadcast to every algorithm).
     """
     input_dims = tuple(similarity.dims) if isinstance(similarity, xr.DataArray) else DIMS
     sim = check_scores(similarity)
     scale = check_mad_scale(mad_scale)
+    pool = check_pool(pool)
     sign = np.where(metric_directions(sim), 1.0, -1.0)
     values = sim.values
     finite = np.isfinite(values)
     signed = np.where(finite, values * sign, np.nan)
-    median, mad = median_mad(signed, scale=scale, axis=0)
-    return RobustCube(sim, input_dims, signed, finite, sign, median, mad, scale)
+    if pool == "all":
+        n_case, n_alg, n_lab, n_met = signed.shape
+        median, mad = median_mad(signed.reshape(n_case * n_alg, n_lab, n_met), scale=scale, axis=0)
+        median = np.broadcast_to(median, (n_alg, n_lab, n_met)).copy()
+        mad = np.broadcast_to(mad, (n_alg, n_lab, n_met)).copy()
+    else:
+        median, mad = median_mad(signed, scale=scale, axis=0)
+    return RobustCube(sim, input_dims, signed, finite, sign, median, mad, scale, pool)
 
 
-def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, mad_scale: float | str = 1.0) -> xr.DataArray:
+def thresholds(
+    similarity: xr.DataArray,
+    alpha: float | xr.DataArray = 0.0,
+    *,
+    mad_scale: float | str = 1.0,
+    pool: str = "algorithm",
+) -> xr.DataArray:
     """Robust alarm thresholds per (algorithm, label, metric), in each metric's own units.
 
     Parameters
@@ -127,12 +149,18 @@ def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, m
         ``(algorithm, label, metric)`` sets it per group.
     mad_scale : float or "normal", default 1.0
         Factor applied to the raw median absolute deviation; ``"normal"`` is 1.4826.
+    pool : {"algorithm", "all"}, default "algorithm"
+        ``"algorithm"``: one median and MAD per member, as the paper. ``"all"``: one median
+        and MAD per (label, metric) over every member's finite values of every case, the
+        same threshold for every member (alpha may still vary per member), for cohorts
+        whose member identity is not stable (crowd workers, readers in arbitrary order).
 
     Returns
     -------
     xarray.DataArray
         ``threshold``, dims ``(algorithm, label, metric)``, with the ``higher_is_better``
-        coordinate on ``metric``. NaN where a group has no finite value.
+        coordinate on ``metric``. NaN where a group has no finite value. ``attrs`` record
+        ``mad_scale`` and ``pool``.
 
     Raises
     ------
@@ -171,8 +199,19 @@ def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, m
     ...                            "metric": ["dice", "hd"]})
     >>> thresholds(sim, 1.0).sel(algorithm="x", label="tumor").values.round(6).tolist()
     [0.7, 4.0]
+
+    Two members over three cases: their own medians are 0.8 and 0.5; pooled, the median of
+    all six values, 0.65, is both members' threshold.
+
+    >>> two = xr.DataArray(np.array([[0.9, 0.6], [0.8, 0.5], [0.7, 0.4]]).reshape(3, 2, 1, 1),
+    ...                    dims=DIMS, coords={"case": list("abc"), "algorithm": ["x", "y"],
+    ...                                       "label": ["tumor"], "metric": ["dice"]})
+    >>> thresholds(two, 0.0).values.ravel().round(6).tolist()
+    [0.8, 0.5]
+    >>> thresholds(two, 0.0, pool="all").values.ravel().round(6).tolist()
+    [0.65, 0.65]
     """
-    rob = robust_cube(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale, pool=pool)
     alpha = check_alpha(alpha, rob.similarity)
     rob.warn()
     signed = rob.signed_threshold(rob.alpha_array(alpha))
@@ -181,11 +220,17 @@ def thresholds(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, m
         dims=GROUP_DIMS,
         coords=rob.coords_of(*GROUP_DIMS),
         name="threshold",
-        attrs={"mad_scale": rob.mad_scale},
+        attrs={"mad_scale": rob.mad_scale, "pool": rob.pool},
     )
 
 
-def alarms(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, mad_scale: float | str = 1.0) -> xr.DataArray:
+def alarms(
+    similarity: xr.DataArray,
+    alpha: float | xr.DataArray = 0.0,
+    *,
+    mad_scale: float | str = 1.0,
+    pool: str = "algorithm",
+) -> xr.DataArray:
     """Flag every candidate whose score is an outlier for its algorithm, label and metric.
 
     Parameters
@@ -197,6 +242,8 @@ def alarms(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, mad_s
         gives per-group alpha by broadcasting.
     mad_scale : float or "normal", default 1.0
         See :func:`thresholds`.
+    pool : {"algorithm", "all"}, default "algorithm"
+        See :func:`thresholds`: per-member thresholds, or one per label and metric.
 
     Returns
     -------
@@ -227,7 +274,7 @@ def alarms(similarity: xr.DataArray, alpha: float | xr.DataArray = 0.0, *, mad_s
     >>> alarms(sim, 0.0).values.ravel().tolist()  # median of the finite values: 0.825
     [False, True, True, False, True]
     """
-    rob = robust_cube(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale, pool=pool)
     alpha = check_alpha(alpha, rob.similarity)
     rob.warn()
     flags = rob.alarm_values(rob.alpha_array(alpha))
@@ -281,6 +328,7 @@ def threshold_table(
     label: str | None = None,
     mad_scale: float | str = 1.0,
     thresholds: xr.DataArray | None = None,
+    pool: str = "algorithm",
 ) -> pd.DataFrame:
     """The thresholds as a table: the layout of the paper's Table 3.
 
@@ -297,7 +345,9 @@ def threshold_table(
     thresholds : xarray.DataArray, optional
         The output of :func:`thresholds`, when the caller has it already (an app that also
         words the worklist's reasons from it): the table is laid out from it, and
-        ``similarity`` (may be None), ``alpha`` and ``mad_scale`` are not used.
+        ``similarity`` (may be None), ``alpha``, ``mad_scale`` and ``pool`` are not used.
+    pool : {"algorithm", "all"}, default "algorithm"
+        See :func:`thresholds`; with ``"all"`` every algorithm's row is the same.
 
     Returns
     -------
@@ -321,7 +371,7 @@ def threshold_table(
     if thresholds is None:
         if similarity is None:
             raise InputError("`similarity` is needed unless `thresholds` is given; got None for both.")
-        rob = robust_cube(similarity, mad_scale)
+        rob = robust_cube(similarity, mad_scale, pool=pool)
         alpha = check_alpha(alpha, rob.similarity)
         limits = xr.DataArray(
             rob.signed_threshold(rob.alpha_array(alpha)) * rob.sign,

@@ -102,6 +102,7 @@ def sweep(
     *,
     quality: xr.DataArray | None = None,
     mad_scale: float | str = 1.0,
+    pool: str = "algorithm",
 ) -> xr.Dataset:
     """Alarm-count histogram, entropy and correlation with quality over a grid of alpha.
 
@@ -116,6 +117,8 @@ def sweep(
         cube's cases. Cases whose quality is not finite are left out of the correlations.
     mad_scale : float or "normal", default 1.0
         See :func:`qe_nb.thresholds`.
+    pool : {"algorithm", "all"}, default "algorithm"
+        See :func:`qe_nb.thresholds`: per-member thresholds, or one per label and metric.
 
     Returns
     -------
@@ -155,12 +158,12 @@ def sweep(
     >>> ds.entropy.values.round(4).tolist()
     [0.6931, 0.0]
     """
-    return _sweep(similarity, alphas, quality, mad_scale, stacklevel=3)
+    return _sweep(similarity, alphas, quality, mad_scale, pool=pool, stacklevel=3)
 
 
-def _sweep(similarity, alphas, quality, mad_scale, *, stacklevel: int) -> xr.Dataset:
+def _sweep(similarity, alphas, quality, mad_scale, *, pool: str = "algorithm", stacklevel: int) -> xr.Dataset:
     """sweep() itself; ``stacklevel`` makes warnings point at the public function's caller."""
-    rob = robust_cube(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale, pool=pool)
     grid = check_alphas(alphas)
     q = None if quality is None else _quality_values(rob, quality)
     rob.warn(stacklevel=stacklevel + 2)
@@ -213,7 +216,10 @@ def _sweep(similarity, alphas, quality, mad_scale, *, stacklevel: int) -> xr.Dat
             r_all=(("alpha",), r_all),
             p_value_all=(("alpha",), p_all),
         )
-    ds = xr.Dataset(data, coords=coords, attrs={"max_count": max_count, "mad_scale": rob.mad_scale})
+    attrs = {"max_count": max_count, "mad_scale": rob.mad_scale}
+    if rob.pool != "algorithm":  # the attrs of the paper's per-member sweep stay as they were
+        attrs["pool"] = rob.pool
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
     ds["entropy"].attrs["units"] = "nat"
     return ds
 
@@ -224,12 +230,13 @@ def sweep_table(
     *,
     quality: xr.DataArray | None = None,
     mad_scale: float | str = 1.0,
+    pool: str = "algorithm",
 ) -> pd.DataFrame:
     """The sweep in the layout of the paper's Tables 1 and 2.
 
     Parameters
     ----------
-    similarity, alphas, quality, mad_scale
+    similarity, alphas, quality, mad_scale, pool
         See :func:`sweep`.
 
     Returns
@@ -249,7 +256,7 @@ def sweep_table(
     >>> sweep_table(sim, [0.0], quality=q).round(2).to_dict("records")
     [{'alpha': 0.0, 'entropy': 0.69, 'r:dice': -0.98, '0a': 2, '1a': 2}]
     """
-    ds = _sweep(similarity, alphas, quality, mad_scale, stacklevel=3)
+    ds = _sweep(similarity, alphas, quality, mad_scale, pool=pool, stacklevel=3)
     table = pd.DataFrame({"alpha": ds["alpha"].values, "entropy": ds["entropy"].values})
     if "r" in ds:
         for metric in ds["metric"].values.tolist():
@@ -401,6 +408,7 @@ def calibrate(
     by: str | tuple[str, ...] | None = None,
     alphas: Sequence[float] | None = None,
     mad_scale: float | str = 1.0,
+    pool: str = "algorithm",
 ) -> float | xr.DataArray:
     """Choose alpha automatically: globally, or per algorithm, label and/or metric.
 
@@ -421,6 +429,9 @@ def calibrate(
         ``[-3, 3]`` is examined (exact search, see Notes).
     mad_scale : float or "normal", default 1.0
         See :func:`qe_nb.thresholds`.
+    pool : {"algorithm", "all"}, default "algorithm"
+        See :func:`qe_nb.thresholds`; pass the same value to :func:`qe_nb.alarms` with the
+        alpha found.
 
     Returns
     -------
@@ -478,7 +489,7 @@ def calibrate(
     >>> calibrate(sim)  # half the cases alarm: entropy ln 2, the most two bins allow
     0.0
     """
-    rob = robust_cube(similarity, mad_scale)
+    rob = robust_cube(similarity, mad_scale, pool=pool)
     objective = check_objective(objective)
     by = check_by(by)
     grid = None if alphas is None else np.sort(check_alphas(alphas))

@@ -24,12 +24,14 @@ __all__ = [
     "DIMS",
     "GROUP_DIMS",
     "OBJECTIVES",
+    "POOLS",
     "check_similarity",
     "check_scores",
     "metric_directions",
     "check_alpha",
     "check_alphas",
     "check_mad_scale",
+    "check_pool",
     "check_quality",
     "check_case_scores",
     "check_objective",
@@ -47,6 +49,9 @@ GROUP_DIMS: tuple[str, ...] = ("algorithm", "label", "metric")
 
 OBJECTIVES: tuple[str, ...] = ("entropy", "pearson", "combined")
 """The calibration objectives of :func:`qe_nb.calibrate`."""
+
+POOLS: tuple[str, ...] = ("algorithm", "all")
+"""How thresholds pool the cube: per member (the paper) or over all members at once."""
 
 NORMAL_MAD_SCALE = 1.4826
 """The consistency constant that makes the MAD estimate a normal standard deviation (R's mad())."""
@@ -378,6 +383,22 @@ def check_mad_scale(mad_scale, *, name: str = "mad_scale") -> float:
     raise InputError(
         f"`{name}` must be a positive finite number or 'normal' (1.4826, R's mad()); got "
         f"{_describe(mad_scale)}."
+    )
+
+
+def check_pool(pool, *, name: str = "pool") -> str:
+    """Return ``pool`` if it is one of :data:`POOLS`, else raise :class:`InputError`.
+
+    Examples
+    --------
+    >>> check_pool("all")
+    'all'
+    """
+    if isinstance(pool, str) and pool in POOLS:
+        return pool
+    raise InputError(
+        f"`{name}` must be one of {list(POOLS)} ('algorithm': thresholds per member, as the "
+        f"paper; 'all': one per label and metric over all members); got {_describe(pool)}."
     )
 
 

@@ -72,6 +72,7 @@ def worklist(
     top: int | None = None,
     alarms: xr.DataArray | None = None,
     thresholds: xr.DataArray | None = None,
+    pool: str = "algorithm",
 ) -> pd.DataFrame:
     """The cases sorted by risk, highest first, each with the reasons for its alarms.
 
@@ -93,8 +94,10 @@ def worklist(
     alarms, thresholds : xarray.DataArray, optional
         Both or neither: the alarms (:func:`qe_nb.alarms`, dims of ``similarity``) and
         thresholds (:func:`qe_nb.thresholds`) of ``similarity`` at ``alpha``, when the caller
-        has them already; the robust statistics are then not computed again (``alpha`` and
-        ``mad_scale`` are not used).
+        has them already; the robust statistics are then not computed again (``alpha``,
+        ``mad_scale`` and ``pool`` are not used).
+    pool : {"algorithm", "all"}, default "algorithm"
+        See :func:`qe_nb.thresholds`: per-member thresholds, or one per label and metric.
 
     Returns
     -------
@@ -137,7 +140,7 @@ def worklist(
             f"all; got only `{'alarms' if thresholds is None else 'thresholds'}`."
         )
     if alarms is None or thresholds is None:
-        rob = robust_cube(similarity, mad_scale)
+        rob = robust_cube(similarity, mad_scale, pool=pool)
         alpha = check_alpha(alpha, rob.similarity)
         sim = rob.similarity
         rob.warn()
