@@ -2,4 +2,13 @@
 
 Thin: every number shown comes from a :mod:`qe_nb.core` or :mod:`qe_nb.pipeline` function.
 The only layer that imports matplotlib or ipywidgets.
+
+- figures: :mod:`~qe_nb.ui.figures` (Figure 4, alarm histogram, ``save_figures``),
+  :mod:`~qe_nb.ui.sweep_figures` (α sweep, thresholds), :mod:`~qe_nb.ui.overlay` (a case's
+  outlines), :mod:`~qe_nb.ui.render` (figure to PNG), :mod:`~qe_nb.ui.style` (colours);
+  :mod:`~qe_nb.ui.plots` re-exports them;
+- apps: :mod:`~qe_nb.ui.explorer` (with :mod:`~qe_nb.ui.controls` and
+  :mod:`~qe_nb.ui.explorer_views`), :mod:`~qe_nb.ui.viewer`, :mod:`~qe_nb.ui.triage_app`
+  (with :mod:`~qe_nb.ui.triage_views`, :mod:`~qe_nb.ui.verdicts`, :mod:`~qe_nb.ui.serve`),
+  sharing :mod:`~qe_nb.ui.common`; :mod:`~qe_nb.ui.widgets` re-exports the apps.
 """
