@@ -3,8 +3,10 @@ the worklist follow.
 
 :class:`CalibrationExplorer` composes small parts: :class:`AlphaControls` (the global α
 slider, per-group Δα overrides, the metrics / labels / algorithms that count, the
-calibration objective and button) and the views of :mod:`qe_nb.ui.explorer_views` (Figure 4,
-the α sweep, thresholds, worklist, triage performance). No science happens here: a callback
+calibration objective and button) and the views of :mod:`qe_nb.ui.explorer_views` (the
+panels and their tabs, Figure 4, the α sweep with its per-selection cache, thresholds,
+worklist, triage performance); its arguments are checked by
+:func:`qe_nb.ui.app_inputs.check_explorer_inputs`. No science happens here: a callback
 reads the widgets, calls the core (:func:`qe_nb.alarms`, :func:`qe_nb.thresholds`,
 :func:`qe_nb.sweep_table`, :func:`qe_nb.calibrate`, :func:`qe_nb.triage_performance`) and
 redraws.
@@ -21,23 +23,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from qe_nb.exceptions import InputError
-from qe_nb.ui.common import (
-    TABLE_CSS,
-    WidgetApp,
-    check_number,
-    html_table,
-    ipywidgets,
-    show_html,
-)
+from qe_nb.ui.app_inputs import check_explorer_inputs
+from qe_nb.ui.common import TABLE_CSS, WidgetApp, check_number, html_table, ipywidgets, show_html
 from qe_nb.ui.controls import OVERRIDE_DIMS, AlphaControls, combine_alpha
-from qe_nb.ui.explorer_views import QualityView, SweepView, summary_html, triage_html
+from qe_nb.ui.explorer_views import (
+    ExplorerPanels,
+    QualityView,
+    SweepView,
+    summary_html,
+    triage_html,
+)
 
 __all__ = ["CalibrationExplorer", "combine_alpha", "OVERRIDE_DIMS"]
-
-MAX_CACHED_SELECTIONS = 16
-"""Selections whose sweep (table, figure, PNGs) is kept: boxes are often toggled back."""
-
 
 class CalibrationExplorer(WidgetApp):
     """Calibrate α interactively and watch alarms, thresholds and the worklist follow.
@@ -122,14 +119,18 @@ class CalibrationExplorer(WidgetApp):
         n_bootstrap: int = 0,
         dpi: float = 72,
     ) -> None:
-        w = ipywidgets()
-        self._check_inputs(scores, quality_metric, alpha, top, n_bootstrap, dpi)
+        inputs = check_explorer_inputs(scores, quality_metric=quality_metric, alpha=alpha,
+                                       top=top, n_bootstrap=n_bootstrap, dpi=dpi)
+        self.scores, self._all = inputs.scores, inputs.similarity
+        self.quality_metric = quality_metric
+        self.has_ground_truth = inputs.has_ground_truth
+        self._top, self._n_bootstrap, self._dpi = inputs.top, inputs.n_bootstrap, inputs.dpi
+        self._distance_metric = inputs.distance_metric
         self._hold = False
-        self._sweeps: dict[tuple, dict[str, Any]] = {}
         self.redraw_seconds = float("nan")
 
         objectives = ["entropy"] + (["pearson", "combined"] if self.has_ground_truth else [])
-        self.controls = AlphaControls(self._names, alpha=float(alpha), objectives=objectives)
+        self.controls = AlphaControls(inputs.names, alpha=float(alpha), objectives=objectives)
         c = self.controls
         (self.alpha_slider, self.alpha_readout, self.summary, self.checkboxes,
          self.override_checkboxes, self.override_sliders, self.overrides_accordion,
@@ -137,24 +138,10 @@ class CalibrationExplorer(WidgetApp):
             c.alpha_slider, c.alpha_readout, c.summary, c.checkboxes, c.override_checkboxes,
             c.override_sliders, c.overrides_accordion, c.objective_dropdown, c.calibrate_button)
 
-        def panel(css: str) -> Any:
-            out = w.Output()
-            out.add_class(css)
-            return out
-
-        self.quality_panel = panel("qe-quality-panel")
-        self.sweep_panel = panel("qe-sweep-panel")
-        self.sweep_table_panel = panel("qe-sweep-table")
-        self.threshold_panel = panel("qe-threshold-table")
-        self.worklist_panel = panel("qe-worklist")
-        self.triage_panel = panel("qe-triage") if self.has_ground_truth else None
-        self.panels = {
-            "quality": self.quality_panel, "sweep": self.sweep_panel,
-            "sweep_table": self.sweep_table_panel, "thresholds": self.threshold_panel,
-            "worklist": self.worklist_panel,
-        }
-        if self.triage_panel is not None:
-            self.panels["triage"] = self.triage_panel
+        p = ExplorerPanels(triage=self.has_ground_truth)
+        (self.quality_panel, self.sweep_panel, self.sweep_table_panel, self.threshold_panel,
+         self.worklist_panel, self.triage_panel, self.panels) = (
+            p.quality, p.sweep, p.sweep_table, p.thresholds, p.worklist, p.triage, p.by_name)
         self.quality_view = QualityView(
             self.quality_panel, dpi=self._dpi,
             dice_label=f"{quality_metric} of the fusion with the reference",
@@ -162,70 +149,22 @@ class CalibrationExplorer(WidgetApp):
                             if self._distance_metric is not None else "distance"),
         )
         self.sweep_view = SweepView(self.sweep_panel, self.sweep_table_panel, dpi=self._dpi)
-        self.widget = self._layout(w)
-        c.observe(on_alpha=self._on_alpha, on_selection=self._on_selection,
-                  on_calibrate=self._on_calibrate)
-        self._select()
-        self.refresh()
-
-    def _check_inputs(self, scores: Any, quality_metric: str, alpha: Any, top: Any,
-                      n_bootstrap: Any, dpi: Any) -> None:
-        from qe_nb.core.checks import check_scores
-
-        if isinstance(scores, xr.DataArray):
-            scores = xr.Dataset({"similarity": scores})
-        if not isinstance(scores, xr.Dataset):
-            raise InputError(
-                "`scores` must be a scores Dataset with a 'similarity' variable over (case, "
-                f"algorithm, label, metric) (qe_nb.score); got {type(scores).__name__}."
-            )
-        self.scores = scores
-        self._all = check_scores(scores, name="scores")
-        check_number(alpha, "alpha")
-        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-            raise InputError(f"`top` must be a whole number >= 1; got {top!r}.")
-        self._top = int(top)
-        if (isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer))
-                or n_bootstrap < 0):
-            raise InputError(f"`n_bootstrap` must be a whole number >= 0; got {n_bootstrap!r}.")
-        self._n_bootstrap = int(n_bootstrap)
-        self._dpi = check_number(dpi, "dpi")
-        self.quality_metric = quality_metric
-        self.has_ground_truth = "quality" in scores.data_vars
-        self._distance_metric = None
-        if self.has_ground_truth:
-            metrics = [str(m) for m in scores["quality"]["metric"].values]
-            if quality_metric not in metrics:
-                raise InputError(
-                    f"`quality_metric` {quality_metric!r} is not in the scores' quality; "
-                    f"expected one of {metrics}."
-                )
-            distance = [m for m in ("hd95", "hd", "hd95_medpy", "assd") if m in metrics]
-            self._distance_metric = distance[0] if distance else None
-        self._names = {d: [str(v) for v in self._all[d].values] for d in OVERRIDE_DIMS}
-
-    def _layout(self, w: Any) -> Any:
-        tab_children = [w.VBox([self.sweep_panel, self.sweep_table_panel]),
-                        self.threshold_panel, self.worklist_panel]
-        titles = ["α sweep (Tables 1-2)", "thresholds (Table 3)", f"worklist (top {self._top})"]
-        if self.triage_panel is not None:
-            tab_children.append(self.triage_panel)
-            titles.append("triage performance")
-        tabs = w.Tab(children=tab_children)
-        for i, t in enumerate(titles):
-            tabs.set_title(i, t)
-        box = w.VBox([
+        w = ipywidgets()
+        self.widget = w.VBox([
             w.HTML(TABLE_CSS),
             w.HBox([self.alpha_slider, self.alpha_readout]),
             w.HBox([self.objective_dropdown, self.calibrate_button]),
             self.summary,
             self.overrides_accordion,
-            self.controls.selection_box,
+            c.selection_box,
             self.quality_panel,
-            tabs,
+            p.tabs(top=self._top),
         ])
-        box.add_class("qe-calibration-explorer")
-        return box
+        self.widget.add_class("qe-calibration-explorer")
+        c.observe(on_alpha=self._on_alpha, on_selection=self._on_selection,
+                  on_calibrate=self._on_calibrate)
+        self._select()
+        self.refresh()
 
     # ---- state as data
 
@@ -336,13 +275,8 @@ class CalibrationExplorer(WidgetApp):
             None if q is None else q.sel(case=cases).values.astype(float)
             for q in (self._quality, self._quality_of(self._distance_metric)))
         key = tuple(tuple(names) for names in sel.values())
-        entry = self._sweeps.get(key)
-        if entry is None:
-            entry = {"table": sweep_table(self.similarity, DEFAULT_ALPHAS, quality=self._quality)}
-            if len(self._sweeps) >= MAX_CACHED_SELECTIONS:
-                self._sweeps.pop(next(iter(self._sweeps)))
-            self._sweeps[key] = entry
-        self.sweep_view.show_sweep(entry)
+        self.sweep_view.select(key, lambda: sweep_table(self.similarity, DEFAULT_ALPHAS,
+                                                        quality=self._quality))
         self.quality_view.new_selection()
 
     def refresh(self) -> None:

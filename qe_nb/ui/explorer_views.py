@@ -1,5 +1,6 @@
-"""The panels of :class:`qe_nb.ui.explorer.CalibrationExplorer`, each a small view with one
-``draw`` method: Figure 4 (or the alarm histogram), and the α sweep (figure and table).
+"""The panels of :class:`qe_nb.ui.explorer.CalibrationExplorer`: their Output widgets and tabs
+(:class:`ExplorerPanels`) and the small views with one ``draw`` method each: Figure 4 (or the
+alarm histogram), and the α sweep (figure and table).
 
 A slider move has to feel immediate (under 150 ms for 1,000 cases x 5 algorithms x 3 labels
 x 2 metrics, ``benchmarks/bench_widgets.py``), so each view does the least work that shows
@@ -12,18 +13,84 @@ figure is rendered once per selection and only its α marker is drawn per move
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from qe_nb.ui.common import as_frame, figure_png_at, freeze_layout, html_table, show_html, show_png
+from qe_nb.ui.common import (
+    as_frame,
+    figure_png_at,
+    freeze_layout,
+    html_table,
+    ipywidgets,
+    show_html,
+    show_png,
+)
 
-__all__ = ["QualityView", "SweepView", "summary_html", "triage_html"]
+__all__ = ["ExplorerPanels", "QualityView", "SweepView", "summary_html", "triage_html"]
+
+MAX_CACHED_SELECTIONS = 16
+"""Selections whose sweep (table, figure, PNGs) is kept: boxes are often toggled back."""
 
 MAX_SWEEP_IMAGES = 64
 """Sweep PNGs kept per selection, by α: sliding back and forth encodes nothing again."""
+
+
+class ExplorerPanels:
+    """The explorer's Output widgets, one per panel, and the tabs that hold all but Figure 4.
+
+    Parameters
+    ----------
+    triage : bool
+        Whether there is a triage-performance panel (it needs ground truth).
+
+    Attributes
+    ----------
+    quality, sweep, sweep_table, thresholds, worklist : ipywidgets.Output
+        Figure 4, the α sweep's figure and table, the thresholds and the worklist; each
+        carries a CSS class (``qe-quality-panel``, ...) that the browser tests find it by.
+    triage : ipywidgets.Output or None
+        The triage performance, None without ground truth.
+    by_name : dict of str to ipywidgets.Output
+        The panels by the names of the explorer's ``panel_seconds``.
+    """
+
+    def __init__(self, *, triage: bool) -> None:
+        w = ipywidgets()
+
+        def panel(css: str) -> Any:
+            out = w.Output()
+            out.add_class(css)
+            return out
+
+        self.quality = panel("qe-quality-panel")
+        self.sweep = panel("qe-sweep-panel")
+        self.sweep_table = panel("qe-sweep-table")
+        self.thresholds = panel("qe-threshold-table")
+        self.worklist = panel("qe-worklist")
+        self.triage = panel("qe-triage") if triage else None
+        self.by_name: dict[str, Any] = {
+            "quality": self.quality, "sweep": self.sweep, "sweep_table": self.sweep_table,
+            "thresholds": self.thresholds, "worklist": self.worklist,
+        }
+        if self.triage is not None:
+            self.by_name["triage"] = self.triage
+
+    def tabs(self, *, top: int) -> Any:
+        """The tabs: the α sweep, the thresholds, the worklist (``top`` rows) and the triage."""
+        w = ipywidgets()
+        children = [w.VBox([self.sweep, self.sweep_table]), self.thresholds, self.worklist]
+        titles = ["α sweep (Tables 1-2)", "thresholds (Table 3)", f"worklist (top {top})"]
+        if self.triage is not None:
+            children.append(self.triage)
+            titles.append("triage performance")
+        tabs = w.Tab(children=children)
+        for i, title in enumerate(titles):
+            tabs.set_title(i, title)
+        return tabs
 
 
 class QualityView:
@@ -115,6 +182,7 @@ class SweepView:
         self.table_panel = table_panel
         self._dpi = dpi
         self._entry: dict[str, Any] = {}
+        self._cache: dict[Hashable, dict[str, Any]] = {}
 
     @property
     def table(self) -> pd.DataFrame | None:
@@ -128,9 +196,19 @@ class SweepView:
     def pngs(self) -> dict[float, bytes]:
         return self._entry.setdefault("pngs", {})
 
-    def show_sweep(self, entry: dict[str, Any]) -> None:
-        """Show another selection's sweep; ``entry`` holds its ``table`` and is filled with
-        its figure, marker and PNGs (the caller keeps entries of selections revisited)."""
+    def select(self, key: Hashable, make_table: Callable[[], pd.DataFrame]) -> None:
+        """Show the sweep of the selection ``key``; ``make_table()`` computes its table (the
+        caller's :func:`qe_nb.sweep_table`) only the first time.
+
+        The last :data:`MAX_CACHED_SELECTIONS` selections keep their table, figure, marker
+        and PNGs.
+        """
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = {"table": make_table()}
+            if len(self._cache) >= MAX_CACHED_SELECTIONS:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = entry
         self._entry = entry
 
     def draw(self, alpha: float) -> None:
