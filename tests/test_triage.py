@@ -12,7 +12,8 @@ import scipy.stats
 import xarray as xr
 
 from qe_nb.core.alarms import alarms, risk
-from qe_nb.core.triage import _auroc_rows, _spearman_rows, _top_rows, triage_performance, worklist
+from qe_nb.core.statistics import auroc_rows, spearman_rows
+from qe_nb.core.triage import _top_rows, triage_performance, worklist
 from qe_nb.exceptions import InputError, UnreliableThresholdWarning
 
 DIMS = ("case", "algorithm", "label", "metric")
@@ -126,19 +127,19 @@ def test_auroc_against_pairs_and_scipy():
     rng = np.random.default_rng(1)
     scores = rng.integers(0, 5, size=(20, 40)).astype(float)  # many ties
     failed = rng.random((20, 40)) < 0.3
-    got = _auroc_rows(scores, failed)
+    got = auroc_rows(scores, failed)
     for row in range(20):
         assert got[row] == pytest.approx(brute_auroc(scores[row], failed[row]), abs=1e-12)
         u = scipy.stats.mannwhitneyu(scores[row][failed[row]], scores[row][~failed[row]]).statistic
         assert got[row] == pytest.approx(u / (failed[row].sum() * (~failed[row]).sum()), abs=1e-12)
-    assert np.isnan(_auroc_rows(np.ones((1, 4)), np.zeros((1, 4), dtype=bool))).all()
+    assert np.isnan(auroc_rows(np.ones((1, 4)), np.zeros((1, 4), dtype=bool))).all()
 
 
 def test_spearman_rows_against_scipy():
     rng = np.random.default_rng(2)
     a = rng.integers(0, 6, size=(10, 30)).astype(float)
     b = rng.random((10, 30))
-    got = _spearman_rows(a, b)
+    got = spearman_rows(a, b)
     for row in range(10):
         assert got[row] == pytest.approx(scipy.stats.spearmanr(a[row], b[row]).statistic, abs=1e-12)
 

@@ -1,4 +1,5 @@
-"""The small statistics every layer shares: Pearson r, entropy, median/MAD, per-case means.
+"""The small statistics every layer shares: Pearson r, entropy, median/MAD, per-case means,
+AUROC and Spearman's rho of risk scores, and bootstrap intervals.
 
 Each idea has one definition here; the core (``alarms``, ``calibration``, ``triage``), the
 plots, the widgets and the command line call these instead of computing their own, so a
@@ -17,6 +18,7 @@ Rules (DESIGN.md section 2):
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -36,6 +38,9 @@ __all__ = [
     "median_mad",
     "label_mean",
     "case_quality",
+    "auroc_rows",
+    "spearman_rows",
+    "percentile_interval",
 ]
 
 
@@ -382,3 +387,108 @@ def case_quality(
         )
     return q.astype(np.float64).rename(metric)
 
+
+
+def auroc_rows(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """AUROC of every row of ``scores`` for the matching row of ``positives``.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Shape ``(..., n)``, higher = riskier. NaN entries are left out of their row.
+    positives : numpy.ndarray of bool
+        Same shape (or broadcastable): the units that should score high (failed cases).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``scores.shape[:-1]``: the Mann-Whitney U of the positives' scores against the
+        others', divided by ``n1 * n0`` -- the probability that a positive outscores a
+        negative, ties counting half. NaN where a row has no positive or no negative.
+
+    Notes
+    -----
+    ``U = (sum of the mid-ranks of the positives) - n1 (n1 + 1) / 2``, as
+    :func:`scipy.stats.mannwhitneyu` computes it.
+
+    Examples
+    --------
+    >>> auroc_rows(np.array([[3.0, 2.0, 1.0], [1.0, 1.0, 1.0]]), np.array([True, False, False]))
+    array([1. , 0.5])
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.broadcast_to(np.asarray(positives, dtype=bool), scores.shape)
+    valid = ~np.isnan(scores)
+    ranks = scipy.stats.rankdata(scores, axis=-1, nan_policy="omit") if not valid.all() else (
+        scipy.stats.rankdata(scores, axis=-1)
+    )
+    hits = positives & valid
+    n1 = hits.sum(axis=-1)
+    n0 = valid.sum(axis=-1) - n1
+    u = np.where(hits, ranks, 0.0).sum(axis=-1) - n1 * (n1 + 1) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
+
+
+def spearman_rows(scores: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every row of ``scores`` with the matching row of ``quality``.
+
+    Parameters
+    ----------
+    scores, quality : numpy.ndarray
+        Same shape (or broadcastable), ``(..., n)``. Pairs where either is NaN are left out.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of the rows: Pearson r of the mid-ranks, equal to
+        :func:`scipy.stats.spearmanr`; NaN where a row is constant or has fewer than two pairs.
+
+    Examples
+    --------
+    >>> spearman_rows(np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]]), np.array([0.9, 0.5, 0.1]))
+    array([-1. ,  0.5])
+    """
+    a, b = np.broadcast_arrays(np.asarray(scores, dtype=np.float64), np.asarray(quality, dtype=np.float64))
+    valid = ~(np.isnan(a) | np.isnan(b))
+    if valid.all():
+        ra, rb = scipy.stats.rankdata(a, axis=-1), scipy.stats.rankdata(b, axis=-1)
+    else:
+        ra = scipy.stats.rankdata(np.where(valid, a, np.nan), axis=-1, nan_policy="omit")
+        rb = scipy.stats.rankdata(np.where(valid, b, np.nan), axis=-1, nan_policy="omit")
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without a pair: NaN by design
+        ra = ra - np.nanmean(ra, axis=-1, keepdims=True)
+        rb = rb - np.nanmean(rb, axis=-1, keepdims=True)
+        ra, rb = np.where(valid, ra, 0.0), np.where(valid, rb, 0.0)
+        return (ra * rb).sum(-1) / np.sqrt((ra * ra).sum(-1) * (rb * rb).sum(-1))
+
+
+def percentile_interval(samples: np.ndarray, *, level: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``samples`` over their finite values.
+
+    Parameters
+    ----------
+    samples : numpy.ndarray
+        The statistic over the bootstrap resamples (NaN where a resample leaves it undefined,
+        e.g. an AUROC without a positive).
+    level : float, default 0.95
+        Coverage; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles.
+
+    Returns
+    -------
+    (float, float)
+        ``(nan, nan)`` when no sample is finite.
+
+    Examples
+    --------
+    >>> percentile_interval(np.arange(41.0))  # 2.5 % and 97.5 % of 0..40
+    (1.0, 39.0)
+    """
+    values = np.asarray(samples, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    tail = round(50.0 * (1.0 - level), 10)  # 2.5, not 2.5000000000000022, at 0.95
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)

@@ -26,6 +26,7 @@ from qe_nb.core.checks import (
     check_scores,
     metric_directions,
 )
+from qe_nb.core.statistics import auroc_rows, percentile_interval, spearman_rows
 from qe_nb.exceptions import InputError
 
 __all__ = ["worklist", "triage_performance", "alarm_reason"]
@@ -197,31 +198,6 @@ def _reasons(sim: xr.DataArray, flags: np.ndarray, limits: np.ndarray, better: l
 
 
 
-def _auroc_rows(scores: np.ndarray, failed: np.ndarray) -> np.ndarray:
-    """AUROC of every row of ``scores`` for the positives ``failed`` (rows), via Mann-Whitney U.
-
-    ``U = sum of the mid-ranks of the positives - n1 (n1 + 1) / 2``; AUROC = U / (n1 n0),
-    the probability that a failed case scores higher than a good one, ties counting half.
-    NaN where a row has no positive or no negative.
-    """
-    ranks = scipy.stats.rankdata(scores, axis=-1)
-    n1 = failed.sum(axis=-1)
-    n0 = failed.shape[-1] - n1
-    u = (ranks * failed).sum(axis=-1) - n1 * (n1 + 1) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((n1 > 0) & (n0 > 0), u / (n1 * n0), np.nan)
-
-
-def _spearman_rows(scores: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """Spearman's rho of every row of ``scores`` with the matching row of ``quality``."""
-    a = scipy.stats.rankdata(scores, axis=-1)
-    b = scipy.stats.rankdata(quality, axis=-1)
-    a = a - a.mean(axis=-1, keepdims=True)
-    b = b - b.mean(axis=-1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
-
-
 def _top_rows(scores: np.ndarray, failed: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Precision and share of failures caught when reviewing the top ``fraction`` of cases.
 
@@ -247,7 +223,7 @@ def _top_rows(scores: np.ndarray, failed: np.ndarray, fraction: float) -> tuple[
 
 
 def _statistics(scores: np.ndarray, quality: np.ndarray, failed: np.ndarray, fractions) -> dict[str, np.ndarray]:
-    out = {"auroc": _auroc_rows(scores, failed), "spearman_rho": _spearman_rows(scores, quality)}
+    out = {"auroc": auroc_rows(scores, failed), "spearman_rho": spearman_rows(scores, quality)}
     for f in fractions:
         precision, recall = _top_rows(scores, failed, f)
         tag = f"{100 * f:g}%"
@@ -374,9 +350,7 @@ def triage_performance(
         for i, values in enumerate(stacked):
             stats = _statistics(values[draws], boot_q, boot_failed, fractions)
             for key, samples in stats.items():
-                finite = samples[np.isfinite(samples)]
-                if finite.size:
-                    low[key][i], high[key][i] = np.percentile(finite, [2.5, 97.5])
+                low[key][i], high[key][i] = percentile_interval(samples)
 
     rows = []
     for i, name in enumerate(named):
