@@ -6,28 +6,26 @@ why it alarmed, and records a verdict -- *accept*, *needs correction* or *reject
 optional note. Verdicts are written to a CSV file beside the scores at once
 (:mod:`qe_nb.ui.verdicts`), shown in the worklist and read back when the app starts again.
 
-:class:`TriageApp` composes three views -- :class:`qe_nb.ui.triage_views.WorklistView`,
-:class:`qe_nb.ui.triage_views.VerdictPanel` and one shared
+:class:`TriageApp` composes the views of :mod:`qe_nb.ui.triage_views` --
+:class:`~qe_nb.ui.triage_views.WorklistView`, :class:`~qe_nb.ui.triage_views.VerdictPanel`,
+:class:`~qe_nb.ui.triage_views.NotesView` -- and one shared
 :class:`qe_nb.ui.viewer.CaseViewer`, driven through its public methods (``set_case``,
-``set_alpha``). No science happens here: the worklist is :func:`qe_nb.worklist`, the preset α
+``set_alpha``); its arguments are checked and the scores read by
+:func:`qe_nb.ui.app_inputs.load_triage_inputs`. No science happens here: the worklist is :func:`qe_nb.worklist`, the preset α
 is :func:`qe_nb.calibrate`'s. ``qe-nb app`` serves it with Voila (:mod:`qe_nb.ui.serve`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
 from qe_nb.exceptions import InputError
+from qe_nb.ui.app_inputs import check_alpha, load_triage_inputs
 from qe_nb.ui.common import WidgetApp, ipywidgets
 from qe_nb.ui.serve import (
     ENVIRONMENT,
@@ -36,7 +34,13 @@ from qe_nb.ui.serve import (
     demo_environment,
     voila_command,
 )
-from qe_nb.ui.triage_views import VerdictPanel, WorklistView, alarm_colour
+from qe_nb.ui.triage_views import (
+    NotesView,
+    VerdictPanel,
+    WorklistView,
+    alarm_colour,
+    header_html,
+)
 from qe_nb.ui.verdicts import (
     VERDICT_COLUMNS,
     VERDICTS,
@@ -130,6 +134,7 @@ class TriageApp(WidgetApp):
 
     Examples
     --------
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> sim = xr.DataArray(rng.random((6, 2, 1, 1)), dims=("case", "algorithm", "label", "metric"),
     ...                    coords={"case": [f"c{i}" for i in range(6)], "algorithm": ["a", "b"],
@@ -159,7 +164,10 @@ class TriageApp(WidgetApp):
         w = ipywidgets()
         from qe_nb.core.calibration import ALPHA_RANGE, ALPHA_STEP, calibrate
 
-        self._load(scores, ensemble, rows, label_mean, quality_metric)
+        inputs = load_triage_inputs(scores, ensemble=ensemble, rows=rows, label_mean=label_mean,
+                                    quality_metric=quality_metric)
+        self.scores, self.scores_path, self.ensemble = inputs.scores, inputs.scores_path, inputs.ensemble
+        self.similarity, self.quality = inputs.similarity, inputs.quality
         self.fusion = fusion or str(self.scores.attrs.get("fusion", "mav"))
         self._dpi = dpi
         if isinstance(verdicts, VerdictStore):
@@ -169,14 +177,14 @@ class TriageApp(WidgetApp):
         else:
             self.store = VerdictStore(default_verdicts_path(self.scores_path) if self.scores_path else None)
         self.calibration_objective = "pearson" if self.quality is not None else "entropy"
-        self.notes: list[str] = []
-        with self._noting():
+        self.notes_view = NotesView()
+        self.notes, self.notes_html = self.notes_view.notes, self.notes_view.html
+        with self.notes_view.noting():
             self.calibrated_alpha = float(calibrate(self.similarity, objective=self.calibration_objective,
                                                     quality=self.quality))
+        alpha = check_alpha(alpha, none_ok=True)
         if alpha is None:
             alpha = self.calibrated_alpha
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not np.isfinite(alpha):
-            raise InputError(f"`alpha` must be a finite number or None; got {alpha!r}.")
         sizes = self.similarity.sizes
         self.max_count = int(sizes["algorithm"] * sizes["label"] * sizes["metric"])
         self.case: str | None = None
@@ -197,9 +205,6 @@ class TriageApp(WidgetApp):
         self.preset_button.add_class("qe-alpha-preset")
         self.summary = w.HTML()
         self.summary.add_class("qe-alarm-summary")
-        self.notes_html = w.HTML()
-        self.notes_html.add_class("qe-triage-notes")
-        self._show_notes()
 
         # --- views: the worklist, the verdict panel and (once a case is opened) the viewer
         self.worklist_view = WorklistView(min(rows, sizes["case"]), max_count=self.max_count,
@@ -211,7 +216,7 @@ class TriageApp(WidgetApp):
                        layout=w.Layout(flex="1 1 auto", min_width="0", overflow="auto",
                                        margin="0 0 0 12px"))
         self.widget = w.VBox([
-            w.HTML(_CSS + self._header_html()),
+            w.HTML(_CSS + header_html(self.similarity, self.store.path)),
             w.HBox([self.alpha_slider, self.alpha_readout, self.preset_button]),
             self.summary,
             self.worklist_view.legend,
@@ -224,39 +229,6 @@ class TriageApp(WidgetApp):
         self.alpha_slider.observe(lambda _: self.refresh(), names="value")
         self.preset_button.on_click(lambda _: self.set_alpha(self.calibrated_alpha))
         self.refresh()
-
-    def _load(self, scores: Any, ensemble: Any, rows: Any, label_mean: bool, quality_metric: str) -> None:
-        """Check the inputs; set scores, scores_path, ensemble, similarity and quality."""
-        from qe_nb.core.checks import check_scores
-        from qe_nb.core.statistics import case_quality
-        from qe_nb.core.statistics import label_mean as mean_over_labels
-
-        self.scores_path = None
-        if isinstance(scores, (str, os.PathLike)):
-            from qe_nb.pipeline.scoring import load_scores
-
-            self.scores_path = Path(os.fspath(scores))
-            scores = load_scores(self.scores_path)
-        if not isinstance(scores, xr.Dataset) or "similarity" not in scores.data_vars:
-            raise InputError(
-                "`scores` must be a scores Dataset with a 'similarity' variable (qe_nb.score) or "
-                f"the path of its file; got {type(scores).__name__}."
-            )
-        if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1:
-            raise InputError(f"`rows` must be an integer >= 1; got {rows!r}.")
-        if ensemble is not None and (not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble):
-            raise InputError(
-                "`ensemble` must be None or the catalogue from qe_nb.open_ensemble; got "
-                f"{type(ensemble).__name__}."
-            )
-        self.scores = scores
-        self.ensemble = ensemble
-        similarity = check_scores(scores, name="scores")
-        self.similarity = mean_over_labels(similarity) if label_mean else similarity
-        self.quality = None
-        if "quality" in scores.data_vars and quality_metric in scores["quality"]["metric"].values:
-            # a case's quality is the mean over the labels that have a value (as before 0.2)
-            self.quality = case_quality(scores["quality"], quality_metric, skipna=True)
 
     # ---- state as data
 
@@ -298,8 +270,7 @@ class TriageApp(WidgetApp):
 
     def set_alpha(self, alpha: float) -> None:
         """Set α (widening the slider if needed); the worklist and the viewer follow."""
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not np.isfinite(alpha):
-            raise InputError(f"`alpha` must be a finite number; got {alpha!r}.")
+        alpha = check_alpha(alpha)
         self.alpha_slider.min = min(self.alpha_slider.min, float(alpha))
         self.alpha_slider.max = max(self.alpha_slider.max, float(alpha))
         self.alpha_slider.value = float(alpha)
@@ -349,7 +320,7 @@ class TriageApp(WidgetApp):
         from qe_nb.core.triage import worklist
 
         alpha = self.alpha
-        with self._noting():
+        with self.notes_view.noting():
             table = worklist(self.similarity, alpha, quality=self.quality)
             counts = risk(alarms(self.similarity, alpha))
         self.worklist = table
@@ -374,32 +345,3 @@ class TriageApp(WidgetApp):
             row = table[table["case"] == self.case].iloc[0]
             self.verdict_panel.draw_header(self.case, row, len(table), self.alpha,
                                            self.store.get(self.case))
-
-    @contextlib.contextmanager
-    def _noting(self) -> Iterator[None]:
-        """Keep qe_nb's warnings (e.g. MAD 0) as notes shown once in the app, not as stderr."""
-        from qe_nb.exceptions import QeNbWarning
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", QeNbWarning)
-            yield
-        for item in caught:
-            if not issubclass(item.category, QeNbWarning):
-                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-            elif str(item.message) not in self.notes:
-                self.notes.append(str(item.message))
-        self._show_notes()
-
-    def _show_notes(self) -> None:
-        if self.notes and hasattr(self, "notes_html"):
-            self.notes_html.value = ("<details style='font-size:12px;color:#555'><summary>"
-                                     f"{len(self.notes)} note(s) on the thresholds</summary>"
-                                     + "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
-                                     + "</details>")
-
-    def _header_html(self) -> str:
-        s = self.similarity
-        where = html.escape(str(self.store.path)) if self.store.path else "memory only (not saved)"
-        return (f"<h2 style='margin:4px 0'>qe-nb triage</h2><p>{s.sizes['case']} cases · "
-                f"{s.sizes['algorithm']} algorithms · {s.sizes['label']} label(s) · metrics "
-                f"{', '.join(map(str, s['metric'].values))} · verdicts: <code>{where}</code></p>")

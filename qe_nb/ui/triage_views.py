@@ -1,5 +1,6 @@
-"""The views of the triage app: the worklist (a fixed set of rows refilled in place) and the
-verdict panel (the open case's header, the verdict buttons and the note).
+"""The views of the triage app: the worklist (a fixed set of rows refilled in place), the
+verdict panel (the open case's header, the verdict buttons and the note), the notes on the
+thresholds (qe_nb's warnings, shown once) and the header line.
 
 Each view owns its widgets and draws from data it is given; :class:`qe_nb.ui.triage_app.TriageApp`
 composes them with a :class:`qe_nb.ui.viewer.CaseViewer`.
@@ -7,17 +8,22 @@ composes them with a :class:`qe_nb.ui.viewer.CaseViewer`.
 
 from __future__ import annotations
 
+import contextlib
 import html
-from collections.abc import Callable, Mapping
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from qe_nb.ui.common import ipywidgets
 from qe_nb.ui.verdicts import VERDICTS
 
-__all__ = ["alarm_colour", "VERDICT_COLOURS", "WorklistView", "VerdictPanel"]
+__all__ = ["alarm_colour", "VERDICT_COLOURS", "WorklistView", "VerdictPanel", "NotesView",
+           "header_html"]
 
 VERDICT_COLOURS: dict[str, str] = {"accept": "#009E73", "needs correction": "#E69F00",
                                    "reject": "#D55E00"}
@@ -187,3 +193,49 @@ class VerdictPanel:
             f"<h3 class='qe-case-title' style='margin:4px 0'>{html.escape(case)}</h3>"
             f"<p>rank {int(row.name)} of {n_cases} · <b>{int(row['risk'])} alarms</b> at "
             f"α = {alpha:.2f} · {verdict}</p><p style='font-size:12px'>{reasons}</p>")
+
+
+class NotesView:
+    """qe_nb's warnings (e.g. MAD 0) kept as notes and shown once in the app, not on stderr.
+
+    Attributes
+    ----------
+    notes : list of str
+        The distinct messages so far, oldest first.
+    html : ipywidgets.HTML
+        Their collapsible list (CSS class ``qe-triage-notes``); empty while there are none.
+    """
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.html = ipywidgets().HTML()
+        self.html.add_class("qe-triage-notes")
+
+    @contextlib.contextmanager
+    def noting(self) -> Iterator[None]:
+        """Collect the :class:`qe_nb.exceptions.QeNbWarning` raised inside as notes; other
+        warnings go on as they came."""
+        from qe_nb.exceptions import QeNbWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", QeNbWarning)
+            yield
+        for item in caught:
+            if not issubclass(item.category, QeNbWarning):
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+            elif str(item.message) not in self.notes:
+                self.notes.append(str(item.message))
+        if self.notes:
+            self.html.value = ("<details style='font-size:12px;color:#555'><summary>"
+                               f"{len(self.notes)} note(s) on the thresholds</summary>"
+                               + "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
+                               + "</details>")
+
+
+def header_html(similarity: xr.DataArray, verdicts_path: str | os.PathLike | None) -> str:
+    """The app's title and a line with the cube's sizes, metrics and where verdicts are kept."""
+    s = similarity
+    where = html.escape(str(verdicts_path)) if verdicts_path else "memory only (not saved)"
+    return (f"<h2 style='margin:4px 0'>qe-nb triage</h2><p>{s.sizes['case']} cases · "
+            f"{s.sizes['algorithm']} algorithms · {s.sizes['label']} label(s) · metrics "
+            f"{', '.join(map(str, s['metric'].values))} · verdicts: <code>{where}</code></p>")
