@@ -7,7 +7,9 @@ per-case kernel (:func:`qe_nb.core.case.score_arrays` with ``keep_fusion=True``)
 slider only cuts another slice. Apps that embed it (the triage app) drive it through its
 public methods: :meth:`CaseViewer.set_case`, :meth:`CaseViewer.set_alpha`,
 :meth:`CaseViewer.redraw` and the properties :attr:`~CaseViewer.index`,
-:attr:`~CaseViewer.axis`, :attr:`~CaseViewer.structure`, :attr:`~CaseViewer.alarms`.
+:attr:`~CaseViewer.axis`, :attr:`~CaseViewer.structure`, :attr:`~CaseViewer.alarms`. The
+case's scores table and the legend's values come from its :class:`CaseScoresView`; its
+arguments are checked by :mod:`qe_nb.ui.app_inputs`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from qe_nb.exceptions import InputError
+from qe_nb.ui.app_inputs import check_catalogue, check_optional_scores
 from qe_nb.ui.common import (
     TABLE_CSS,
     WidgetApp,
@@ -31,7 +34,7 @@ from qe_nb.ui.common import (
     show_png,
 )
 
-__all__ = ["CaseViewer", "VIEWS", "case_scores_html"]
+__all__ = ["CaseViewer", "CaseScoresView", "VIEWS", "case_scores_html"]
 
 VIEWS: dict[str, int] = {"axial": 0, "coronal": 1, "sagittal": 2}
 """The slice orientations and the (z, y, x) axis each cuts across."""
@@ -40,6 +43,73 @@ PREFERRED_MODALITIES: tuple[str, ...] = ("t1c", "t1ce", "ct")
 """The image shown first when the catalogue has it (contrast-enhanced T1, CT)."""
 
 NO_IMAGE = "(none)"
+
+
+class CaseScoresView:
+    """One case's scores and alarms: the table of :func:`case_scores_html` in its panel, and
+    each candidate's Dice and alarm count for the overlay's legend.
+
+    Parameters
+    ----------
+    scores : xarray.Dataset or None
+        The scores cube; without it the panel stays empty and the legend has no values.
+    alpha : float or xarray.DataArray
+        The α of the alarms.
+
+    Attributes
+    ----------
+    panel : ipywidgets.Output
+        The table (CSS class ``qe-case-scores``).
+    alpha : float or xarray.DataArray
+    alarms : xarray.DataArray or None
+        :func:`qe_nb.alarms` of the whole cube at ``alpha``; None without scores.
+    """
+
+    def __init__(self, scores: xr.Dataset | None, alpha: float | xr.DataArray) -> None:
+        self.scores = scores
+        self.panel = ipywidgets().Output()
+        self.panel.add_class("qe-case-scores")
+        self.set_alpha(alpha)
+
+    def set_alpha(self, alpha: float | xr.DataArray) -> None:
+        """Recompute the alarms at ``alpha`` (over the whole cube, as the worklist does)."""
+        from qe_nb.core.alarms import alarms
+
+        self.alpha = alpha
+        self.alarms = None if self.scores is None else alarms(self.scores["similarity"], alpha)
+
+    def _has(self, case: str) -> bool:
+        return self.scores is not None and case in [str(c) for c in self.scores["case"].values]
+
+    def legend_values(self, case: str, structure: str,
+                      names: list[str]) -> tuple[dict | None, dict | None]:
+        """Dice of ``structure`` and the alarm count of each candidate in ``names``; (None,
+        None) when the scores do not hold the case or one of the candidates."""
+        if self.scores is None or self.alarms is None or not self._has(case):
+            return None, None
+        sim = self.scores["similarity"]
+        if not all(n in [str(a) for a in sim["algorithm"].values] for n in names):
+            return None, None
+        dice = None
+        if "dice" in sim["metric"].values and structure in sim["label"].values:
+            d = sim.sel(case=case, label=structure, metric="dice")
+            dice = {n: float(d.sel(algorithm=n)) for n in names}
+        counts = self.alarms.sel(case=case).sum(("label", "metric"))
+        return dice, {n: int(counts.sel(algorithm=n)) for n in names}
+
+    def draw(self, case: str) -> None:
+        """Show ``case``'s table (or say it is not in the scores); nothing without scores."""
+        from IPython.display import HTML
+
+        self.panel.outputs = ()
+        if self.scores is None or self.alarms is None:
+            return
+        if not self._has(case):
+            self.panel.append_display_data(
+                HTML(f"<p>case {html.escape(case)} is not in the scores.</p>"))
+            return
+        self.panel.append_display_data(HTML(case_scores_html(
+            self.scores["similarity"].sel(case=case), self.alarms.sel(case=case), self.alpha)))
 
 
 def case_scores_html(similarity: xr.DataArray, flags: xr.DataArray, alpha: float | xr.DataArray) -> str:
@@ -121,45 +191,20 @@ class CaseViewer(WidgetApp):
         dpi: float = 72,
     ) -> None:
         w = ipywidgets()
-        from qe_nb.core.fusion import METHODS as FUSION_METHODS
         from qe_nb.data.loading import ensemble_labels
 
-        if not isinstance(ensemble, xr.Dataset) or "mask" not in ensemble.data_vars:
-            raise InputError(
-                "`ensemble` must be the catalogue from qe_nb.open_ensemble (an xarray.Dataset "
-                f"with a 'mask' variable over (case, algorithm)); got {type(ensemble).__name__}."
-            )
-        if fusion not in FUSION_METHODS:
-            raise InputError(f"Unknown fusion {fusion!r}; expected one of {list(FUSION_METHODS)}.")
-        self.ensemble = ensemble
+        self.ensemble = check_catalogue(ensemble, fusion=fusion)
         self.fusion = fusion
         self._dpi = check_number(dpi, "dpi")
         self._scheme = ensemble_labels(ensemble)
         self._cases = [str(c) for c in np.atleast_1d(ensemble["case"].values)]
-        self.scores = self._check_scores(scores)
-        self.alpha = alpha
-        self.alarms: xr.DataArray | None = None
-        if self.scores is not None:
-            from qe_nb.core.alarms import alarms
-
-            self.alarms = alarms(self.scores["similarity"], alpha)
+        self.scores = check_optional_scores(scores)
+        self.scores_view = CaseScoresView(self.scores, alpha)
+        self.scores_panel = self.scores_view.panel
         self._hold = False
         self._ax: Any = None
         self._build(w)
         self.set_case(case)
-
-    @staticmethod
-    def _check_scores(scores: Any) -> xr.Dataset | None:
-        if scores is None:
-            return None
-        if isinstance(scores, xr.DataArray):
-            scores = xr.Dataset({"similarity": scores})
-        if not isinstance(scores, xr.Dataset) or "similarity" not in scores.data_vars:
-            raise InputError(
-                "`scores` must be None or a scores Dataset with a 'similarity' variable "
-                f"(qe_nb.score); got {type(scores).__name__}."
-            )
-        return scores
 
     def _build(self, w: Any) -> None:
         ensemble = self.ensemble
@@ -185,8 +230,6 @@ class CaseViewer(WidgetApp):
         self.case_label = w.HTML()
         self.overlay_panel = w.Output()
         self.overlay_panel.add_class("qe-overlay")
-        self.scores_panel = w.Output()
-        self.scores_panel.add_class("qe-case-scores")
         self.widget = w.VBox([
             w.HTML(TABLE_CSS),
             self.case_label,
@@ -228,6 +271,16 @@ class CaseViewer(WidgetApp):
         return [a for a, box in self.candidate_checkboxes.items() if box.value]
 
     @property
+    def alpha(self) -> float | xr.DataArray:
+        """The α of the alarms (:meth:`set_alpha`)."""
+        return self.scores_view.alpha
+
+    @property
+    def alarms(self) -> xr.DataArray | None:
+        """:func:`qe_nb.alarms` of the whole scores cube at :attr:`alpha` (None without scores)."""
+        return self.scores_view.alarms
+
+    @property
     def figure(self) -> Any:
         """The overlay's figure (None before the first drawing)."""
         return None if self._ax is None else self._ax.figure
@@ -265,17 +318,13 @@ class CaseViewer(WidgetApp):
             self._hold = False
         self.case_label.value = (f"<b>case {html.escape(case)}</b> · fusion {self.fusion} · "
                                  f"grid {' x '.join(map(str, fused.shape))}")
-        self._draw_scores()
+        self.scores_view.draw(case)
         self.redraw()
 
     def set_alpha(self, alpha: float | xr.DataArray) -> None:
         """Show the alarms at another α (the case stays loaded) and redraw."""
-        from qe_nb.core.alarms import alarms
-
-        self.alpha = alpha
-        if self.scores is not None:
-            self.alarms = alarms(self.scores["similarity"], alpha)
-        self._draw_scores()
+        self.scores_view.set_alpha(alpha)
+        self.scores_view.draw(self.case)
         self.redraw()
 
     def _centre_slice(self) -> None:
@@ -330,7 +379,7 @@ class CaseViewer(WidgetApp):
         reference = None
         if self.reference is not None and self.reference_checkbox.value:
             reference = slab(self.reference.values[k])
-        dice, alarm_counts = self._legend_values(names)
+        dice, alarm_counts = self.scores_view.legend_values(self.case, self.structure, names)
         if self._ax is not None:
             self._ax.clear()
         ax = case_overlay(
@@ -342,31 +391,3 @@ class CaseViewer(WidgetApp):
                      loc="left", fontsize="medium")
         self._ax = ax
         show_png(self.overlay_panel, figure_png_at(ax.figure, self._dpi))
-
-    def _legend_values(self, names: list[str]) -> tuple[dict | None, dict | None]:
-        if self.scores is None or self.alarms is None:
-            return None, None
-        sim = self.scores["similarity"]
-        known = [str(a) for a in sim["algorithm"].values]
-        if self.case not in [str(c) for c in sim["case"].values] or not all(n in known for n in names):
-            return None, None
-        dice = None
-        if "dice" in sim["metric"].values and self.structure in sim["label"].values:
-            d = sim.sel(case=self.case, label=self.structure, metric="dice")
-            dice = {n: float(d.sel(algorithm=n)) for n in names}
-        counts = self.alarms.sel(case=self.case).sum(("label", "metric"))
-        return dice, {n: int(counts.sel(algorithm=n)) for n in names}
-
-    def _draw_scores(self) -> None:
-        from IPython.display import HTML
-
-        self.scores_panel.outputs = ()
-        if self.scores is None or self.alarms is None:
-            return
-        sim = self.scores["similarity"]
-        if self.case not in [str(c) for c in sim["case"].values]:
-            self.scores_panel.append_display_data(
-                HTML(f"<p>case {html.escape(self.case)} is not in the scores.</p>"))
-            return
-        self.scores_panel.append_display_data(HTML(case_scores_html(
-            sim.sel(case=self.case), self.alarms.sel(case=self.case), self.alpha)))
