@@ -83,15 +83,16 @@ def check_mask_pair(a: object, b: object, names: tuple[str, str] = ("a", "b")) -
 def check_spacing(spacing: object, ndim: int) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * ndim
+    axes = {2: "(y, x)", 3: "(z, y, x)"}.get(ndim, "axis")
     try:
         values = np.asarray(spacing, dtype=float)
     except (TypeError, ValueError):
         raise InputError(
-            f"`spacing` must be {ndim} numbers in mm, in numpy (z, y, x) order; got {spacing!r}."
+            f"`spacing` must be {ndim} numbers in mm, in numpy {axes} order; got {spacing!r}."
         ) from None
     if values.shape != (ndim,):
         raise InputError(
-            f"`spacing` must hold one value per mask axis ({ndim}, in numpy (z, y, x) order); "
+            f"`spacing` must hold one value per mask axis ({ndim}, in numpy {axes} order); "
             f"got {spacing!r}."
         )
     if not (np.all(np.isfinite(values)) and np.all(values > 0)):

@@ -13,7 +13,9 @@ those of DESIGN §2:
 - both masks empty: Dice, Jaccard and NSD 1, every distance 0; exactly one empty: Dice,
   Jaccard and NSD 0, every distance ``inf``. These are results, never errors.
 
-Spacing is in millimetres in numpy order ``(z, y, x)``. The registry of metric ids lives in
+Masks are 3-D ``(z, y, x)`` or 2-D ``(y, x)`` (microscopy, X-ray, dermoscopy) under the same
+rules; spacing is per axis in numpy order, in millimetres, or in pixels for a 2-D format that
+stores no spacing (the scores cube then says "px"). The registry of metric ids lives in
 :mod:`qe_nb.core.metric_specs` (re-exported here), the per-mask features in
 :mod:`qe_nb.core.masks` and the distance engine, with how it is fast, in
 :mod:`qe_nb.core.distances`.
@@ -166,7 +168,7 @@ def hausdorff(
         The masks (any shape for ``percentile=100`` or ``definition="medpy"``; 2-D or 3-D
         for the surface-distance percentile). Integer arrays of 0 and 1 are accepted.
     spacing : sequence of float, optional
-        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+        Voxel size in mm per axis, numpy (z, y, x) or (y, x) order. Default 1.0 each.
     percentile : float, default 100.0
         In [0, 100].
     definition : {"surface-distance", "medpy"}, default "surface-distance"
@@ -244,7 +246,7 @@ def assd(a: np.ndarray, b: np.ndarray, *, spacing: Sequence[float] | None = None
     a, b : ndarray of bool, same shape, 2-D or 3-D
         The masks. Integer arrays of 0 and 1 are accepted.
     spacing : sequence of float, optional
-        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+        Voxel size in mm per axis, numpy (z, y, x) or (y, x) order. Default 1.0 each.
 
     Returns
     -------
@@ -293,7 +295,7 @@ def nsd(
     a, b : ndarray of bool, same shape, 2-D or 3-D
         The masks. Integer arrays of 0 and 1 are accepted.
     spacing : sequence of float, optional
-        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+        Voxel size in mm per axis, numpy (z, y, x) or (y, x) order. Default 1.0 each.
     tolerance : float, default 1.0
         Surface elements closer than or at this distance (mm) to the other surface count as
         overlapping; >= 0.
@@ -386,7 +388,7 @@ def compute_metrics(
     metrics : str or sequence of str, default ("dice", "hd95")
         Ids from :data:`METRICS`.
     spacing : sequence of float, optional
-        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+        Voxel size in mm per axis, numpy (z, y, x) or (y, x) order. Default 1.0 each.
     nsd_tolerance : float, default 1.0
         Tolerance of ``nsd`` in mm.
 
@@ -413,6 +415,13 @@ def compute_metrics(
     >>> b = np.zeros_like(a); b[0, 0, 3] = True
     >>> compute_metrics(a, b, ["dice", "hd", "hd95_medpy"])
     {'dice': 0.0, 'hd': 3.0, 'hd95_medpy': 3.0}
+
+    2-D masks take a (y, x) spacing: two pixels four columns of 0.5 mm apart.
+
+    >>> a2 = np.zeros((3, 7), bool); a2[1, 1] = True
+    >>> b2 = np.zeros_like(a2); b2[1, 5] = True
+    >>> compute_metrics(a2, b2, ["hd", "hd95"], spacing=(2.0, 0.5))
+    {'hd': 2.0, 'hd95': 2.0}
     """
     ids = check_metric_ids(metrics)
     a, b = check_mask_pair(a, b)
@@ -451,7 +460,7 @@ def compute_metrics_many(
     metrics : str or sequence of str, default ("dice", "hd95")
         Ids from :data:`METRICS`.
     spacing : sequence of float, optional
-        Voxel size in mm per axis of ``fused``, numpy (z, y, x) order. Default 1.0 each.
+        Voxel size in mm per axis of ``fused``, numpy (z, y, x) or (y, x) order. Default 1.0 each.
     nsd_tolerance : float, default 1.0
         Tolerance of ``nsd`` in mm.
 
@@ -513,7 +522,7 @@ def metrics_of_pairs(
     metrics : str or sequence of str, default ("dice", "hd95")
         Ids from :data:`METRICS`.
     spacing : sequence of float, optional
-        Voxel size in mm per axis, numpy (z, y, x) order. Default 1.0 each.
+        Voxel size in mm per axis, numpy (z, y, x) or (y, x) order. Default 1.0 each.
     nsd_tolerance : float, default 1.0
         Tolerance of ``nsd`` in mm.
 
