@@ -112,7 +112,7 @@ def robust_cube(
     (``pool="algorithm"``) or over ``case`` and ``algorithm`` together (``pool="all"``, the
     result broadcast to every algorithm).
     """
-    input_dims = tuple(similarity.dims) if isinstance(similarity, xr.DataArray) else DIMS
+    input_dims = tuple(map(str, similarity.dims)) if isinstance(similarity, xr.DataArray) else DIMS
     sim = check_scores(similarity)
     scale = check_mad_scale(mad_scale)
     pool = check_pool(pool)
