@@ -59,6 +59,9 @@ _API = {
     # triage
     "worklist": "core.triage",
     "triage_performance": "core.triage",
+    # ground-truth-free risk scores side by side
+    "risk_scores": "core.risk",
+    "evaluate_risk": "core.risk",
     # files -> cohort
     "open_ensemble": "data.ensemble",
     "load_case": "data.loading",
@@ -121,6 +124,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
         metrics_of_pairs,
         nsd,
     )
+    from qe_nb.core.risk import evaluate_risk, risk_scores
     from qe_nb.core.triage import triage_performance, worklist
     from qe_nb.data.ensemble import open_ensemble
     from qe_nb.data.images import read_image, write_image
