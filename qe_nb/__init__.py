@@ -74,6 +74,7 @@ _API = {
     "score": "pipeline.scoring",
     "save_scores": "pipeline.scoring",
     "load_scores": "pipeline.scoring",
+    "score_arrays": "core.case",
     "label_mean": "pipeline.scoring",
     # data sets
     "load_manifest": "data.manifest",
@@ -99,6 +100,7 @@ __all__ = sorted(_API) + ["__version__"]
 if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
     from qe_nb.core.alarms import alarms, risk, threshold_table, thresholds
     from qe_nb.core.calibration import alarm_entropy, calibrate, sweep, sweep_table
+    from qe_nb.core.case import score_arrays
     from qe_nb.core.fusion import fuse
     from qe_nb.core.labels import (
         BINARY,
@@ -151,6 +153,10 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
 from qe_nb._compat import install_module_aliases  # noqa: E402
 
 install_module_aliases()
+
+# ``scores.qe.alarms(0.1)`` must work on any scores cube once qe_nb is imported; registering the
+# accessor imports xarray (about 0.25 s), which every use of a scores cube needs anyway.
+import qe_nb.core.accessor  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
