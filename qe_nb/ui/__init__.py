@@ -10,5 +10,6 @@ The only layer that imports matplotlib or ipywidgets.
 - apps: :mod:`~qe_nb.ui.explorer` (with :mod:`~qe_nb.ui.controls` and
   :mod:`~qe_nb.ui.explorer_views`), :mod:`~qe_nb.ui.viewer`, :mod:`~qe_nb.ui.triage_app`
   (with :mod:`~qe_nb.ui.triage_views`, :mod:`~qe_nb.ui.verdicts`, :mod:`~qe_nb.ui.serve`),
-  sharing :mod:`~qe_nb.ui.common`; :mod:`~qe_nb.ui.widgets` re-exports the apps.
+  sharing :mod:`~qe_nb.ui.common` and :mod:`~qe_nb.ui.app_inputs` (the apps' input checks);
+  :mod:`~qe_nb.ui.widgets` re-exports the apps.
 """
