@@ -193,7 +193,7 @@ def test_yaml_error_shows_the_offending_line():
         ({"licence": _DROP}, r"dataset 'mine': missing required key 'licence'"),
         ({"layout": _DROP}, r"dataset 'mine': missing required key 'layout'"),
         ({"kind": _DROP}, r"dataset 'mine': missing required key 'kind'; expected one of \['local'"),
-        ({"kind": "ftp"}, r"dataset 'mine': unknown kind 'ftp'; expected one of \['local', 'manual', 'remote', 'synthetic'\]"),
+        ({"kind": "ftp"}, r"dataset 'mine': unknown kind 'ftp'; expected one of \['local', 'manual', 'remote', 'synthetic', 'build'\]"),
         ({"description": 3}, r"dataset 'mine': `description` must be a non-empty string; got 3 \(int\)"),
         ({"citation": " "}, r"dataset 'mine': `citation` must be a non-empty string"),
         ({"labels": "bratz"}, r"dataset 'mine': `labels`: Unknown label scheme 'bratz'; expected one of"),

