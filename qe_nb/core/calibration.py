@@ -52,35 +52,17 @@ _CHUNK = 20_000_000  # booleans per broadcast block in sweep()
 def alarm_entropy(risk: xr.DataArray | Sequence[int] | np.ndarray, *, max_count: int | None = None) -> float:
     """Shannon entropy (natural log) of the distribution of alarm counts over cases.
 
-    Parameters
-    ----------
-    risk : xarray.DataArray or array-like of int
-        The alarm count per case (the output of :func:`qe_nb.risk`).
-    max_count : int, optional
-        The largest possible count (``n_algorithms * n_labels * n_metrics``); the histogram
-        runs over ``0..max_count``. Defaults to the largest count seen. Empty bins contribute
-        nothing, so it only guards against counts above it.
-
-    Returns
-    -------
-    float
-        ``-sum(p_k * ln p_k)`` over the non-empty bins ``k``, ``p_k`` the share of cases with
-        ``k`` alarms. 0 when every case has the same count; at most ``ln(max_count + 1)``.
-
-    Raises
-    ------
-    InputError
-        For counts that are not non-negative whole numbers, or exceed ``max_count``.
+    The objective of ``calibrate(..., objective="entropy")``, under the name users look for:
+    the definition (``-sum(p_k ln p_k)`` over the non-empty bins of ``0..max_count``), its
+    parameters and its checks are those of :func:`qe_nb.core.statistics.count_entropy`, the
+    one implementation; ``risk`` may be the DataArray of :func:`qe_nb.risk`.
 
     Examples
     --------
-    The paper's Table 2, row alpha = 0: 13, 8, 14 and 11 of 46 CT cases with 0-3 alarms.
-
-    >>> counts = np.repeat([0, 1, 2, 3], [13, 8, 14, 11])
-    >>> round(alarm_entropy(counts, max_count=3), 2)
-    1.37
     >>> alarm_entropy([2, 2, 2])
     0.0
+    >>> round(alarm_entropy([0, 1]), 3)  # ln 2
+    0.693
     """
     return count_entropy(risk, max_count=max_count)
 

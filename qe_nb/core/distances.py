@@ -1,17 +1,7 @@
 """The distance engine behind the metrics: nearest distances between two masks, fast.
 
-One pair of masks (a fusion and a candidate, or a reference and a fusion) gives Dice,
-Jaccard, Hausdorff distances (exact, robust, MedPy's), the average symmetric surface
-distance, the normalised surface Dice and the absolute volume difference. The semantics are
-those of DESIGN §2:
-
-- ``hd`` is the exact symmetric Hausdorff distance between the two voxel *sets* (as
-  SimpleITK's ``HausdorffDistanceImageFilter``);
-- ``hd95``, ``assd`` and ``nsd`` follow DeepMind's ``surface-distance`` (surfels on the
-  2x2x2 corner grid, weighted by their area), as pymia and the paper did;
-- ``hd95_medpy`` follows ``medpy.metric.binary.hd95`` (pooled voxel surface distances);
-- both masks empty: Dice, Jaccard and NSD 1, every distance 0; exactly one empty: Dice,
-  Jaccard and NSD 0, every distance ``inf``. These are results, never errors.
+The semantics (which Hausdorff, which HD95, the empty-mask rules) are those of DESIGN §2 and
+are documented once, in :mod:`qe_nb.core.metrics`, whose public functions run on this engine.
 
 Spacing is in millimetres in numpy order ``(z, y, x)``.
 
