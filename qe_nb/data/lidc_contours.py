@@ -280,20 +280,21 @@ def annotation_mask(scan: Scan, ann: Annotation, box: np.ndarray) -> np.ndarray:
     Inclusion contours first (each switches on its inside), then exclusion contours (each
     switches off its inside), in ``id`` order, as pylidc's ``Annotation.boolean_mask``.
     """
-    shape = tuple(int(hi - lo + 1) for lo, hi in box)
-    mask = np.zeros(shape, dtype=bool)
+    depth, rows, cols = (int(hi - lo + 1) for lo, hi in box)
+    plane = (rows, cols)
+    mask = np.zeros((depth, rows, cols), dtype=bool)
     offset = (int(box[1, 0]), int(box[2, 0]))
     for inclusion in (True, False):
         for contour in ann.contours:
             if contour.inclusion is not inclusion:
                 continue
             k = slice_index(scan, contour.z) - int(box[0, 0])
-            if not 0 <= k < shape[0]:
+            if not 0 <= k < depth:
                 continue
-            inside = polygon_inside(contour.points, shape[1:], offset)
+            inside = polygon_inside(contour.points, plane, offset)
             mask[k] = (mask[k] | inside) if inclusion else (mask[k] & ~inside)
             # The outline is not nodule: cleared after every contour, as pylidc does.
-            edge = outline(contour.points - np.asarray(offset), shape[1:])
+            edge = outline(contour.points - np.asarray(offset), plane)
             mask[k, edge[:, 0], edge[:, 1]] = False
     return mask
 
