@@ -64,7 +64,8 @@ def test_geometry_defaults_and_coercion():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"shape": (2, 3)}, r"Geometry `shape` must hold 3 numbers .* got \(2, 3\)"),
+        # (2-D grids are valid since issue 13: a shape of one number is not)
+        ({"shape": (2,)}, r"Geometry `shape` must hold 3 numbers .* got \(2,\)"),
         ({"shape": (2, 3, 4), "spacing": (1.0, 1.0)}, r"`spacing` must hold 3 numbers"),
         ({"shape": (2, 3, 4), "direction": (1.0, 0.0)}, r"`direction` must hold 9 numbers"),
         ({"shape": (2, 3, 4), "origin": "abc"}, r"`origin` must hold 3 numbers .* got 'abc'"),
@@ -355,7 +356,8 @@ def test_read_image_not_an_image(tmp_path, name):
 def test_read_image_2d(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.uint8)), str(tmp_path / "a.nii.gz"))
     with pytest.raises(ImageReadError, match=r"it is 2-D \(size 5 x 6\); expected a 3-D image"):
-        read_image(tmp_path / "a.nii.gz", case="c1", role="algorithm 'flat'")
+        # 2-D images are read since issue 13; `ndim=3` asks for a volume
+        read_image(tmp_path / "a.nii.gz", case="c1", role="algorithm 'flat'", ndim=3)
 
 
 def test_read_image_4d(tmp_path):
@@ -417,8 +419,9 @@ def test_write_image_bool_and_float16(tmp_path):
 
 
 def test_write_image_errors(tmp_path):
-    with pytest.raises(InputError, match=r"`array` must be 3-D \(z, y, x\); got shape \(3, 4\)"):
-        write_image(np.zeros((3, 4)), tmp_path / "a.nii.gz")
+    # 2-D arrays are written since issue 13; 1-D ones are not
+    with pytest.raises(InputError, match=r"`array` must be 3-D \(z, y, x\) or 2-D \(y, x\); got shape \(3,\)"):
+        write_image(np.zeros((3,)), tmp_path / "a.nii.gz")
     with pytest.raises(GeometryError, match=r"`geometry.shape` \(2, 3, 5\) does not match `array.shape` \(2, 3, 4\)"):
         write_image(np.zeros((2, 3, 4)), tmp_path / "a.nii.gz", geometry=Geometry((2, 3, 5)))
     with pytest.raises(InputError, match=r"cannot write '.*a\.xyz': .*use a suffix SimpleITK writes"):

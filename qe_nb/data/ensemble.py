@@ -14,7 +14,9 @@ A pattern is a path relative to ``root`` with placeholders ``{case}``, ``{algori
     "{case}/{algorithm}.nii.gz"           case folders (BraTS Toolkit, qe_nb's synthetic cohorts)
     "{algorithm}/{case}.nii.gz"           one folder per algorithm (nnU-Net prediction folders)
     "{case}_{algorithm}.nii.gz"           flat
-    "{case}/segmentation/{algorithm}"     any image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd)
+    "{case}/segmentation/{algorithm}"     any image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd,
+                                          .png, .tif, .tiff, .bmp, .jpg, .jpeg)
+    "{case}/crowd-{algorithm}.png"        2-D masks (PNG, TIFF, BMP; 0/255 masks are binary)
 
 Rules, applied to the path relative to ``root`` with ``/`` separators:
 
@@ -36,7 +38,16 @@ Rules, applied to the path relative to ``root`` with ``/`` separators:
 - a file matched by the ``reference`` pattern, then by the ``images`` pattern, is never a
   candidate: ``"{case}/reference.nii.gz"`` beside ``"{case}/{algorithm}.nii.gz"`` is the
   reference, not an algorithm called ``"reference"``;
-- only folders as deep as the deepest pattern are visited; symbolic links are followed.
+- only folders as deep as the deepest pattern are visited; symbolic links are followed;
+- an ``images`` pattern without ``{modality}`` catalogues one modality named after its file
+  name (``"{case}/image.png"`` -> ``"image"``, ``"{case}/t1.nii.gz"`` -> ``"t1"``).
+
+Cases without images
+--------------------
+Images are for looking at, not for scoring, so a cohort where only some cases have them (BU-BIL:
+8 of 47) opens as any other: ``image`` holds ``""`` for the cases without, scoring never reads
+it, and ``load_images(ensemble, case, missing="skip")`` returns None for them (the default,
+``missing="raise"``, names the case and the pattern).
 """
 
 from __future__ import annotations
@@ -58,7 +69,7 @@ from qe_nb.core.labels import (
     resolve_labels,
     values_in,
 )
-from qe_nb.data.images import IMAGE_SUFFIXES, read_image_view
+from qe_nb.data.images import IMAGE_SUFFIXES, PICTURE_SUFFIXES, read_image_view
 from qe_nb.data.loading import (
     ensemble_labels,
     load_case,
@@ -95,7 +106,21 @@ _REFERENCE_NAMES = {"reference", "ref", "ground_truth", "groundtruth", "gt", "se
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _KNOWN = ("case", "algorithm", "modality")
-_SUFFIX_GROUP = "(?:" + "|".join(re.escape(s) for s in IMAGE_SUFFIXES) + ")"
+_ANY_SUFFIX = (*IMAGE_SUFFIXES, *PICTURE_SUFFIXES, *(s.upper() for s in PICTURE_SUFFIXES))
+_SUFFIX_GROUP = "(?:" + "|".join(re.escape(s) for s in _ANY_SUFFIX) + ")"
+
+
+def _one_modality(pattern: str) -> str:
+    """The modality id of an ``images`` pattern without ``{modality}``: its file name without
+    the suffix (``"{case}/image.png"`` -> ``"image"``), or ``"image"`` when that name holds a
+    placeholder."""
+    name = pattern.replace("\\", "/").rsplit("/", 1)[-1]
+    if "{" in name:
+        return "image"
+    for suffix in sorted(_ANY_SUFFIX, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)] or "image"
+    return name.split(".", 1)[0] or "image"
 # Files read to infer the label scheme: enough to see every label, few enough to stay quick.
 _MAX_INFERENCE_FILES = 10
 
@@ -103,7 +128,7 @@ _MAX_INFERENCE_FILES = 10
 _PATTERN_RULES = {
     "masks": (("case", "algorithm"), ("modality",), "{case}/{algorithm}.nii.gz"),
     "reference": (("case",), ("algorithm", "modality"), "{case}/reference.nii.gz"),
-    "images": (("case", "modality"), ("algorithm",), "{case}/images/{modality}.nii.gz"),
+    "images": (("case",), ("algorithm",), "{case}/images/{modality}.nii.gz"),
 }
 
 
@@ -146,7 +171,7 @@ def _compile_pattern(pattern: object, argument: str) -> tuple[re.Pattern[str], i
     if extra:
         raise EnsembleError(
             f"`{argument}` pattern {pattern!r} must not use {{{extra[0]}}}; it may use only "
-            f"{' and '.join('{' + n + '}' for n in needs)}, e.g. {example!r}."
+            f"{' and '.join('{' + n + '}' for n in _KNOWN if n not in forbidden)}, e.g. {example!r}."
         )
 
     regex, seen, pos = [], set(), 0
@@ -236,7 +261,7 @@ def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) ->
                 break
             tried.append(path)
             try:
-                array, _ = read_image_view(path, case=case, role=f"algorithm {algorithm!r}")
+                array, _ = read_image_view(path, case=case, role=f"algorithm {algorithm!r}", mask=True)
                 array = check_label_map(array, name="label_map")
             except (ImageReadError, LabelError) as exc:
                 problems.append(str(exc))
@@ -283,7 +308,9 @@ def open_ensemble(
     reference : str, optional
         Pattern of the reference (ground truth) label map of a case; needs ``{case}``.
     images : str, optional
-        Pattern of the images of a case; needs ``{case}`` and ``{modality}``.
+        Pattern of the images of a case; needs ``{case}``, and ``{modality}`` when a case has
+        several (without it, one modality named after the file: ``"{case}/image.png"`` ->
+        ``"image"``). Cases may lack images.
     labels : str, mapping or LabelScheme, optional
         The structures to evaluate (see :func:`qe_nb.core.labels.resolve_labels`). Default: inferred
         from the label values of the first case's candidates
@@ -367,7 +394,7 @@ def open_ensemble(
             key = {
                 "masks": (groups.get("case"), groups.get("algorithm")),
                 "reference": (groups.get("case"),),
-                "images": (groups.get("case"), groups.get("modality")),
+                "images": (groups.get("case"), groups.get("modality") or _one_modality(str(images))),
             }[argument]
             path = os.path.join(root_abs, *rel.split("/"))
             previous = found[argument].get(key)

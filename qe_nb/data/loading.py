@@ -5,6 +5,11 @@
 the voxels of one case at a time, checking (or resampling onto) a common grid.
 :func:`read_label_maps` and :func:`read_reference` are the same reads before the arrays are
 stacked or turned into structure masks, for the scoring pipeline, which crops them first.
+
+A case is 3-D (voxel dims ``z, y, x``) or 2-D (pixel dims ``y, x``), never a mix: a 2-D
+candidate beside 3-D ones is an error naming both. The grid's ``units`` (``"mm"``, or ``"px"``
+for PNG, BMP, JPEG and TIFF without resolution) travel in :class:`~qe_nb.data.images.Geometry`
+and, when ``"px"``, in the ``units`` attr of the arrays returned here.
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> 
 
 
 def _read_label_map(path: str, case: str, role: str) -> tuple[np.ndarray, Geometry]:
-    array, geometry = read_image_view(path, case=case, role=role)  # copied by the callers
+    array, geometry = read_image_view(path, case=case, role=role, mask=True)  # copied by the callers
     try:
         return check_label_map(array, name="label_map"), geometry
     except LabelError as exc:
@@ -149,6 +154,21 @@ def _grid_attrs(geometry: Geometry, case: str) -> dict[str, Any]:
     return {**geometry.as_attrs(), "case": case}
 
 
+def grid_dims(geometry: Geometry) -> tuple[str, ...]:
+    """The dims of a grid's axes: ``("z", "y", "x")``, or ``("y", "x")`` for a 2-D image."""
+    return ("z", "y", "x")[-geometry.ndim:]
+
+
+def _ndim_error(path: str, geometry: Geometry, first: Geometry, *, case: str, role: str,
+                other: str) -> ImageReadError:
+    return ImageReadError(
+        f"case {case!r}, {role}: cannot read {path!r}: it is {geometry.ndim}-D (size "
+        f"{' x '.join(map(str, geometry.shape))}); expected a {first.ndim}-D image like {other} "
+        f"(size {' x '.join(map(str, first.shape))}): the masks of a case must all be 2-D or all "
+        "3-D (a one-slice volume stays 3-D); convert the odd one out."
+    )
+
+
 def _stack(arrays: dict[str, np.ndarray], dim: str, dtype, geometry: Geometry, case: str, *,
            name: str) -> xr.DataArray:
     """The arrays (emptied as they are copied, in their order) stacked on a leading ``dim``."""
@@ -158,7 +178,7 @@ def _stack(arrays: dict[str, np.ndarray], dim: str, dtype, geometry: Geometry, c
         out[i] = arrays.pop(key)
     return xr.DataArray(
         out,
-        dims=(dim, "z", "y", "x"),
+        dims=(dim, *grid_dims(geometry)),
         coords={dim: np.array(names, dtype=object)},
         name=name,
         attrs=_grid_attrs(geometry, case),
@@ -186,14 +206,15 @@ def load_label_maps(
     Returns
     -------
     xarray.DataArray
-        Integer label maps, dims (algorithm, z, y, x), name ``"label_map"``; attrs
-        ``spacing``, ``origin``, ``direction`` (tuples, z, y, x order) and ``case``.
+        Integer label maps, dims (algorithm, z, y, x) -- (algorithm, y, x) for 2-D images --
+        name ``"label_map"``; attrs ``spacing``, ``origin``, ``direction`` (tuples, in array
+        order), ``case``, and ``units`` = ``"px"`` when the files store no spacing.
 
     Raises
     ------
     ImageReadError
         When a candidate has no file (naming the case, algorithm and pattern) or cannot be
-        read.
+        read (a JPEG, a colour mask), or is 2-D beside 3-D candidates (or the reverse).
     LabelError
         When a candidate holds non-integral, negative or NaN labels.
     GeometryError
@@ -227,9 +248,11 @@ def read_label_maps(
     Returns
     -------
     arrays : dict of str to ndarray
-        Algorithm -> integer label map ``(z, y, x)`` on the common grid, in catalogue order.
+        Algorithm -> integer label map ``(z, y, x)`` or ``(y, x)`` on the common grid, in
+        catalogue order.
     geometry : Geometry
-        That grid.
+        That grid: ``geometry.ndim`` is 2 or 3, ``geometry.spacing`` has as many numbers
+        (array order), ``geometry.units`` is ``"mm"`` or ``"px"`` (then spacing 1 x 1).
     """
     _check_ensemble(ensemble, case)
     algorithms = [str(a) for a in np.atleast_1d(ensemble["algorithm"].values)]
@@ -243,6 +266,10 @@ def read_label_maps(
         if not path:
             raise _missing(ensemble, "masks", f"case {case!r}, {role}", case=case, algorithm=algorithm)
         arrays[algorithm], geometries[algorithm] = _read_label_map(path, case, role)
+        first_name, first = next(iter(geometries.items()))
+        if geometries[algorithm].ndim != first.ndim:
+            raise _ndim_error(path, geometries[algorithm], first, case=case, role=role,
+                              other=f"the case's first candidate (algorithm {first_name!r})")
     geometry = _align(
         arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
     )
@@ -262,8 +289,9 @@ def load_case(
     Returns
     -------
     xarray.DataArray
-        Bool, dims (algorithm, label, z, y, x), name ``"masks"``; coords ``algorithm``,
-        ``label`` and ``label_values``; attrs ``spacing``, ``origin``, ``direction``, ``case``.
+        Bool, dims (algorithm, label, z, y, x) -- (algorithm, label, y, x) for 2-D images --
+        name ``"masks"``; coords ``algorithm``, ``label`` and ``label_values``; attrs as
+        :func:`load_label_maps`.
 
     Raises
     ------
@@ -289,7 +317,7 @@ def load_case(
         out[i] = structure_masks(maps.values[i], scheme)
     return xr.DataArray(
         out,
-        dims=("algorithm", "label", "z", "y", "x"),
+        dims=("algorithm", "label", *maps.dims[1:]),
         coords={
             "algorithm": maps["algorithm"].values,
             "label": np.array(scheme.names, dtype=object),
@@ -304,7 +332,7 @@ def _target_geometry(geometry: Geometry | xr.DataArray | None) -> Geometry | Non
     if geometry is None or isinstance(geometry, Geometry):
         return geometry
     if isinstance(geometry, xr.DataArray):
-        return Geometry.from_attrs(geometry.attrs, tuple(geometry.shape[-3:]))
+        return Geometry.from_attrs(geometry.attrs, tuple(geometry.shape))
     raise InputError(
         "`geometry` must be a Geometry or a DataArray from load_case / load_label_maps; got "
         f"{type(geometry).__name__}."
@@ -319,10 +347,21 @@ def _against(
     case: str,
     role: str,
     resample: bool,
+    path: str,
 ) -> tuple[np.ndarray, Geometry]:
+    """``array`` on the candidates' grid ``target``: checked, or resampled onto it.
+
+    A file in pixels (PNG ...) beside candidates in mm, or the reverse, holds no spacing to
+    compare: its pixels must match the candidates' one to one (same shape), and it takes
+    their grid.
+    """
     if target is None:
         return array, own
-    if resample:
+    if own.ndim != target.ndim:
+        raise _ndim_error(path, own, target, case=case, role=role, other="the case's candidates")
+    if own.units != target.units and own.shape == target.shape:
+        return array, target
+    if resample and own.units == target.units:
         if _differs(own, target):
             return resample_to(array, own, target), target
         return array, target
@@ -359,7 +398,8 @@ def load_reference(
     Returns
     -------
     xarray.DataArray or None
-        Bool, dims (label, z, y, x), name ``"reference"``, attrs as :func:`load_case`;
+        Bool, dims (label, z, y, x) or (label, y, x), name ``"reference"``, attrs as
+        :func:`load_case`;
         None when the catalogue has no reference for this case.
 
     Raises
@@ -388,7 +428,7 @@ def load_reference(
     scheme = ensemble_labels(ensemble)
     return xr.DataArray(
         structure_masks(array, scheme),
-        dims=("label", "z", "y", "x"),
+        dims=("label", *grid_dims(grid)),
         coords={
             "label": np.array(scheme.names, dtype=object),
             "label_values": ("label", np.array(scheme.values_text(), dtype=object)),
@@ -422,7 +462,8 @@ def read_reference(
     if not path:
         return None
     array, own = _read_label_map(path, case, "reference")
-    return _against(array, own, _target_geometry(geometry), case=case, role="reference", resample=resample)
+    return _against(array, own, _target_geometry(geometry), case=case, role="reference",
+                    resample=resample, path=path)
 
 
 def load_images(
@@ -431,7 +472,8 @@ def load_images(
     *,
     geometry: Geometry | xr.DataArray | None = None,
     resample: bool = False,
-) -> xr.DataArray:
+    missing: str = "raise",
+) -> xr.DataArray | None:
     """Read one case's images (all modalities) as float32.
 
     Parameters
@@ -441,22 +483,29 @@ def load_images(
     case : str
         The case id.
     geometry : Geometry or xarray.DataArray, optional
-        The candidates' grid; when given, the images must lie on it.
+        The candidates' grid; when given, the images must lie on it (an image in pixels
+        beside candidates in mm, or the reverse, only needs the same shape).
     resample : bool, default False
         Resample images onto ``geometry`` (or onto the first modality's grid) with nearest
         neighbour instead of raising.
+    missing : {"raise", "skip"}, default "raise"
+        What to do with a modality that has no file for this case (cohorts where only some
+        cases come with images, e.g. BU-BIL): raise, or leave it out -- and return None when
+        the case has no image at all.
 
     Returns
     -------
-    xarray.DataArray
-        Float32, dims (modality, z, y, x), name ``"image"``, attrs as :func:`load_case`.
+    xarray.DataArray or None
+        Float32, dims (modality, z, y, x) or (modality, y, x), name ``"image"``, attrs as
+        :func:`load_case`. A colour picture (RGB) becomes its luminance. None only with
+        ``missing="skip"`` when the case has no image.
 
     Raises
     ------
     InputError
-        When the catalogue has no images.
+        When the catalogue has no images, or for an unknown ``missing``.
     ImageReadError
-        When a modality has no file or cannot be read.
+        When a modality has no file (``missing="raise"``) or cannot be read.
     GeometryError
         When the modalities do not share a grid, or differ from ``geometry``.
 
@@ -474,30 +523,35 @@ def load_images(
     (('modality', 'z', 'y', 'x'), 'float32', 7.0)
     """
     _check_ensemble(ensemble, case)
+    if missing not in ("raise", "skip"):
+        raise InputError(f"`missing` must be 'raise' or 'skip'; got {missing!r}.")
     if "image" not in ensemble.data_vars:
         raise InputError(
             "`ensemble` has no images; open it with `images=` (e.g. "
             "'{case}/images/{modality}.nii.gz')."
         )
-    modalities = [str(m) for m in np.atleast_1d(ensemble["modality"].values)]
     arrays: dict[str, np.ndarray] = {}
     geometries: dict[str, Geometry] = {}
-    for modality in modalities:
+    paths: dict[str, str] = {}
+    for modality in (str(m) for m in np.atleast_1d(ensemble["modality"].values)):
         role = f"image {modality!r}"
         path = _cell(ensemble, "image", case=case, modality=modality)
         if not path:
+            if missing == "skip":
+                continue
             raise _missing(ensemble, "images", f"case {case!r}, {role}", case=case, modality=modality)
         array, geometries[modality] = read_image(path, case=case, role=role)
-        arrays[modality] = array.astype(np.float32, copy=False)
+        arrays[modality], paths[modality] = array.astype(np.float32, copy=False), path
+    if not arrays:
+        return None
     target = _target_geometry(geometry)
     if target is not None:
-        for modality in modalities:
+        for modality in list(arrays):
             arrays[modality], geometries[modality] = _against(
                 arrays[modality], geometries[modality], target,
-                case=case, role=f"image {modality!r}", resample=resample,
+                case=case, role=f"image {modality!r}", resample=resample, path=paths[modality],
             )
         grid = target
     else:
         grid = _align(arrays, geometries, case=case, role="image", check=True, resample=resample)
     return _stack(arrays, "modality", np.float32, grid, case, name="image")
-

@@ -164,6 +164,12 @@ class _Nifti1:
         """The (z, y, x) shape of a 3-D image."""
         return (int(self.dims[3]), int(self.dims[2]), int(self.dims[1]))
 
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """The numpy shape of a 2-D ``(y, x)`` or 3-D ``(z, y, x)`` image."""
+        n = int(self.dims[0])
+        return tuple(int(self.dims[k]) for k in range(n, 0, -1))
+
 
 def _nifti1_header(head: bytes) -> _Nifti1 | None:
     """The header of a single-file NIfTI-1 (``n+1``) in either byte order, or None."""
@@ -181,7 +187,7 @@ def _nifti1_header(head: bytes) -> _Nifti1 | None:
 
 
 def nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.ndarray | None:
-    """Where a single-file float NIfTI holds NaN voxels, as a (z, y, x) mask; None if none.
+    """Where a single-file float NIfTI holds NaN voxels, as a (z, y, x) or (y, x) mask; None if none.
 
     SimpleITK's NIfTI reader turns NaN voxels into 0 without a word, so they are found in
     the raw data instead, and put back into what ``read_image`` returns. ``compressed``: the
@@ -189,10 +195,11 @@ def nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.
     file holds fewer voxels than its header says: the caller reports the truncation.
     """
     header = _nifti1_header(head)
-    if header is None or header.datatype not in _NIFTI_FLOATS or header.dims[0] != 3:
+    if header is None or header.datatype not in _NIFTI_FLOATS or header.dims[0] not in (2, 3):
         return None
     dtype = np.dtype(_NIFTI_FLOATS[header.datatype]).newbyteorder(header.endian)
-    offset, count = int(header.vox_offset), math.prod(header.shape)
+    shape = header.array_shape
+    offset, count = int(header.vox_offset), math.prod(shape)
     needed = offset + count * dtype.itemsize
     if compressed:
         with gzip.open(path, "rb") as f:
@@ -203,8 +210,8 @@ def nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.
     else:
         if os.path.getsize(path) < needed:
             return None
-        voxels = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=header.shape)
-    nans = np.isnan(voxels).reshape(header.shape)
+        voxels = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    nans = np.isnan(voxels).reshape(shape)
     return nans if nans.any() else None
 
 
