@@ -796,6 +796,132 @@ def test_case_overlay_real_brats_case(brats_case_dir, brats_candidates):
     assert cols[0] - 0.5 <= x0 < cols[0] and cols[-1] < x1 <= cols[-1] + 0.5
 
 
+def toy_image_2d():
+    """A 12 x 16 image (y, x), a fused box, two candidates (one not on the image) and a reference."""
+    image, fused, candidates = toy_case()
+    reference = fused[2].copy()
+    reference[2:7, 3:9] = True
+    return image[2], fused[2], {"wide": candidates["wide"][2], "lower": candidates["lower"][2]}, reference
+
+
+def test_case_overlay_2d_draws_the_whole_image_with_every_outline():
+    image, fused, candidates, reference = toy_image_2d()
+    ax = plots.case_overlay(image, fused, candidates, reference=reference, dice={"wide": 0.8, "lower": 0.0},
+                            alarms={"wide": 1, "lower": 2})
+    assert ax.get_title(loc="left") == ""  # no slice to name
+    assert ax.get_xlabel() == "x (1 mm pixels)" and ax.get_ylabel() == "y (1 mm pixels)"
+    assert ax.yaxis_inverted()  # first row on top, like the image
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["fusion", "reference", "wide: Dice 0.80, 1 alarm", "lower: Dice 0.00, 2 alarms (not on this slice)"]
+    # the same drawing as the one-slice volume (1, y, x)
+    flat = plots.case_overlay(image[None], fused[None], {k: v[None] for k, v in candidates.items()},
+                              reference=reference[None])
+    for color in (plots.FUSION_COLOR, plots.REFERENCE_COLOR, plots.CANDIDATE_COLORS[0]):
+        assert contour_extent(ax, color) == pytest.approx(contour_extent(flat, color))
+    assert ax.images[0].get_array().shape == (12, 16)
+
+
+def test_case_overlay_2d_outlines_match_scikit_image():
+    """The outlines are the 0.5 iso-lines of the masks: scikit-image's marching squares agrees."""
+    from skimage import measure
+
+    rng = np.random.default_rng(4)
+    blob = ndimage.binary_opening(ndimage.gaussian_filter(rng.random((40, 50)), 3) > 0.5, iterations=2)
+    ax = plots.case_overlay(np.zeros((40, 50)), blob, {"same": blob})
+    contours = np.concatenate(measure.find_contours(blob.astype(float), 0.5))  # (row, col)
+    expected = (contours[:, 1].min(), contours[:, 1].max(), contours[:, 0].min(), contours[:, 0].max())
+    assert contour_extent(ax, plots.FUSION_COLOR) == pytest.approx(expected, abs=1e-9)
+    assert contour_extent(ax, plots.CANDIDATE_COLORS[0]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_case_overlay_2d_pixels_spacing_and_crop():
+    image, fused, candidates, _ = toy_image_2d()
+    ax = plots.case_overlay(image, fused, candidates, options=OverlayOptions(units="px"))
+    assert ax.get_xlabel() == "x (pixels)" and ax.get_ylabel() == "y (pixels)"
+    ax = plots.case_overlay(image, fused, candidates, options=OverlayOptions(spacing=(2.0, 0.5), units="mm"))
+    assert ax.get_aspect() == pytest.approx(4.0)
+    assert ax.get_xlabel() == "x (0.5 mm pixels)" and ax.get_ylabel() == "y (2 mm pixels)"
+    # crop: the outlines (rows 2-5, columns 3-10) plus 1 px
+    ax = plots.case_overlay(image, fused, {"wide": candidates["wide"]}, options=OverlayOptions(crop=1.0, units="px"))
+    assert ax.get_xlim() == pytest.approx((1.5, 11.5)) and ax.get_ylim() == pytest.approx((6.5, 0.5))
+    # a blank frame (no image) and a stacked (algorithm, y, x) array of candidates
+    stack = np.stack(list(candidates.values()))
+    ax = plots.case_overlay(np.zeros_like(image), fused, stack, names=["p", "q"])
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ["p", "q (not on this slice)"]
+
+
+def test_case_overlay_3d_labels_in_pixels():
+    image, fused, candidates = toy_case()
+    ax = plots.case_overlay(image, fused, candidates, options=OverlayOptions(units="px"))
+    assert ax.get_xlabel() == "x (voxels)" and ax.get_title(loc="left") == "slice z = 2"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"axis": 1}, r"a 2-d image \(y, x\) is drawn whole: leave `axis` at 0 and `index` at None; got axis=1, index=None"),
+        ({"index": 0}, r"a 2-d image \(y, x\) is drawn whole: .* got axis=0, index=0"),
+        ({"spacing": (1.0, 1.0, 1.0)}, r"`spacing` must be two positive numbers \(y, x\) for a 2-d image; got \(1.0, 1.0, 1.0\)"),
+        ({"fused": np.zeros((5, 12, 16))}, r"`image` must be a 3-d array \(z, y, x\); got shape \(12, 16\), while `fused` has shape \(5, 12, 16\)"),
+        ({"fused": np.zeros((12, 15))}, r"`fused` has shape \(12, 15\); expected the image's shape \(12, 16\)"),
+        ({"candidates": np.zeros((12, 16))}, r"`candidates` must be a mapping name -> 2-d array, a list of 2-d arrays or a 3-d array \(algorithm, y, x\); got an array of shape \(12, 16\)"),
+        ({"image": np.zeros(16)}, r"`image` must be a 3-d array \(z, y, x\) or a 2-d image \(y, x\); got shape \(16,\)"),
+    ],
+)
+def test_case_overlay_2d_errors(change, match):
+    image, fused, candidates, _ = toy_image_2d()
+    kwargs = {"image": image, "fused": fused, "candidates": candidates} | change
+    view = {k: kwargs.pop(k) for k in ("axis", "index", "spacing") if k in kwargs}
+    with pytest.raises(InputError, match=match):
+        plots.case_overlay(**kwargs, options=OverlayOptions(**view))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"units": ""}, r"`units` must be the name of the spacing's units, e.g. 'mm' or 'px'; got ''"),
+        ({"units": None}, r"`units` must be the name .* got None"),
+        ({"spacing": (1.0, 2.0, 3.0, 4.0)}, r"`spacing` must be three positive numbers \(z, y, x\) in mm; got \(1.0, 2.0, 3.0, 4.0\)\. \(A 2-D image takes two"),
+        ({"crop": -2, "units": "px"}, r"`crop` must be a margin in px \(a number >= 0\) or None; got -2"),
+    ],
+)
+def test_overlay_options_units_errors(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        OverlayOptions(**kwargs)
+
+
+@pytest.mark.filterwarnings("ignore::qe_nb.exceptions.UndefinedValueWarning")
+def test_save_figures_label_distances_in_the_cubes_units(tmp_path, monkeypatch):
+    """Figure 4's distance axis reads the cube's units ("px" for PNG cohorts), never a fixed "mm"."""
+    from qe_nb.ui import figures
+
+    rng = np.random.default_rng(2)
+    cases = [f"c{i}" for i in range(12)]
+    coords = {"case": cases, "algorithm": ["a", "b", "c"], "label": ["cell"], "metric": ["dice", "hd95"],
+              "higher_is_better": ("metric", [True, False]), "units": ("metric", ["1", "px"])}
+    sim = np.stack([rng.uniform(0.6, 1, (12, 3, 1)), rng.uniform(1, 30, (12, 3, 1))], -1)
+    quality = np.stack([rng.uniform(0.6, 1, (12, 1)), rng.uniform(1, 30, (12, 1))], -1)
+    scores = xr.Dataset({"similarity": (("case", "algorithm", "label", "metric"), sim),
+                         "quality": (("case", "label", "metric"), quality)}, coords=coords,
+                        attrs={"distance_units": "px"})
+    labels = []
+    original = figures.alarm_count_vs_quality
+
+    def spy(*args, **kwargs):
+        fig = original(*args, **kwargs)
+        labels.extend(ax.get_ylabel() for ax in fig.axes)
+        return fig
+
+    monkeypatch.setattr(figures, "alarm_count_vs_quality", spy)
+    written = figures.save_figures(scores, 0.1, tmp_path, dpi=40)
+    assert [p.name for p in written][0] == "figure4_alarms_vs_quality.png"
+    assert "HD95 to reference (px)" in labels and not any("mm" in label for label in labels)
+    import qe_nb
+
+    fig = plots.threshold_plot(qe_nb.thresholds(scores["similarity"], 0.1))
+    assert any(ax.get_ylabel() == "hd95 threshold (px)" for ax in fig.axes)
+
+
 # ------------------------------------------------------------------- no global state
 
 

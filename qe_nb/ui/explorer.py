@@ -30,9 +30,11 @@ from qe_nb.ui.explorer_views import (
     ExplorerPanels,
     QualityView,
     SweepView,
+    show_thresholds,
     summary_html,
     triage_html,
 )
+from qe_nb.ui.style import metric_units
 
 __all__ = ["CalibrationExplorer", "combine_alpha", "OVERRIDE_DIMS"]
 
@@ -142,10 +144,12 @@ class CalibrationExplorer(WidgetApp):
         (self.quality_panel, self.sweep_panel, self.sweep_table_panel, self.threshold_panel,
          self.worklist_panel, self.triage_panel, self.panels) = (
             p.quality, p.sweep, p.sweep_table, p.thresholds, p.worklist, p.triage, p.by_name)
+        self._threshold_units = p.threshold_units
         self.quality_view = QualityView(
             self.quality_panel, dpi=self._dpi,
             dice_label=f"{quality_metric} of the fusion with the reference",
-            distance_label=(f"{self._distance_metric} of the fusion to the reference (mm)"
+            distance_label=(f"{self._distance_metric} of the fusion to the reference "
+                            f"({metric_units(self.scores['quality'], self._distance_metric)})"
                             if self._distance_metric is not None else "distance"),
         )
         self.sweep_view = SweepView(self.sweep_panel, self.sweep_table_panel, dpi=self._dpi)
@@ -305,8 +309,9 @@ class CalibrationExplorer(WidgetApp):
                 counts.values, self._quality_values, self._distance_values, max_count=possible)),
             ("sweep", lambda: self.sweep_view.draw_figure(g)),
             ("sweep_table", lambda: self.sweep_view.draw_table(g)),
-            ("thresholds", lambda: show_html(self.threshold_panel, html_table(
-                threshold_table(None, thresholds=limits), css_class="qe-thresholds"))),
+            ("thresholds", lambda: show_thresholds(
+                self.threshold_panel, self._threshold_units, threshold_table(None, thresholds=limits),
+                self.similarity)),
             # only the shown rows' reasons are worded, from the alarms and thresholds above
             ("worklist", lambda: show_html(self.worklist_panel, html_table(
                 worklist(self.similarity, quality=self._quality, top=self._top, alarms=flags,

@@ -29,8 +29,10 @@ from qe_nb.ui.common import (
     show_html,
     show_png,
 )
+from qe_nb.ui.style import metric_units
 
-__all__ = ["ExplorerPanels", "QualityView", "SweepView", "summary_html", "triage_html"]
+__all__ = ["ExplorerPanels", "QualityView", "SweepView", "summary_html", "triage_html",
+           "show_thresholds"]
 
 MAX_CACHED_SELECTIONS = 16
 """Selections whose sweep (table, figure, PNGs) is kept: boxes are often toggled back."""
@@ -52,6 +54,8 @@ class ExplorerPanels:
     quality, sweep, sweep_table, thresholds, worklist : ipywidgets.Output
         Figure 4, the α sweep's figure and table, the thresholds and the worklist; each
         carries a CSS class (``qe-quality-panel``, ...) that the browser tests find it by.
+    threshold_units : ipywidgets.HTML
+        Under the thresholds: the units of their metrics (CSS class ``qe-units``).
     triage : ipywidgets.Output or None
         The triage performance, None without ground truth.
     by_name : dict of str to ipywidgets.Output
@@ -70,6 +74,8 @@ class ExplorerPanels:
         self.sweep = panel("qe-sweep-panel")
         self.sweep_table = panel("qe-sweep-table")
         self.thresholds = panel("qe-threshold-table")
+        self.threshold_units = w.HTML()
+        self.threshold_units.add_class("qe-units")
         self.worklist = panel("qe-worklist")
         self.triage = panel("qe-triage") if triage else None
         self.by_name: dict[str, Any] = {
@@ -82,7 +88,8 @@ class ExplorerPanels:
     def tabs(self, *, top: int) -> Any:
         """The tabs: the α sweep, the thresholds, the worklist (``top`` rows) and the triage."""
         w = ipywidgets()
-        children = [w.VBox([self.sweep, self.sweep_table]), self.thresholds, self.worklist]
+        children = [w.VBox([self.sweep, self.sweep_table]),
+                    w.VBox([self.thresholds, self.threshold_units]), self.worklist]
         titles = ["α sweep (Tables 1-2)", "thresholds (Table 3)", f"worklist (top {top})"]
         if self.triage is not None:
             children.append(self.triage)
@@ -272,3 +279,12 @@ def triage_html(counts: xr.DataArray, quality: xr.DataArray, *, n_bootstrap: int
 
     perf = triage_performance(counts, quality, n_bootstrap=n_bootstrap)
     return html_table(as_frame(perf), css_class="qe-triage-table")
+
+
+def show_thresholds(panel: Any, note: Any, table: pd.DataFrame, cube: xr.DataArray) -> None:
+    """The thresholds table (:func:`qe_nb.threshold_table`) in the Output ``panel``, and the
+    units of its metrics, read from ``cube`` (mm, or px for images without spacing), in the
+    HTML widget ``note``."""
+    show_html(panel, html_table(table, css_class="qe-thresholds"))
+    units = [f"{m} in {u}" for m in table.columns if (u := metric_units(cube, str(m))) not in ("1", "")]
+    note.value = f"<p>{html.escape(', '.join(units))}</p>" if units else ""

@@ -226,7 +226,7 @@ def alarm_count_vs_quality(
     """Quality against alarm count, one point per case: the paper's Figure 4.
 
     Panel A shows the fusion's Dice with the reference against the case's alarm count;
-    panel B (when ``quality_distance`` is given) a distance in mm. Points are jittered
+    panel B (when ``quality_distance`` is given) a distance (mm, or px). Points are jittered
     horizontally within their alarm-count group; the group means are short black bars;
     Pearson's r and p are in each panel's title. To show other alarm counts (a new α),
     :func:`update_alarm_count_vs_quality` rewrites the same figure in place.
@@ -240,7 +240,7 @@ def alarm_count_vs_quality(
         ``scores["quality"].sel(metric="dice").mean("label")``. Aligned with ``risk`` by the
         ``case`` coordinate when both carry one, else by position.
     quality_distance : DataArray over (case,) or 1-d array of float, optional
-        A distance in mm per case (HD95 by default of ``distance_label``). Infinite values
+        A distance per case (HD95 by default of ``distance_label``). Infinite values
         (an empty fusion or reference) are left out of the plot and of r, and counted in the
         panel title.
     fig : Figure, optional
@@ -476,7 +476,8 @@ def save_figures(
     Returns
     -------
     list of pathlib.Path
-        ``figure4_alarms_vs_quality.png``, ``alpha_sweep.png``, ``thresholds.png`` in
+        ``figure4_alarms_vs_quality.png`` (its distance axis in the cube's units: mm, or px
+        for images without spacing), ``alpha_sweep.png``, ``thresholds.png`` in
         ``folder``.
 
     Raises
@@ -488,6 +489,7 @@ def save_figures(
     from qe_nb.core.calibration import sweep_table
     from qe_nb.core.statistics import case_quality
     from qe_nb.data.images import atomic_write
+    from qe_nb.ui.style import metric_units
     from qe_nb.ui.sweep_figures import sweep_plot, threshold_plot
 
     if not isinstance(scores, xr.Dataset) or "quality" not in scores.data_vars:
@@ -503,7 +505,9 @@ def save_figures(
     counts = risk(alarms(sim, alpha))
     hd = case_quality(scores["quality"], "hd95", skipna=True)
     figures = {
-        "figure4_alarms_vs_quality.png": lambda: alarm_count_vs_quality(counts, quality, hd),
+        "figure4_alarms_vs_quality.png": lambda: alarm_count_vs_quality(
+            counts, quality, hd,
+            distance_label=f"HD95 to reference ({metric_units(scores['quality'], 'hd95')})"),
         "alpha_sweep.png": lambda: sweep_plot(sweep, chosen_alpha=alpha),
         "thresholds.png": lambda: threshold_plot(thresholds(sim, alpha)),
     }

@@ -1,10 +1,11 @@
-"""One slice of a case with the outlines of the fusion and every candidate (the paper's
-Figures 2-3).
+"""One slice of a case -- or a whole 2-D image -- with the outlines of the fusion and every
+candidate (the paper's Figures 2-3).
 
 :func:`case_overlay` draws the image in grey, the fusion's outline as a wide bluish-green
 band, each candidate's outline as a thin line in its own Okabe-Ito colour and the
 reference's (optional) in reddish purple. Where and how the slice is cut (axis, index,
-structure, spacing, zoom, legend) is one :class:`OverlayOptions` value.
+structure, spacing and its units, zoom, legend) is one :class:`OverlayOptions` value. A 2-D
+image (y, x) is drawn whole: there is no slice to choose.
 """
 
 from __future__ import annotations
@@ -54,20 +55,26 @@ class OverlayOptions:
     Parameters
     ----------
     axis : {0, 1, 2}, default 0
-        The axis cut across (0: axial slices of (z, y, x) arrays).
+        The axis cut across (0: axial slices of (z, y, x) arrays). Must stay 0 for a 2-D image.
     index : int, optional
         The slice; the structure's centre of mass by default (of the fusion; of the
-        reference, then of any candidate, when the fusion is empty).
+        reference, then of any candidate, when the fusion is empty). Must stay None for a
+        2-D image.
     structure : int or iterable of int, optional
         Label values making up the structure (e.g. ``(1, 4)``, BraTS tumour core) in the
         integer label maps among the inputs; boolean masks are used as they are. By default
         every non-zero voxel.
-    spacing : sequence of 3 floats, default (1, 1, 1)
-        Voxel spacing (z, y, x) in mm; sets the aspect ratio of anisotropic slices.
+    spacing : sequence of 3 (or, for a 2-D image, 2) floats, optional
+        Voxel spacing (z, y, x), or pixel spacing (y, x), in ``units``; sets the aspect ratio
+        of anisotropic slices. Default 1 per axis of the image.
+    units : str, default "mm"
+        The units of ``spacing`` and ``crop``, shown in the axis labels: "mm", or "px" for
+        images whose format stores no spacing (the scores cube's ``distance_units``).
     fused_name : str, default "fusion"
         The fusion's name in the legend (e.g. ``"mav"``).
     crop : float, optional
-        Zoom to the outlines on the slice plus this margin in mm; the whole slice by default.
+        Zoom to the outlines on the slice plus this margin in ``units``; the whole slice by
+        default.
     legend : bool, default True
         Draw the legend (off for a second, e.g. uncropped, view of the same case).
 
@@ -90,26 +97,34 @@ class OverlayOptions:
     axis: int = 0
     index: int | None = None
     structure: int | Iterable[int] | None = None
-    spacing: Sequence[float] = (1.0, 1.0, 1.0)
+    spacing: Sequence[float] | None = None
     fused_name: str = "fusion"
     crop: float | None = None
     legend: bool = True
-    spacing_mm: np.ndarray = field(init=False, repr=False, compare=False)
+    units: str = "mm"
+    spacing_mm: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.axis, bool) or self.axis not in (0, 1, 2):
             raise InputError(f"`axis` must be 0, 1 or 2; got {self.axis!r}.")
-        spacing = np.asarray(self.spacing, dtype=float)
-        if spacing.shape != (3,) or not (np.isfinite(spacing).all() and (spacing > 0).all()):
-            raise InputError(
-                f"`spacing` must be three positive numbers (z, y, x) in mm; got {self.spacing!r}."
-            )
+        if not isinstance(self.units, str) or not self.units.strip():
+            raise InputError(f"`units` must be the name of the spacing's units, e.g. 'mm' or 'px'; "
+                             f"got {self.units!r}.")
+        spacing = None
+        if self.spacing is not None:
+            spacing = np.asarray(self.spacing, dtype=float)
+            if spacing.shape not in ((3,), (2,)) or not (np.isfinite(spacing).all() and (spacing > 0).all()):
+                raise InputError(
+                    f"`spacing` must be three positive numbers (z, y, x) in {self.units}; got "
+                    f"{self.spacing!r}. (A 2-D image takes two, (y, x).)"
+                )
         object.__setattr__(self, "spacing_mm", spacing)
         crop = self.crop
         if crop is not None and (
             isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 <= crop < np.inf
         ):
-            raise InputError(f"`crop` must be a margin in mm (a number >= 0) or None; got {crop!r}.")
+            raise InputError(f"`crop` must be a margin in {self.units} (a number >= 0) or None; "
+                             f"got {crop!r}.")
         if self.structure is not None:
             structure = self.structure
             values = ([structure] if isinstance(structure, (int, np.integer))
@@ -203,17 +218,19 @@ def _per_candidate(values: Any, names: list[str], name: str) -> list[Any]:
 def _candidate_masks(
     candidates: Any, names: Sequence[str] | None, structure: Any, shape: tuple[int, ...]
 ) -> tuple[list[str], list[np.ndarray]]:
-    """The candidates' names and structure masks, from a mapping, a list or a 4-d array."""
+    """The candidates' names and structure masks, from a mapping, a list or a stacked array
+    (algorithm, *shape)."""
     if isinstance(candidates, Mapping):
         cand_names = [str(k) for k in candidates]
         cand_arrays = list(candidates.values())
-    elif isinstance(candidates, np.ndarray) and candidates.ndim == 4:
+    elif isinstance(candidates, np.ndarray) and candidates.ndim == len(shape) + 1:
         cand_names = [f"candidate {i}" for i in range(candidates.shape[0])]
         cand_arrays = list(candidates)
     elif isinstance(candidates, np.ndarray):
+        n, grid = len(shape), ", ".join("zyx"[3 - len(shape):])
         raise InputError(
-            "`candidates` must be a mapping name -> 3-d array, a list of 3-d arrays or a 4-d "
-            f"array (algorithm, z, y, x); got an array of shape {candidates.shape}."
+            f"`candidates` must be a mapping name -> {n}-d array, a list of {n}-d arrays or a "
+            f"{n + 1}-d array (algorithm, {grid}); got an array of shape {candidates.shape}."
         )
     else:
         cand_arrays = list(candidates)
@@ -279,7 +296,7 @@ class _Outliner:
 
 def _zoom(ax: Axes, footprint: np.ndarray, margin: float, spacing: np.ndarray,
           axes_of_plane: tuple[int, int], upper: bool) -> None:
-    """Limit ``ax`` to the footprint's bounding box plus ``margin`` mm."""
+    """Limit ``ax`` to the footprint's bounding box plus ``margin`` (in the spacing's units)."""
     rows = np.flatnonzero(footprint.any(axis=1))
     cols = np.flatnonzero(footprint.any(axis=0))
     mr = margin / spacing[axes_of_plane[0]]
@@ -306,17 +323,18 @@ def case_overlay(
 
     Parameters
     ----------
-    image : ndarray, 3-d (z, y, x)
-        The image (e.g. T1c); displayed between its 1st and 99.5th percentile on the slice.
-    fused : ndarray, 3-d (z, y, x)
+    image : ndarray, 3-d (z, y, x) or 2-d (y, x)
+        The image (e.g. T1c, a microscopy frame; zeros for a blank frame); displayed between
+        its 1st and 99.5th percentile on the slice. A 2-D image is drawn whole.
+    fused : ndarray, on the image's grid
         The fusion: a boolean mask, or a label map with ``options.structure``.
-    candidates : mapping name -> ndarray, sequence of ndarray, or ndarray (algorithm, z, y, x)
+    candidates : mapping name -> ndarray, sequence of ndarray, or ndarray (algorithm, *grid)
         The candidates, same grid as ``image``.
     names : sequence of str, optional
         Candidate names (default: the mapping's keys, else ``candidate 0, 1, ...``).
     dice, alarms : mapping name -> value, sequence, or DataArray over (algorithm,), optional
         Each candidate's Dice (e.g. with the fusion) and alarm count, shown in the legend.
-    reference : ndarray, 3-d (z, y, x), optional
+    reference : ndarray, on the image's grid, optional
         The ground truth, outlined in reddish purple.
     ax : Axes, optional
         Draw into these axes; a new figure by default.
@@ -334,8 +352,9 @@ def case_overlay(
     Raises
     ------
     InputError
-        When an array is not 3-d or not on the image's grid, the slice index is not on the
-        image, or ``names`` / ``dice`` / ``alarms`` do not match the candidates.
+        When the image is not 2-d or 3-d, an array is not on the image's grid, the slice index
+        is not on the image (or given for a 2-D image), the spacing does not have one number
+        per axis, or ``names`` / ``dice`` / ``alarms`` do not match the candidates.
 
     Examples
     --------
@@ -348,25 +367,47 @@ def case_overlay(
     >>> ax = case_overlay(img, fused, [cand], options=OverlayOptions(index=0, crop=1.0))
     >>> [t.get_text() for t in ax.get_legend().get_texts()]
     ['fusion (not on this slice)', 'candidate 0 (not on this slice)']
+
+    A 2-D image (y, x) in pixels:
+
+    >>> ax = case_overlay(img[1], fused[1], {"a": cand[1]}, options=OverlayOptions(units="px"))
+    >>> ax.get_xlabel(), ax.get_title(loc="left")
+    ('x (pixels)', '')
     """
     opts = OverlayOptions() if options is None else options
     if not isinstance(opts, OverlayOptions):
         raise InputError(f"`options` must be an OverlayOptions or None; got {type(opts).__name__}.")
     img = np.asarray(image)
-    if img.ndim != 3:
-        raise InputError(f"`image` must be a 3-d array (z, y, x); got shape {img.shape}.")
-    shape, axis = img.shape, opts.axis
+    if img.ndim not in (2, 3):
+        raise InputError(f"`image` must be a 3-d array (z, y, x) or a 2-d image (y, x); got shape "
+                         f"{img.shape}.")
+    flat = img.ndim == 2
+    if flat and np.ndim(fused) == 3:
+        raise InputError(f"`image` must be a 3-d array (z, y, x); got shape {img.shape}, while `fused` "
+                         f"has shape {np.shape(fused)}. (A 2-d image (y, x) takes 2-d masks.)")
+    if flat and (opts.axis != 0 or opts.index is not None):
+        raise InputError(
+            f"a 2-d image (y, x) is drawn whole: leave `axis` at 0 and `index` at None; got "
+            f"axis={opts.axis!r}, index={opts.index!r}."
+        )
+    shape = img.shape
     fused_mask = _structure_mask(fused, opts.structure, "fused", shape)
     cand_names, cand_masks = _candidate_masks(candidates, names, opts.structure, shape)
     ref_mask = None if reference is None else _structure_mask(reference, opts.structure,
                                                                 "reference", shape)
     dice_values = _per_candidate(dice, cand_names, "dice")
     alarm_values = _per_candidate(alarms, cand_names, "alarms")
+    spacing = _spacing(opts, img.ndim)
+    if flat:  # one slice of a (1, y, x) volume: the same drawing, nothing to choose
+        img, fused_mask = img[None], fused_mask[None]
+        cand_masks = [m[None] for m in cand_masks]
+        ref_mask = None if ref_mask is None else ref_mask[None]
+        spacing = np.concatenate([[1.0], spacing])
+    shape, axis = img.shape, opts.axis
     index = _slice_index(opts.index, axis, shape, [fused_mask, ref_mask, *cand_masks])
 
     # Rows and columns of the slice are the two remaining axes, in order.
     rows_axis, cols_axis = [a for a in (0, 1, 2) if a != axis]
-    spacing = opts.spacing_mm
     ax = new_axes(ax, OVERLAY_SIZE)
     plane = np.take(img, index, axis=axis).astype(float)
     body = plane[plane != 0]
@@ -395,9 +436,30 @@ def case_overlay(
                   bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     if opts.crop is not None and pen.footprint.any():
         _zoom(ax, pen.footprint, opts.crop, spacing, (rows_axis, cols_axis), upper)
-    ax.set_title(f"slice {_AXIS_NAMES[axis]} = {index}", loc="left", fontsize="medium")
+    ax.set_title("" if flat else f"slice {_AXIS_NAMES[axis]} = {index}", loc="left",
+                 fontsize="medium")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_xlabel(f"{_AXIS_NAMES[cols_axis]} ({spacing[cols_axis]:g} mm voxels)")
-    ax.set_ylabel(f"{_AXIS_NAMES[rows_axis]} ({spacing[rows_axis]:g} mm voxels)")
+    cells = "pixels" if flat else "voxels"
+    ax.set_xlabel(_axis_label(_AXIS_NAMES[cols_axis], spacing[cols_axis], opts.units, cells))
+    ax.set_ylabel(_axis_label(_AXIS_NAMES[rows_axis], spacing[rows_axis], opts.units, cells))
     return ax
+
+
+def _spacing(opts: OverlayOptions, ndim: int) -> np.ndarray:
+    """The spacing of an ``ndim``-d image: the options' (checked against ``ndim``), else ones."""
+    if opts.spacing_mm is None:
+        return np.ones(ndim)
+    if opts.spacing_mm.size != ndim:
+        want = "three positive numbers (z, y, x)" if ndim == 3 else "two positive numbers (y, x)"
+        raise InputError(
+            f"`spacing` must be {want} for a {ndim}-d image; got {opts.spacing!r}."
+        )
+    return opts.spacing_mm
+
+
+def _axis_label(name: str, step: float, units: str, cells: str) -> str:
+    """``x (0.5 mm voxels)``; ``x (pixels)`` when the units are pixels of size 1."""
+    if units == "px" and step == 1.0:
+        return f"{name} ({cells})"
+    return f"{name} ({step:g} {units} {cells})"

@@ -32,6 +32,7 @@ ENVIRONMENT: dict[str, str] = {
     "QE_NB_ALPHA": "the initial α (default: the calibrated α)",
     "QE_NB_LABEL_MEAN": "1: one value per algorithm and metric (mean over labels)",
     "QE_NB_ROWS": "worklist rows shown",
+    "QE_NB_POOL": "the thresholds' pooling: algorithm (per member, default) or all",
 }
 """The environment variables :func:`app_from_environment` reads (``qe-nb app`` sets them)."""
 
@@ -52,7 +53,8 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
     Raises
     ------
     InputError
-        When ``QE_NB_SCORES`` is unset, or ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` are not numbers.
+        When ``QE_NB_SCORES`` is unset, ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` are not numbers, or
+        ``QE_NB_POOL`` is neither "algorithm" nor "all".
     """
     from qe_nb.ui.triage_app import TriageApp
 
@@ -81,7 +83,7 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
     return TriageApp(
         scores, ensemble=ensemble, verdicts=env.get("QE_NB_VERDICTS") or None,
         alpha=numbers.get("QE_NB_ALPHA"), label_mean=_flag(env.get("QE_NB_LABEL_MEAN", "")),
-        rows=numbers.get("QE_NB_ROWS", 30),
+        rows=numbers.get("QE_NB_ROWS", 30), pool=env.get("QE_NB_POOL") or "algorithm",
     )
 
 
@@ -138,6 +140,7 @@ def voila_command(
     alpha: float | None = None,
     label_mean: bool = False,
     rows: int | None = None,
+    pool: str | None = None,
     port: int = 8866,
     open_browser: bool = False,
     environ: Mapping[str, str] | None = None,
@@ -158,8 +161,8 @@ def voila_command(
     Raises
     ------
     InputError
-        When ``scores`` is not a file, ``ensemble_root`` not a folder, or ``port`` not in
-        1..65535.
+        When ``scores`` is not a file, ``ensemble_root`` not a folder, ``pool`` not
+        "algorithm" or "all", or ``port`` not in 1..65535.
     """
     import sys
 
@@ -168,6 +171,10 @@ def voila_command(
         raise InputError(f"scores file {str(scores_path)!r} does not exist; write it with `qe-nb score`.")
     if ensemble_root is not None and not Path(os.fspath(ensemble_root)).is_dir():
         raise InputError(f"`ensemble_root` {str(ensemble_root)!r} is not a folder; expected the cohort folder.")
+    if pool is not None:
+        from qe_nb.core.checks import check_pool
+
+        check_pool(pool)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise InputError(f"`port` must be an integer in 1..65535; got {port!r}.")
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in ENVIRONMENT}
@@ -180,6 +187,7 @@ def voila_command(
         "QE_NB_ALPHA": None if alpha is None else repr(float(alpha)),
         "QE_NB_LABEL_MEAN": "1" if label_mean else None,
         "QE_NB_ROWS": None if rows is None else str(int(rows)),
+        "QE_NB_POOL": pool,
     }
     env.update({k: v for k, v in settings.items() if v is not None})
     argv = [sys.executable, "-m", "voila", str(app_notebook()), "--Voila.ip=127.0.0.1", f"--port={port}",

@@ -13,6 +13,8 @@ that are friendly to colorblind people. https://jfly.uni-koeln.de/color/
 
 from __future__ import annotations
 
+from typing import Any
+
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -33,6 +35,7 @@ __all__ = [
     "plural",
     "count_ticks",
     "units_text",
+    "metric_units",
 ]
 
 OKABE_ITO: dict[str, str] = {
@@ -115,3 +118,45 @@ def count_ticks(ax: Axes, top: int) -> None:
 def units_text(units: str) -> str:
     """A metric's units for an axis label: ``"1"`` (a ratio) reads "dimensionless"."""
     return "dimensionless" if units in {"1", ""} else units
+
+
+def metric_units(cube: Any, metric: str) -> str:
+    """The units of ``metric`` in a scores cube: never a hard-coded "mm".
+
+    Parameters
+    ----------
+    cube : xarray.Dataset or xarray.DataArray
+        A scores cube or one of its variables (``similarity``, ``quality``, thresholds).
+    metric : str
+        A metric id.
+
+    Returns
+    -------
+    str
+        The ``metric`` coord ``units`` of ``metric`` when the cube carries it; else the
+        registry's units (:data:`qe_nb.core.metric_specs.METRICS`), with "mm" read as the
+        cube's ``distance_units`` attribute ("px" for images without spacing) when it has
+        one; "1" for an unknown metric.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> sim = xr.DataArray([0.9, 4.0], dims="metric", coords={"metric": ["dice", "hd95"],
+    ...                    "units": ("metric", ["1", "px"])})
+    >>> metric_units(sim, "hd95"), metric_units(sim, "dice")
+    ('px', '1')
+    >>> metric_units(xr.Dataset(attrs={"distance_units": "px"}), "assd")
+    'px'
+    """
+    from qe_nb.core.metric_specs import METRICS
+
+    coords = getattr(cube, "coords", {})
+    if "units" in coords and "metric" in coords and metric in list(coords["metric"].values):
+        metrics = [str(m) for m in coords["metric"].values]
+        return str(coords["units"].values[metrics.index(metric)])
+    spec = METRICS.get(metric)
+    units = "1" if spec is None else spec.units
+    distance_units = str(getattr(cube, "attrs", {}).get("distance_units", "") or "")
+    if distance_units and units.startswith("mm"):
+        units = distance_units + units[2:]
+    return units

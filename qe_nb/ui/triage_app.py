@@ -102,6 +102,10 @@ class TriageApp(WidgetApp):
         Worklist rows shown (the top of the list).
     fusion : str, optional
         Fusion of the case viewer; default the scores' ``fusion`` attribute, else "mav".
+    pool : {"algorithm", "all"}, default "algorithm"
+        The thresholds: per member, as in the paper, or one per label and metric over all
+        members, for cohorts whose member identity is not stable (crowd workers, readers in
+        arbitrary order); used by the alarms, the worklist, the calibration and the viewer.
     dpi : float, default 72
         Resolution of the case overlay.
 
@@ -128,7 +132,7 @@ class TriageApp(WidgetApp):
     ------
     InputError
         For scores that are not a scores cube, an unreadable verdict file, a non-finite
-        ``alpha`` or ``rows`` < 1.
+        ``alpha``, ``rows`` < 1 or an unknown ``pool``.
     ImportError
         Without ipywidgets.
 
@@ -159,11 +163,14 @@ class TriageApp(WidgetApp):
         quality_metric: str = "dice",
         rows: int = 30,
         fusion: str | None = None,
+        pool: str = "algorithm",
         dpi: float = 72,
     ) -> None:
         w = ipywidgets()
         from qe_nb.core.calibration import ALPHA_RANGE, ALPHA_STEP, calibrate
+        from qe_nb.core.checks import check_pool
 
+        self.pool = check_pool(pool)
         inputs = load_triage_inputs(scores, ensemble=ensemble, rows=rows, label_mean=label_mean,
                                     quality_metric=quality_metric)
         self.scores, self.scores_path, self.ensemble = inputs.scores, inputs.scores_path, inputs.ensemble
@@ -181,7 +188,7 @@ class TriageApp(WidgetApp):
         self.notes, self.notes_html = self.notes_view.notes, self.notes_view.html
         with self.notes_view.noting():
             self.calibrated_alpha = float(calibrate(self.similarity, objective=self.calibration_objective,
-                                                    quality=self.quality))
+                                                    quality=self.quality, pool=self.pool))
         alpha = check_alpha(alpha, none_ok=True)
         if alpha is None:
             alpha = self.calibrated_alpha
@@ -216,7 +223,7 @@ class TriageApp(WidgetApp):
                        layout=w.Layout(flex="1 1 auto", min_width="0", overflow="auto",
                                        margin="0 0 0 12px"))
         self.widget = w.VBox([
-            w.HTML(_CSS + header_html(self.similarity, self.store.path)),
+            w.HTML(_CSS + header_html(self.similarity, self.store.path, pool=self.pool)),
             w.HBox([self.alpha_slider, self.alpha_readout, self.preset_button]),
             self.summary,
             self.worklist_view.legend,
@@ -287,7 +294,8 @@ class TriageApp(WidgetApp):
 
                 self.viewer = CaseViewer(self.ensemble, case,
                                          scores=xr.Dataset({"similarity": self.similarity}),
-                                         alpha=self.alpha, fusion=self.fusion, dpi=self._dpi)
+                                         alpha=self.alpha, fusion=self.fusion, pool=self.pool,
+                                         dpi=self._dpi)
                 self.viewer_box.children = (self.viewer.widget,)
             else:
                 self.viewer.set_case(case)
@@ -321,8 +329,8 @@ class TriageApp(WidgetApp):
 
         alpha = self.alpha
         with self.notes_view.noting():
-            table = worklist(self.similarity, alpha, quality=self.quality)
-            counts = risk(alarms(self.similarity, alpha))
+            table = worklist(self.similarity, alpha, quality=self.quality, pool=self.pool)
+            counts = risk(alarms(self.similarity, alpha, pool=self.pool))
         self.worklist = table
         flagged = int((counts.values > 0).sum())
         parts = [f"α = {alpha:.2f}", f"{int(counts.values.sum())} alarms",

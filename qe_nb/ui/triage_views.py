@@ -232,10 +232,19 @@ class NotesView:
                                + "</details>")
 
 
-def header_html(similarity: xr.DataArray, verdicts_path: str | os.PathLike | None) -> str:
-    """The app's title and a line with the cube's sizes, metrics and where verdicts are kept."""
+def header_html(similarity: xr.DataArray, verdicts_path: str | os.PathLike | None, *,
+                pool: str = "algorithm") -> str:
+    """The app's title and a line with the cube's sizes, metrics (with their units: mm, or px
+    for images without spacing), the pooling of the thresholds and where verdicts are kept."""
+    from qe_nb.ui.style import metric_units
+
     s = similarity
     where = html.escape(str(verdicts_path)) if verdicts_path else "memory only (not saved)"
+    metrics = []
+    for m in map(str, s["metric"].values):
+        units = metric_units(s, m)
+        metrics.append(m if units in ("", "1") else f"{m} ({units})")
+    pooled = " · thresholds pooled over all members" if pool == "all" else ""
     return (f"<h2 style='margin:4px 0'>qe-nb triage</h2><p>{s.sizes['case']} cases · "
             f"{s.sizes['algorithm']} algorithms · {s.sizes['label']} label(s) · metrics "
-            f"{', '.join(map(str, s['metric'].values))} · verdicts: <code>{where}</code></p>")
+            f"{html.escape(', '.join(metrics))}{pooled} · verdicts: <code>{where}</code></p>")

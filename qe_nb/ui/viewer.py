@@ -1,10 +1,11 @@
 """One case on screen: the fusion's and the candidates' outlines on a slice (the paper's
-Figures 2-3), with the case's scores and alarms.
+Figures 2-3) -- or on the whole image of a 2-D case --, with the case's scores and alarms.
 
 :class:`CaseViewer` reads a case with the public data API (:func:`qe_nb.load_label_maps`,
 :func:`qe_nb.load_images`, :func:`qe_nb.load_reference`) and fuses it with the core's
 per-case kernel (:func:`qe_nb.core.case.score_arrays` with ``keep_fusion=True``); moving the
-slider only cuts another slice. Apps that embed it (the triage app) drive it through its
+slider only cuts another slice. A 2-D case (y, x) has no slice slider and no view buttons
+(they are hidden). Apps that embed it (the triage app) drive it through its
 public methods: :meth:`CaseViewer.set_case`, :meth:`CaseViewer.set_alpha`,
 :meth:`CaseViewer.redraw` and the properties :attr:`~CaseViewer.index`,
 :attr:`~CaseViewer.axis`, :attr:`~CaseViewer.structure`, :attr:`~CaseViewer.alarms`. The
@@ -55,6 +56,8 @@ class CaseScoresView:
         The scores cube; without it the panel stays empty and the legend has no values.
     alpha : float or xarray.DataArray
         The α of the alarms.
+    pool : {"algorithm", "all"}, default "algorithm"
+        Thresholds per member (the paper) or over all members (:func:`qe_nb.alarms`).
 
     Attributes
     ----------
@@ -65,8 +68,12 @@ class CaseScoresView:
         :func:`qe_nb.alarms` of the whole cube at ``alpha``; None without scores.
     """
 
-    def __init__(self, scores: xr.Dataset | None, alpha: float | xr.DataArray) -> None:
+    def __init__(self, scores: xr.Dataset | None, alpha: float | xr.DataArray, *,
+                 pool: str = "algorithm") -> None:
+        from qe_nb.core.checks import check_pool
+
         self.scores = scores
+        self.pool = check_pool(pool)
         self.panel = ipywidgets().Output()
         self.panel.add_class("qe-case-scores")
         self.set_alpha(alpha)
@@ -76,7 +83,8 @@ class CaseScoresView:
         from qe_nb.core.alarms import alarms
 
         self.alpha = alpha
-        self.alarms = None if self.scores is None else alarms(self.scores["similarity"], alpha)
+        self.alarms = (None if self.scores is None
+                       else alarms(self.scores["similarity"], alpha, pool=self.pool))
 
     def _has(self, case: str) -> bool:
         return self.scores is not None and case in [str(c) for c in self.scores["case"].values]
@@ -128,7 +136,7 @@ def case_scores_html(similarity: xr.DataArray, flags: xr.DataArray, alpha: float
     frame = pd.DataFrame(
         values.values.reshape(n_alg, n_lab * n_met),
         index=pd.Index([str(a) for a in values["algorithm"].values], name="algorithm"),
-        columns=[f"{lab} {m}" for lab in values["label"].values for m in values["metric"].values],
+        columns=[f"{lab} {m}" for lab in values["label"].values for m in _metric_names(values)],
     )
     frame["alarms"] = flags.values.reshape(n_alg, -1).sum(axis=1)
     cells = np.where(flags.values.reshape(n_alg, -1), "qe-alarm", "")
@@ -138,10 +146,22 @@ def case_scores_html(similarity: xr.DataArray, flags: xr.DataArray, alpha: float
             f"{int(flags.values.sum())} in all</p>" + table)
 
 
+def _metric_names(values: xr.DataArray) -> list[str]:
+    """Metric ids, with their units from the ``metric`` coord ``units`` when they have any:
+    ``hd95 (px)``, ``hd95 (mm)``; ``dice``."""
+    metrics = [str(m) for m in values["metric"].values]
+    if "units" not in values.coords:
+        return metrics
+    units = [str(u) for u in np.atleast_1d(values["units"].values)]
+    return [m if u in ("", "1") else f"{m} ({u})" for m, u in zip(metrics, units, strict=True)]
+
+
 class CaseViewer(WidgetApp):
     """One case on screen: the fusion's and the candidates' outlines on a slice (Figures 2-3).
 
-    The case is read and fused once; moving the slider only cuts another slice.
+    The case is read and fused once; moving the slider only cuts another slice. A 2-D case
+    (y, x) is drawn whole over its image (or a blank frame), without the slice slider and the
+    view buttons.
 
     Parameters
     ----------
@@ -156,6 +176,9 @@ class CaseViewer(WidgetApp):
         The α of those alarms (:func:`qe_nb.alarms` over the whole cube).
     fusion : {"mav", "simple", "brats-simple", "staple"}, default "mav"
         How the candidates are fused (:func:`qe_nb.fuse`).
+    pool : {"algorithm", "all"}, default "algorithm"
+        The alarms' thresholds: per member (the paper) or one per label and metric over all
+        members (:func:`qe_nb.alarms`).
     dpi : float, default 72
         Resolution of the overlay.
 
@@ -167,15 +190,21 @@ class CaseViewer(WidgetApp):
         The case shown.
     label_maps, fused, images, reference
         The loaded case: candidates (algorithm, z, y, x), the fused label map (z, y, x), the
-        images (modality, z, y, x) or None, the reference masks (label, z, y, x) or None.
+        images (modality, z, y, x) or None, the reference masks (label, z, y, x) or None;
+        (y, x) in place of (z, y, x) for a 2-D case.
+    is_2d : bool
+        Whether the case shown is 2-D.
+    spacing, units
+        The case's voxel (pixel) spacing and its units ("mm"; "px" for formats that store no
+        spacing).
     figure : Figure or None
         The overlay's figure.
 
     Raises
     ------
     InputError
-        For a catalogue that is not one, an unknown case or fusion method, or ``scores``
-        that are not a scores Dataset.
+        For a catalogue that is not one, an unknown case, fusion method or ``pool``, or
+        ``scores`` that are not a scores Dataset.
     ImportError
         Without ipywidgets.
     """
@@ -188,6 +217,7 @@ class CaseViewer(WidgetApp):
         scores: xr.Dataset | None = None,
         alpha: float | xr.DataArray = 0.0,
         fusion: str = "mav",
+        pool: str = "algorithm",
         dpi: float = 72,
     ) -> None:
         w = ipywidgets()
@@ -199,7 +229,7 @@ class CaseViewer(WidgetApp):
         self._scheme = ensemble_labels(ensemble)
         self._cases = [str(c) for c in np.atleast_1d(ensemble["case"].values)]
         self.scores = check_optional_scores(scores)
-        self.scores_view = CaseScoresView(self.scores, alpha)
+        self.scores_view = CaseScoresView(self.scores, alpha, pool=pool)
         self.scores_panel = self.scores_view.panel
         self._hold = False
         self._ax: Any = None
@@ -252,13 +282,18 @@ class CaseViewer(WidgetApp):
 
     @property
     def index(self) -> int:
-        """The slice shown, along :attr:`axis`."""
+        """The slice shown, along :attr:`axis` (0 for a 2-D case)."""
         return int(self.slice_slider.value)
 
     @property
     def axis(self) -> int:
-        """0 (axial), 1 (coronal) or 2 (sagittal)."""
+        """0 (axial), 1 (coronal) or 2 (sagittal); 0 for a 2-D case."""
         return VIEWS[self.axis_buttons.value]
+
+    @property
+    def is_2d(self) -> bool:
+        """Whether the case shown is 2-D (y, x): no slices to choose."""
+        return self.fused.ndim == 2
 
     @property
     def structure(self) -> str:
@@ -297,7 +332,9 @@ class CaseViewer(WidgetApp):
                 f"{self._cases[:5]}."
             )
         maps = load_label_maps(self.ensemble, case)
-        self.spacing = tuple(float(s) for s in maps.attrs.get("spacing", (1.0, 1.0, 1.0)))
+        ndim = maps.ndim - 1
+        self.spacing = tuple(float(s) for s in maps.attrs.get("spacing", (1.0,) * ndim))
+        self.units = self._units(maps)
         # the fused map only: Dice is the cheapest metric the kernel must compute
         fused = score_arrays(maps, spacing=self.spacing, labels=self._scheme, fusion=self.fusion,
                              metrics=("dice",), keep_fusion=True)["fused"].values
@@ -313,11 +350,16 @@ class CaseViewer(WidgetApp):
             if present:
                 self.structure_dropdown.value = self._scheme.names[present[0]]
             self.reference_checkbox.disabled = self.reference is None
+            hidden = "none" if fused.ndim == 2 else None
+            self.axis_buttons.layout.display = self.slice_slider.layout.display = hidden
+            if fused.ndim == 2:
+                self.axis_buttons.value = "axial"
             self._centre_slice()
         finally:
             self._hold = False
         self.case_label.value = (f"<b>case {html.escape(case)}</b> · fusion {self.fusion} · "
-                                 f"grid {' x '.join(map(str, fused.shape))}")
+                                 f"grid {' x '.join(map(str, fused.shape))}"
+                                 + (f" {html.escape(self.units)}" if self.is_2d else ""))
         self.scores_view.draw(case)
         self.redraw()
 
@@ -327,9 +369,19 @@ class CaseViewer(WidgetApp):
         self.scores_view.draw(self.case)
         self.redraw()
 
+    def _units(self, maps: xr.DataArray) -> str:
+        """The grid's units: the files' (``units`` attr), else the scores', else mm."""
+        units = maps.attrs.get("units")
+        if units is None and self.scores is not None:
+            units = self.scores.attrs.get("distance_units")
+        return str(units or "mm")
+
     def _centre_slice(self) -> None:
         from qe_nb.ui.overlay import center_of_mass_index
 
+        if self.is_2d:
+            self.slice_slider.max, self.slice_slider.value = 0, 0
+            return
         axis = self.axis
         n = self.fused.shape[axis]
         mask = self._fused_masks[self._scheme.names.index(self.structure)]
@@ -360,12 +412,13 @@ class CaseViewer(WidgetApp):
         from qe_nb.core.labels import structure_masks
         from qe_nb.ui.overlay import OverlayOptions, case_overlay
 
-        axis, index = self.axis, self.index
+        axis, index, flat = self.axis, self.index, self.is_2d
         k = self._scheme.names.index(self.structure)
 
         # Cut a one-voxel slab first: structure masks and outlines of one slice, not the volume.
+        # A 2-D case is drawn whole.
         def slab(volume: np.ndarray) -> np.ndarray:
-            return np.take(volume, [index], axis=axis)
+            return volume if flat else np.take(volume, [index], axis=axis)
 
         names = self.shown_candidates
         algorithms = [str(a) for a in self.label_maps["algorithm"].values]
@@ -385,9 +438,10 @@ class CaseViewer(WidgetApp):
         ax = case_overlay(
             image, slab(self._fused_masks[k]), candidates, dice=dice, alarms=alarm_counts,
             reference=reference, ax=self._ax,
-            options=OverlayOptions(axis=axis, index=0, spacing=self.spacing, fused_name=self.fusion),
+            options=OverlayOptions(axis=axis, index=None if flat else 0, spacing=self.spacing,
+                                   units=self.units, fused_name=self.fusion),
         )
-        ax.set_title(f"{self.case} · {self.structure} · slice {'zyx'[axis]} = {index}",
-                     loc="left", fontsize="medium")
+        where = "" if flat else f" · slice {'zyx'[axis]} = {index}"
+        ax.set_title(f"{self.case} · {self.structure}{where}", loc="left", fontsize="medium")
         self._ax = ax
         show_png(self.overlay_panel, figure_png_at(ax.figure, self._dpi))
