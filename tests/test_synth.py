@@ -43,7 +43,7 @@ def lung(tmp_path_factory):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"kind": "liver"}, r"Unknown `kind` 'liver'; expected one of \['glioma', 'lung'\]"),
+        ({"kind": "liver"}, r"Unknown `kind` 'liver'; expected one of \['glioma', 'lung', 'cells'\]"),
         ({"n_cases": 0}, r"`n_cases` must be an integer >= 1; got 0"),
         ({"n_cases": 2.5}, r"`n_cases` must be an integer >= 1; got 2.5"),
         ({"n_cases": True}, r"`n_cases` must be an integer >= 1; got True"),

@@ -1,6 +1,7 @@
-"""Synthetic cohorts with ground truth: glioma-like (BraTS labels, MR) and lung-lesion-like (CT).
+"""Synthetic cohorts with ground truth: glioma-like (BraTS labels, MR), lung-lesion-like (CT)
+and 2-D cell microscopy annotated by a crowd (PNG, :mod:`qe_nb.data.synth_cells`).
 
-:func:`synthetic_cohort` writes a folder of NIfTI files that looks like a real ensemble run:
+:func:`synthetic_cohort` writes a folder of image files that looks like a real ensemble run:
 per case a ground-truth label map, one candidate segmentation per algorithm and the images,
 then opens it with :func:`qe_nb.data.ensemble.open_ensemble`.
 
@@ -34,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from qe_nb.data.images import write_image
 from qe_nb.data.synth_cases import glioma_case, lung_case
+from qe_nb.data.synth_cells import FOREGROUND, cells_case
 from qe_nb.exceptions import EnsembleError, InputError
 from qe_nb.progress import progress_bar
 
@@ -43,21 +46,31 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["synthetic_cohort", "GLIOMA_ALGORITHMS", "LUNG_ALGORITHMS", "KINDS"]
 
-KINDS = ("glioma", "lung")
+KINDS = ("glioma", "lung", "cells")
 GLIOMA_ALGORITHMS = ("unet-a", "nnunet-b", "deepmedic-c", "cascade-d", "hybrid-e")
 """Names of the first five synthetic glioma algorithms (more are called ``model-06``, ...)."""
 LUNG_ALGORITHMS = ("ADA", "RAN", "AUG", "BASE")
 """The paper's CT ensemble (ADA, RAN, AUG) and its baseline; more are ``model-05``, ..."""
 
-_DEFAULT_SHAPE = {"glioma": (96, 112, 96), "lung": (48, 160, 192)}
-_MODALITIES = {"glioma": ("t1", "t1c", "t2", "flair"), "lung": ("ct",)}
-_LABELS = {"glioma": "brats-regions", "lung": "binary"}
+_DEFAULT_SHAPE = {"glioma": (96, 112, 96), "lung": (48, 160, 192), "cells": (256, 256)}
+_MODALITIES = {"glioma": ("t1", "t1c", "t2", "flair"), "lung": ("ct",), "cells": ("phase",)}
+_LABELS = {"glioma": "brats-regions", "lung": "binary", "cells": "binary"}
+_LABEL_VALUES = {"glioma": {"necrosis": 1, "edema": 2, "enhancing": 4}, "lung": {"lesion": 1},
+                 "cells": {"cell": FOREGROUND}}
+_SUFFIX = {"glioma": ".nii.gz", "lung": ".nii.gz", "cells": ".png"}
 _MIN_SIDE = 16
+_MIN_SIDE_2D = 32
 _MARKER = "cohort.json"
 _GENERATOR = "qe_nb.synth.synthetic_cohort"
 MASKS = "{case}/{algorithm}.nii.gz"
 REFERENCE = "{case}/reference.nii.gz"
 IMAGES = "{case}/images/{modality}.nii.gz"
+
+
+def _layout(kind: str) -> tuple[str, str, str]:
+    """The (masks, reference, images) patterns of a kind: NIfTI volumes, or PNG for cells."""
+    suffix = _SUFFIX[kind]
+    return tuple(p.replace(".nii.gz", suffix) for p in (MASKS, REFERENCE, IMAGES))  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- public API
@@ -69,32 +82,36 @@ def synthetic_cohort(
     kind: str = "glioma",
     n_cases: int = 68,
     n_algorithms: int = 5,
-    shape: tuple[int, int, int] | None = None,
+    shape: tuple[int, ...] | None = None,
     seed: int = 0,
     images: bool = True,
     progress: bool | Callable[[int, int], None] = False,
     overwrite: bool = False,
 ) -> xr.Dataset:
-    """Write a synthetic ensemble cohort with ground truth as NIfTI files and open it.
+    """Write a synthetic ensemble cohort with ground truth as image files and open it.
 
     Parameters
     ----------
     path : str or path-like
         The folder to write (created if missing). It must be empty, or hold a previous
         synthetic cohort (its ``cohort.json``), whose case folders are replaced.
-    kind : {"glioma", "lung"}, default "glioma"
+    kind : {"glioma", "lung", "cells"}, default "glioma"
         ``"glioma"``: BraTS labels (necrosis 1, edema 2, enhancing 4) in a brain-like
         ellipsoid at 1 mm, images t1, t1c, t2, flair. ``"lung"``: 2-8 lesions (label 1) in
         two lung-like ellipsoids, anisotropic CT spacing (z 2.5-5 mm, x/y 0.7-0.9 mm per
-        case), image ct (Hounsfield units).
+        case), image ct (Hounsfield units). ``"cells"``: 2-D PNG masks (0 / 255, no
+        spacing: distances in pixels) of 15-40 small cells per image drawn by crowd-like
+        annotators ``worker-01``, ... who miss, merge, loosely outline, shift and invent
+        objects (:mod:`qe_nb.data.synth_cells`); image ``phase`` (uint8 PNG).
     n_cases : int, default 68
         Number of cases, named ``case-000``, ``case-001``, ...
     n_algorithms : int, default 5
         Ensemble size (at least 2). Glioma names: ``unet-a``, ``nnunet-b``, ...;
         lung names: the paper's ``ADA``, ``RAN``, ``AUG``, then ``BASE``, ...
-    shape : tuple of 3 int, optional
+    shape : tuple of 3 int (2 for cells), optional
         The grid (z, y, x) of every case; default (96, 112, 96) for glioma and
-        (48, 160, 192) for lung. At least 16 voxels per axis.
+        (48, 160, 192) for lung, at least 16 voxels per axis; for cells the image size
+        (y, x), default (256, 256), at least 32 pixels per axis.
     seed : int, default 0
         Seed of the random generator: the same seed writes the same voxels. Case ``i`` depends
         only on ``seed``, ``i``, ``kind``, ``n_algorithms`` and ``shape``.
@@ -126,7 +143,7 @@ def synthetic_cohort(
     Notes
     -----
     Layout: ``{case}/{algorithm}.nii.gz`` (candidates), ``{case}/reference.nii.gz`` (ground
-    truth), ``{case}/images/{modality}.nii.gz``, and ``cohort.json`` (parameters, algorithm
+    truth), ``{case}/images/{modality}.nii.gz`` (``.png`` for cells), and ``cohort.json`` (parameters, algorithm
     skills, per-case difficulty and the failures injected into every candidate) plus a
     ``README.md``. The generator is tuned so that, at the default sizes, the majority-vote
     fusion's Dice with the ground truth spreads like the paper's (most cases 0.6-0.95 and a
@@ -164,11 +181,12 @@ def synthetic_cohort(
     )
     from qe_nb.data.ensemble import open_ensemble
 
+    masks, reference, image_pattern = _layout(params["kind"])
     return open_ensemble(
         Path(path),
-        masks=MASKS,
-        reference=REFERENCE,
-        images=IMAGES if images else None,
+        masks=masks,
+        reference=reference,
+        images=image_pattern if images else None,
         labels=params["labels"],
     )
 
@@ -190,6 +208,19 @@ def _check_arguments(kind, n_cases, n_algorithms, shape, seed) -> tuple[str, int
     seed = _check_int(seed, "seed", 0)
     if shape is None:
         shape = _DEFAULT_SHAPE[kind]
+    if kind == "cells":
+        try:
+            flat = len(shape) == 2 and all(
+                not isinstance(s, bool) and isinstance(s, (int, np.integer)) for s in shape
+            )
+        except TypeError:
+            flat = False
+        if not flat or min(shape) < _MIN_SIDE_2D:
+            raise InputError(
+                f"`shape` must be 2 positive integers (y, x) for kind='cells', each >= "
+                f"{_MIN_SIDE_2D}; got {shape!r}."
+            )
+        return kind, n_cases, n_algorithms, tuple(int(s) for s in shape), seed
     try:
         ok = len(shape) == 3 and all(
             not isinstance(s, bool) and isinstance(s, (int, np.integer)) for s in shape
@@ -204,6 +235,8 @@ def _check_arguments(kind, n_cases, n_algorithms, shape, seed) -> tuple[str, int
 
 
 def _algorithm_names(kind: str, n: int) -> list[str]:
+    if kind == "cells":
+        return [f"worker-{i + 1:02d}" for i in range(n)]
     base = GLIOMA_ALGORITHMS if kind == "glioma" else LUNG_ALGORITHMS
     return [base[i] if i < len(base) else f"model-{i + 1:02d}" for i in range(n)]
 
@@ -247,7 +280,7 @@ def _write_cohort(
     kind: str = "glioma",
     n_cases: int = 68,
     n_algorithms: int = 5,
-    shape: tuple[int, int, int] | None = None,
+    shape: tuple[int, ...] | None = None,
     seed: int = 0,
     images: bool = True,
     progress: bool | Callable[[int, int], None] = False,
@@ -266,7 +299,8 @@ def _write_cohort(
     cases = []
     with progress_bar(total=n_cases, desc=f"synthetic {kind} cohort", disable=progress is not True) as bar:
         for i, case in enumerate(cases_iter):
-            cases.append(_write_case(root / f"case-{i:03d}", case, names, images=images))
+            cases.append(_write_case(root / f"case-{i:03d}", case, names, images=images,
+                                     suffix=_SUFFIX[kind]))
             bar.update(1)
             if callable(progress):
                 progress(i + 1, n_cases)
@@ -283,9 +317,10 @@ def _write_cohort(
         "seed": seed,
         "images": bool(images),
         "labels": _LABELS[kind],
-        "label_values": {"necrosis": 1, "edema": 2, "enhancing": 4} if kind == "glioma" else {"lesion": 1},
+        "label_values": _LABEL_VALUES[kind],
         "modalities": list(_MODALITIES[kind]) if images else [],
-        "layout": {"masks": MASKS, "reference": REFERENCE, "images": IMAGES if images else None},
+        "layout": dict(zip(("masks", "reference", "images"),
+                           (*_layout(kind)[:2], _layout(kind)[2] if images else None))),
         "algorithms": names,
         "skill": {n: round(float(s), 4) for n, s in zip(names, skill)},
         "cases": cases,
@@ -295,24 +330,31 @@ def _write_cohort(
     return params
 
 
-def _write_case(folder: Path, case: dict[str, Any], names: list[str], *, images: bool) -> dict[str, Any]:
+def _write_case(folder: Path, case: dict[str, Any], names: list[str], *, images: bool,
+                suffix: str = ".nii.gz") -> dict[str, Any]:
     """Write one generated case into ``folder``; return its record for cohort.json."""
     (folder / "images" if images else folder).mkdir(parents=True, exist_ok=True)
 
     def write(arr: np.ndarray, file: Path) -> None:
-        _write_nifti(arr, file, spacing=case["spacing"], origin=case["origin"])
+        if suffix == ".nii.gz":
+            _write_nifti(arr, file, spacing=case["spacing"], origin=case["origin"])
+        else:  # a 2-D picture: no spacing to keep
+            write_image(arr, file)
 
-    write(case["reference"], folder / "reference.nii.gz")
+    write(case["reference"], folder / f"reference{suffix}")
     for name, cand in zip(names, case["candidates"]):
-        write(cand, folder / f"{name}.nii.gz")
+        write(cand, folder / f"{name}{suffix}")
     for modality, arr in case.get("images", {}).items():
-        write(arr, folder / "images" / f"{modality}.nii.gz")
-    return {
+        write(arr, folder / "images" / f"{modality}{suffix}")
+    record = {
         "case": folder.name,
         "difficulty": round(float(case["difficulty"]), 4),
         "spacing": [round(float(s), 4) for s in case["spacing"]],
         "failures": {n: f for n, f in zip(names, case["failures"])},
     }
+    if "n_objects" in case:
+        record["n_objects"] = int(case["n_objects"])
+    return record
 
 
 def _generate(kind: str, n_cases: int, n_algorithms: int, shape, seed: int, *, images: bool):
@@ -326,7 +368,7 @@ def _generate(kind: str, n_cases: int, n_algorithms: int, shape, seed: int, *, i
     skill = np.sort(algo_rng.uniform(0.55, 0.95, n_algorithms))[::-1]
     algo_rng.shuffle(skill)
     bias = algo_rng.normal(0.0, 0.5, n_algorithms)
-    make = glioma_case if kind == "glioma" else lung_case
+    make = {"glioma": glioma_case, "lung": lung_case, "cells": cells_case}[kind]
 
     def cases():
         for i in range(n_cases):
