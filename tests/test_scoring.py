@@ -261,3 +261,148 @@ def test_label_mean_keeps_inf():
     assert out.sel(case="b").item() == 3.0
     with pytest.raises(InputError, match="must be a DataArray with a 'label' dim"):
         label_mean(da.isel(label=0))
+
+
+# --- similarity modes, member variables, units (issue 13) ---------------------------------
+
+def _read_case(ensemble, case):
+    maps = {str(a): sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
+            for a, p in zip(ensemble["algorithm"].values, ensemble["mask"].sel(case=case).values)}
+    ref = None
+    if "reference" in ensemble:
+        ref = sitk.GetArrayFromImage(sitk.ReadImage(str(ensemble["reference"].sel(case=case).item())))
+    return maps, ref
+
+
+@pytest.mark.parametrize("fusion", ["mav", "staple"])
+def test_score_options_equal_score_arrays(small_cohort, fusion):
+    options = dict(similarity="leave-one-out", pairwise=True, staple_performance=True)
+    metrics = ("dice", "hd95", "hd")
+    scores = qe_nb.score(small_cohort, fusion=fusion, metrics=metrics, progress=False, n_jobs=1, **options)
+    assert scores.attrs["similarity_mode"] == "leave-one-out"
+    assert scores.attrs["distance_units"] == "mm"
+    assert scores["pairwise"].dims == ("case", "algorithm", "algorithm_b", "label", "metric")
+    assert scores["staple_performance"].dims == ("case", "algorithm", "label", "estimate")
+    assert scores["volume"].attrs["units"] == "mm3"
+    for case in scores.case.values:
+        maps, ref = _read_case(small_cohort, case)
+        one = qe_nb.score_arrays(maps, spacing=(2.0, 1.0, 0.8), reference=ref, labels="binary", fusion=fusion,
+                                 metrics=metrics, **options)
+        for name in ("similarity", "quality", "candidate_quality", "volume", "pairwise", "staple_performance"):
+            np.testing.assert_allclose(scores[name].sel(case=case).values, one[name].values, rtol=1e-6,
+                                       err_msg=f"{case} {name}")
+    # the default run: the same quality, volumes always there, no optional variables
+    plain = qe_nb.score(small_cohort, fusion=fusion, metrics=metrics, progress=False, n_jobs=1)
+    assert plain.attrs["similarity_mode"] == "fusion"
+    assert "pairwise" not in plain and "staple_performance" not in plain
+    xr.testing.assert_identical(plain["quality"], scores["quality"])
+    xr.testing.assert_identical(plain["volume"], scores["volume"])
+    risk = qe_nb.risk_scores(scores, alpha=0.0, level="candidate")
+    assert risk.attrs["skipped"] == []
+
+
+def test_cache_never_serves_another_similarity_mode(small_cohort, tmp_path):
+    cache = tmp_path / "cache"
+    fusion = qe_nb.score(small_cohort, metrics=("dice",), progress=False, cache=cache)
+    seen = []
+    loo = qe_nb.score(small_cohort, metrics=("dice",), progress=False, cache=cache, similarity="leave-one-out",
+                      callback=lambda r: seen.append(r["case"]))
+    assert len(seen) == 6  # every case computed again, none served from the fusion run
+    plain = qe_nb.score(small_cohort, metrics=("dice",), progress=False, similarity="leave-one-out")
+    xr.testing.assert_identical(loo["similarity"], plain["similarity"])
+    assert not np.array_equal(loo["similarity"].values, fusion["similarity"].values)
+    again = qe_nb.score(small_cohort, metrics=("dice",), progress=False, cache=cache, similarity="leave-one-out",
+                        pairwise=True, callback=lambda r: seen.append(r["case"]))
+    assert len(seen) == 12 and "pairwise" in again  # pairwise is part of the key too
+    seen.clear()
+    cached = qe_nb.score(small_cohort, metrics=("dice",), progress=False, cache=cache, similarity="leave-one-out",
+                         pairwise=True, callback=lambda r: seen.append(r["case"]))
+    assert seen == []
+    xr.testing.assert_identical(cached["pairwise"], again["pairwise"])
+    xr.testing.assert_identical(cached["volume"], again["volume"])
+
+
+def test_member_variables_survive_the_scores_file(small_cohort, tmp_path):
+    scores = qe_nb.score(small_cohort, metrics=("dice", "hd95"), progress=False, pairwise=True,
+                         staple_performance=True)
+    back = qe_nb.load_scores(qe_nb.save_scores(scores, tmp_path / "scores.nc"))
+    for name in ("pairwise", "volume", "staple_performance"):
+        np.testing.assert_array_equal(back[name].values, scores[name].values)
+    assert back.attrs["similarity_mode"] == "fusion"
+
+
+def test_bad_similarity_is_refused(small_cohort):
+    with pytest.raises(InputError, match=r"`similarity` must be one of \['fusion', 'leave-one-out'\]; got 'others'"):
+        qe_nb.score(small_cohort, similarity="others", progress=False)
+
+
+def _cells(shape, rng, n=6):
+    yy, xx = np.indices(shape)
+    out = np.zeros(shape, np.uint8)
+    for _ in range(n):
+        cy, cx, r = rng.integers(4, shape[0] - 4), rng.integers(4, shape[1] - 4), rng.integers(2, 5)
+        out[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 255
+    return out
+
+
+@pytest.fixture
+def cohort_2d(tmp_path):
+    """Three 2-D cases x three annotators, as PNG (no spacing: px) and as 2-D NIfTI (mm; spacings
+    exact in a NIfTI header's float32, so files and arrays agree)."""
+    rng = np.random.default_rng(11)
+    truth = {f"c{i}": _cells((40, 52), rng) for i in range(3)}
+    arrays = {}
+    for case, t in truth.items():
+        arrays[case] = {"ann-1": t, "ann-2": np.roll(t, 2, axis=1), "ann-3": _cells((40, 52), rng)}
+        for ext, spacing in (("png", None), ("nii.gz", (0.5, 0.75))):
+            for name, m in arrays[case].items():
+                img = sitk.GetImageFromArray(m)
+                if spacing:
+                    img.SetSpacing(spacing[::-1])
+                path = tmp_path / ext.split(".")[0] / case / f"{name}.{ext}"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sitk.WriteImage(img, str(path))
+    return tmp_path, arrays
+
+
+@pytest.mark.parametrize("ext, spacing, units", [("png", (1.0, 1.0), "px"), ("nii.gz", (0.5, 0.75), "mm")])
+def test_2d_cohort_end_to_end(cohort_2d, ext, spacing, units):
+    medpy = pytest.importorskip("medpy.metric.binary")
+    root, arrays = cohort_2d
+    ens = qe_nb.open_ensemble(root / ext.split(".")[0], masks=f"{{case}}/{{algorithm}}.{ext}")
+    metrics = ("dice", "hd", "hd95_medpy", "abs_volume_diff")
+    for similarity in ("fusion", "leave-one-out"):
+        scores = qe_nb.score(ens, metrics=metrics, progress=False, n_jobs=1, similarity=similarity, pairwise=True)
+        assert scores.attrs["distance_units"] == units
+        assert scores["units"].values.tolist() == ["1", units, units, f"{units}2"]
+        assert (scores["error"] == "").all()
+        for case, maps in arrays.items():
+            one = qe_nb.score_arrays(maps, spacing=spacing, metrics=metrics, units=units, labels="binary",
+                                     similarity=similarity, pairwise=True)
+            for name in ("similarity", "pairwise", "volume"):
+                np.testing.assert_allclose(scores[name].sel(case=case).values, one[name].values, rtol=1e-12)
+            xr.testing.assert_identical(scores["units"], one["units"])
+    # other people's code on member pairs: MedPy's Dice and HD95, SimpleITK's Hausdorff
+    for case, maps in arrays.items():
+        a, b = maps["ann-1"] > 0, maps["ann-3"] > 0
+        got = scores["pairwise"].sel(case=case, algorithm="ann-1", algorithm_b="ann-3", label="foreground")
+        assert got.sel(metric="dice") == pytest.approx(medpy.dc(a, b), abs=1e-12)
+        assert got.sel(metric="hd95_medpy") == pytest.approx(medpy.hd95(a, b, voxelspacing=spacing), abs=1e-9)
+        images = [sitk.GetImageFromArray(x.astype(np.uint8)) for x in (a, b)]
+        for image in images:
+            image.SetSpacing(spacing[::-1])
+        f = sitk.HausdorffDistanceImageFilter()
+        f.Execute(*images)
+        assert got.sel(metric="hd") == pytest.approx(f.GetHausdorffDistance(), abs=1e-9)
+
+
+def test_cohort_mixing_px_and_mm_is_refused(cohort_2d):
+    root, _ = cohort_2d
+    ens = qe_nb.open_ensemble(root / "png", masks="{case}/{algorithm}.png")
+    nifti = qe_nb.open_ensemble(root / "nii", masks="{case}/{algorithm}.nii.gz")
+    ens["mask"].loc[{"case": "c2"}] = nifti["mask"].sel(case="c2").values
+    for on_error in ("record", "raise"):
+        with pytest.raises(qe_nb.GeometryError, match=r"mixes distance units: case '(c0|c1)' .* px\) and case 'c2' "
+                                                      r"has a spacing in mm.*Score them separately \(`cases=`\)"):
+            qe_nb.score(ens, metrics=("dice", "hd"), progress=False, n_jobs=1, on_error=on_error)
+    assert qe_nb.score(ens, metrics=("dice",), progress=False, cases=["c2"]).attrs["distance_units"] == "mm"

@@ -27,6 +27,16 @@ from qe_nb.core.labels import (
     structure_masks,
     values_in,
 )
+from qe_nb.core.masks import check_spacing
+from qe_nb.core.members import (
+    STAPLE_ESTIMATES,
+    leave_one_out_fusions,
+    member_pairs,
+    member_variables,
+    member_volumes,
+    pairwise_matrix,
+    staple_estimates,
+)
 from qe_nb.core.metrics import METRICS, metric_spec, metrics_of_pairs
 from qe_nb.exceptions import GeometryError, InputError, LabelValueWarning, QeNbError
 
@@ -34,31 +44,82 @@ __all__ = [
     "CaseScores",
     "score_arrays",
     "score_label_maps",
+    "SIMILARITY_MODES",
+    "SIMILARITY_LONG_NAMES",
+    "DISTANCE_UNITS",
     "metric_coords",
     "check_metrics",
     "check_fusion",
+    "check_similarity",
+    "check_units",
     "foreground_box",
     "unexpected_label_messages",
 ]
 
 _DIMS = ("z", "y", "x")
 
+SIMILARITY_MODES: tuple[str, ...] = ("fusion", "leave-one-out")
+"""What each candidate's ``similarity`` is measured against: the fusion of all candidates, or
+the fusion of the other candidates (DESIGN §2)."""
 
-def metric_coords(metrics: Sequence[str]) -> dict[str, Any]:
+DISTANCE_UNITS: tuple[str, ...] = ("mm", "px")
+"""The length units of distances: millimetres, or pixels for images that store no spacing."""
+
+
+def metric_coords(metrics: Sequence[str], *, units: str = "mm", ndim: int = 3) -> dict[str, Any]:
     """Coordinates of the ``metric`` dim: ids plus ``higher_is_better`` and ``units``.
+
+    ``units`` is the length unit of the distances: ``"mm"``, or ``"px"`` for images that
+    store no spacing; volume differences get it to the power ``ndim`` (``"mm3"``, ``"px2"``).
 
     Examples
     --------
     >>> c = metric_coords(["dice", "hd95"])
     >>> c["higher_is_better"][1].tolist(), c["units"][1].tolist()
     ([True, False], ['1', 'mm'])
+    >>> metric_coords(["hd", "abs_volume_diff"], units="px", ndim=2)["units"][1].tolist()
+    ['px', 'px2']
     """
+    units = check_units(units)
     specs = [metric_spec(m) for m in metrics]
+    named = {"mm": units, "mm3": f"{units}{ndim}"}
     return {
         "metric": ("metric", [s.id for s in specs]),
         "higher_is_better": ("metric", np.array([s.higher_is_better for s in specs], dtype=bool)),
-        "units": ("metric", np.array([s.units for s in specs], dtype=object)),
+        "units": ("metric", np.array([named.get(s.units, s.units) for s in specs], dtype=object)),
     }
+
+
+def check_units(units: object) -> str:
+    """``units`` if it is one of :data:`DISTANCE_UNITS`, else :class:`InputError`.
+
+    Examples
+    --------
+    >>> check_units("cm")
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.InputError: `units` must be one of ['mm', 'px'] (the length unit of the spacing); got 'cm'.
+    """
+    if not isinstance(units, str) or units not in DISTANCE_UNITS:
+        raise InputError(
+            f"`units` must be one of {list(DISTANCE_UNITS)} (the length unit of the spacing); got {units!r}."
+        )
+    return units
+
+
+def check_similarity(similarity: object) -> str:
+    """``similarity`` if it is one of :data:`SIMILARITY_MODES`, else :class:`InputError`.
+
+    Examples
+    --------
+    >>> check_similarity("loo")
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.InputError: `similarity` must be one of ['fusion', 'leave-one-out']; got 'loo'.
+    """
+    if not isinstance(similarity, str) or similarity not in SIMILARITY_MODES:
+        raise InputError(f"`similarity` must be one of {list(SIMILARITY_MODES)}; got {similarity!r}.")
+    return similarity
 
 
 def check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
@@ -156,7 +217,9 @@ class CaseScores:
     ``similarity`` (algorithm, label, metric); ``quality`` (label, metric) and
     ``candidate_quality`` (algorithm, label, metric), or None without a reference;
     ``warnings``: messages about label values outside the scheme; ``fused``: the fused label
-    map on the whole grid when asked for, else None.
+    map on the whole grid when asked for, else None; ``volume`` (algorithm, label);
+    ``pairwise`` (algorithm, algorithm_b, label, metric) and ``staple_performance``
+    (algorithm, label, estimate) when asked for, else None. Missing candidates: NaN.
     """
 
     similarity: np.ndarray
@@ -164,6 +227,9 @@ class CaseScores:
     candidate_quality: np.ndarray | None
     warnings: list[str]
     fused: np.ndarray | None = None
+    volume: np.ndarray | None = None
+    pairwise: np.ndarray | None = None
+    staple_performance: np.ndarray | None = None
 
 
 def score_label_maps(
@@ -178,6 +244,9 @@ def score_label_maps(
     algorithms: Sequence[str] | None = None,
     case: str | None = None,
     keep_fusion: bool = False,
+    similarity: str = "fusion",
+    pairwise: bool = False,
+    staple_performance: bool = False,
 ) -> CaseScores:
     """The per-case kernel on checked label maps (shared by :func:`score_arrays` and the pipeline).
 
@@ -191,7 +260,7 @@ def score_label_maps(
         Voxel size in mm, numpy order.
     scheme : LabelScheme
         The structures to measure.
-    fusion, metrics, nsd_tolerance
+    fusion, metrics, nsd_tolerance, similarity, pairwise, staple_performance
         Checked settings, as for :func:`score_arrays`.
     reference : ndarray, optional
         The checked reference label map, same shape.
@@ -218,38 +287,79 @@ def score_label_maps(
     shape = whole[0].shape
     # Everything below runs on the box holding every non-zero voxel of the case (plus a
     # margin), at a fraction of the cost (a tumour fills a few % of a brain volume). The
-    # maps are cropped before they are stacked, so the whole grid is never copied.
+    # maps are cropped before they are stacked, so the whole grid is never copied unless
+    # STAPLE needs it (its priors depend on the amount of background).
     box = foreground_box(whole + ([] if reference is None else [reference]))
     stacked = np.stack([m[box] for m in whole])
-    # STAPLE's priors depend on the amount of background, so it fuses the whole grid.
-    fused_whole = fuse(np.stack(whole), method="staple") if fusion == "staple" else None
-    fused = fuse(stacked, method=fusion) if fused_whole is None else fused_whole[box]
+    whole_stack = np.stack(whole) if fusion == "staple" or staple_performance else None
+    leave_one_out = similarity == "leave-one-out"
+    # The full fusion serves `similarity` (fusion mode), `quality` and `keep_fusion` only.
+    need_fusion = not leave_one_out or reference is not None or keep_fusion
+    fused_whole = fuse(whole_stack, method="staple") if fusion == "staple" and need_fusion else None
+    fused = None
+    if need_fusion:
+        fused = fuse(stacked, method=fusion) if fused_whole is None else fused_whole[box]
+    others = leave_one_out_fusions(stacked, whole_stack if fusion == "staple" else None, box, fusion) \
+        if leave_one_out else []
     ref = None if reference is None else structure_masks(reference[box], scheme)
-    del maps, whole, reference
     messages = unexpected_label_messages(stacked, [names[i] for i in index], scheme, case=case)
-    fused_masks = structure_masks(fused, scheme)
     candidate_masks = np.stack([structure_masks(m, scheme) for m in stacked])
-    similarity = np.full((n_alg, n_lab, n_met), np.nan)
+    n = len(index)
+    volume = np.full((n_alg, n_lab), np.nan)
+    volume[index] = member_volumes(candidate_masks, check_spacing(spacing, stacked.ndim - 1))
+    staple = None
+    if staple_performance:
+        staple = np.full((n_alg, n_lab, len(STAPLE_ESTIMATES)), np.nan)
+        for j, (label, values) in enumerate(scheme.structures.items()):
+            one = LabelScheme(scheme.name, {label: values})  # one structure at a time: less memory
+            staple[index, j] = staple_estimates(np.stack([structure_masks(m, one)[0] for m in whole_stack]))
+    del maps, whole, whole_stack, reference
+    sim = np.full((n_alg, n_lab, n_met), np.nan)
     quality = None if ref is None else np.full((n_lab, n_met), np.nan)
     candidate_quality = None if ref is None else np.full((n_alg, n_lab, n_met), np.nan)
-    # Per structure, one stack: the fusion, the candidates, the reference. Each mask is
-    # prepared once for all the pairs it is in.
-    n = len(index)
-    pairs = [(0, 1 + i) for i in range(n)]
-    if ref is not None:
-        pairs += [(n + 1, 0)] + [(n + 1, 1 + i) for i in range(n)]
-    for j in range(n_lab):
-        stack = [fused_masks[j][None], candidate_masks[:, j]] + ([ref[j][None]] if ref is not None else [])
-        table = metrics_of_pairs(np.concatenate(stack), pairs, metrics, spacing=spacing,
-                                 nsd_tolerance=nsd_tolerance)
-        similarity[index, j, :] = table[:n]
+    between = np.full((n_alg, n_alg, n_lab, n_met), np.nan) if pairwise else None
+    # Per structure, one stack: the candidates, the fusion, the reference, the leave-one-out
+    # fusions. Each mask is prepared once for all the pairs it is in.
+    rows: list[np.ndarray] = [candidate_masks.swapaxes(0, 1)]  # (label, n, ...)
+    at = n
+    pairs: dict[str, list[tuple[int, int]]] = {}
+    if fused is not None:
+        rows.append(structure_masks(fused, scheme)[:, None])
+        if not leave_one_out:
+            pairs["similarity"] = [(at, i) for i in range(n)]
         if ref is not None:
-            quality[j, :] = table[n]
-            candidate_quality[index, j, :] = table[n + 1 :]
+            rows.append(ref[:, None])
+            pairs["quality"] = [(at + 1, at)]
+            pairs["candidate_quality"] = [(at + 1, i) for i in range(n)]
+            at += 1
+        at += 1
+    loo = [i for i in range(n) if others and others[i] is not None]
+    if loo:
+        rows.append(np.stack([structure_masks(others[i], scheme) for i in loo], axis=1))
+        pairs["similarity"] = [(at + k, i) for k, i in enumerate(loo)]
+    if pairwise:
+        pairs["pairwise"] = member_pairs(n)
+    masks = np.concatenate(rows, axis=1)
+    del rows, candidate_masks, ref, others
+    flat = [p for group in pairs.values() for p in group]
+    for j in range(n_lab):
+        table = metrics_of_pairs(masks[j], flat, metrics, spacing=spacing, nsd_tolerance=nsd_tolerance)
+        start = 0
+        for name, group in pairs.items():
+            part, start = table[start:start + len(group)], start + len(group)
+            if name == "similarity":
+                sim[[index[i] for _, i in group], j] = part
+            elif name == "quality":
+                quality[j] = part[0]
+            elif name == "candidate_quality":
+                candidate_quality[index, j] = part
+            else:
+                between[np.ix_(index, index, [j])] = pairwise_matrix(part, n, metrics)[:, :, None]
     if keep_fusion and fused_whole is None:
         fused_whole = np.zeros(shape, dtype=fused.dtype)
         fused_whole[box] = fused
-    return CaseScores(similarity, quality, candidate_quality, messages, fused_whole if keep_fusion else None)
+    return CaseScores(sim, quality, candidate_quality, messages, fused_whole if keep_fusion else None,
+                      volume=volume, pairwise=between, staple_performance=staple)
 
 
 def _named_maps(label_maps: object, algorithms: Sequence[str] | None) -> tuple[list[str], list[Any]]:
@@ -329,6 +439,10 @@ def score_arrays(
     nsd_tolerance: float = 1.0,
     algorithms: Sequence[str] | None = None,
     keep_fusion: bool = False,
+    similarity: str = "fusion",
+    pairwise: bool = False,
+    staple_performance: bool = False,
+    units: str = "mm",
 ) -> xr.Dataset:
     """Score one case held in memory: fuse its candidates and measure each against the fusion.
 
@@ -343,7 +457,7 @@ def score_arrays(
         DataArray with an ``algorithm`` dim (as from :func:`qe_nb.load_label_maps`). Integer,
         bool or integral float values. A None entry is a missing candidate: NaN rows.
     spacing : sequence of float
-        Voxel size in mm per axis, numpy (z, y, x) order.
+        Voxel size per axis, numpy (z, y, x) or (y, x) order, in ``units``.
     reference : ndarray, optional
         A reference (ground truth) label map of the same shape; gives ``quality`` and
         ``candidate_quality``.
@@ -361,21 +475,40 @@ def score_arrays(
         DataArray's own ``algorithm`` coord otherwise).
     keep_fusion : bool, default False
         Also return the fused label map as ``fused`` (z, y, x).
+    similarity : {"fusion", "leave-one-out"}, default "fusion"
+        What each candidate's ``similarity`` is measured against: the fusion of all the
+        candidates, or the fusion of the *other* candidates with the same rule (DESIGN §2;
+        with three to five members the full fusion is largely made of the candidate itself).
+        ``quality`` and ``candidate_quality`` do not depend on it.
+    pairwise : bool, default False
+        Also measure every member against every other: ``pairwise``.
+    staple_performance : bool, default False
+        Also estimate each member's sensitivity and specificity per structure with
+        SimpleITK's STAPLE on the whole grid: ``staple_performance``.
+    units : {"mm", "px"}, default "mm"
+        The length unit of ``spacing``: "px" for images that store no spacing (PNG); the
+        distance metrics' ``units`` coord and ``attrs["distance_units"]`` say it.
 
     Returns
     -------
     xarray.Dataset
         ``similarity`` (algorithm, label, metric); with a reference, ``quality`` (label,
         metric) and ``candidate_quality`` (algorithm, label, metric); with ``keep_fusion``,
-        ``fused`` (z, y, x). The ``metric`` coord carries ``higher_is_better`` and ``units``,
-        ``label`` carries ``label_values``; attrs record the fusion, the label scheme, the
-        metrics and the spacing.
+        ``fused`` (z, y, x). Always ``volume`` (algorithm, label): each candidate's voxel
+        count times the voxel volume (area in 2-D; its ``units`` attr says which). With
+        ``pairwise``, ``pairwise`` (algorithm, algorithm_b, label, metric): symmetric, the
+        diagonal is a mask's metric against itself (Dice 1, distance 0), NaN for a missing
+        member. With ``staple_performance``, ``staple_performance`` (algorithm, label,
+        estimate), ``estimate`` = ("sensitivity", "specificity"). The ``metric`` coord
+        carries ``higher_is_better`` and ``units``, ``label`` carries ``label_values``;
+        attrs record the fusion, ``similarity_mode``, ``distance_units``, the label scheme,
+        the metrics and the spacing.
 
     Raises
     ------
     InputError
-        For an unknown fusion method or metric, malformed ``label_maps`` or ``algorithms``,
-        or a bad ``spacing``.
+        For an unknown fusion method, metric, similarity mode or units, malformed
+        ``label_maps`` or ``algorithms``, or a bad ``spacing``.
     LabelError
         For a map holding non-integral, negative or NaN labels.
     GeometryError
@@ -398,6 +531,8 @@ def score_arrays(
     """
     fusion = check_fusion(fusion)
     metrics = check_metrics(metrics)
+    similarity = check_similarity(similarity)
+    units = check_units(units)
     names, maps = _checked_maps(label_maps, algorithms)
     present = [(name, m) for name, m in zip(names, maps) if m is not None]
     if reference is not None:
@@ -417,34 +552,45 @@ def score_arrays(
     result = score_label_maps(
         maps, spacing=spacing, scheme=scheme, fusion=fusion, metrics=metrics,
         nsd_tolerance=nsd_tolerance, reference=reference, algorithms=names, keep_fusion=keep_fusion,
+        similarity=similarity, pairwise=bool(pairwise), staple_performance=bool(staple_performance),
     )
     for message in result.warnings:
         warnings.warn(message, LabelValueWarning, stacklevel=2)
-    return _case_dataset(result, names, scheme, fusion, metrics, nsd_tolerance, spacing)
+    ndim = next(m.ndim for m in maps if m is not None)
+    settings = {"fusion": fusion, "similarity": similarity, "metrics": metrics, "units": units, "ndim": ndim}
+    return _case_dataset(result, names, scheme, settings, nsd_tolerance, spacing)
 
 
-def _case_dataset(result: CaseScores, names: list[str], scheme: LabelScheme, fusion: str,
-                  metrics: tuple[str, ...], nsd_tolerance: float, spacing: Sequence[float]) -> xr.Dataset:
+def _case_dataset(result: CaseScores, names: list[str], scheme: LabelScheme, settings: dict[str, Any],
+                  nsd_tolerance: float, spacing: Sequence[float]) -> xr.Dataset:
+    fusion, metrics, units, ndim = settings["fusion"], settings["metrics"], settings["units"], settings["ndim"]
     coords: dict[str, Any] = {
         "algorithm": ("algorithm", np.array(names, dtype=object)),
         "label": ("label", np.array(scheme.names, dtype=object)),
         "label_values": ("label", np.array(scheme.values_text(), dtype=object)),
-        **metric_coords(metrics),
+        **metric_coords(metrics, units=units, ndim=ndim),
     }
     data: dict[str, Any] = {
         "similarity": (("algorithm", "label", "metric"), result.similarity,
-                       {"long_name": "similarity of each candidate to the fusion"}),
+                       {"long_name": SIMILARITY_LONG_NAMES[settings["similarity"]]}),
     }
     if result.quality is not None:
         data["quality"] = (("label", "metric"), result.quality,
                            {"long_name": "quality of the fusion against the reference"})
         data["candidate_quality"] = (("algorithm", "label", "metric"), result.candidate_quality,
                                      {"long_name": "quality of each candidate against the reference"})
+    data.update(member_variables(result, units, ndim))
+    if result.pairwise is not None:
+        coords["algorithm_b"] = ("algorithm_b", np.array(names, dtype=object))
+    if result.staple_performance is not None:
+        coords["estimate"] = ("estimate", list(STAPLE_ESTIMATES))
     if result.fused is not None:
         data["fused"] = (_DIMS[-result.fused.ndim:], result.fused,
                          {"long_name": f"the candidates fused ({fusion})"})
     attrs = {
         "fusion": fusion,
+        "similarity_mode": settings["similarity"],
+        "distance_units": units,
         "label_scheme": scheme.name,
         "label_scheme_text": scheme.describe(),
         "metrics": ",".join(metrics),
@@ -453,3 +599,10 @@ def _case_dataset(result: CaseScores, names: list[str], scheme: LabelScheme, fus
         "spacing": tuple(float(s) for s in spacing),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+SIMILARITY_LONG_NAMES = {
+    "fusion": "similarity of each candidate to the fusion",
+    "leave-one-out": "similarity of each candidate to the fusion of the other candidates",
+}
+"""The ``long_name`` of ``similarity`` per :data:`SIMILARITY_MODES`."""

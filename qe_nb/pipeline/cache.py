@@ -18,7 +18,9 @@ import xarray as xr
 
 __all__ = ["settings_key", "files_key", "cache_path", "load_cached", "store_cached"]
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+"""2: entries also hold ``volume``, ``pairwise``, ``staple_performance``, ``units`` and ``ndim``."""
+_OPTIONAL = ("quality", "candidate_quality", "pairwise", "staple_performance")
 
 
 def settings_key(settings: dict[str, Any]) -> str:
@@ -54,9 +56,9 @@ def load_cached(path: Path, case: str, files_key: str) -> dict[str, Any] | None:
         with np.load(path, allow_pickle=False) as z:
             if str(z["case"]) != case or str(z["files_key"]) != files_key or int(z["format"]) != _CACHE_FORMAT:
                 return None
-            out = {"case": case, "error": str(z["error"]), "similarity": z["similarity"]}
-            out["quality"] = z["quality"] if "quality" in z else None
-            out["candidate_quality"] = z["candidate_quality"] if "candidate_quality" in z else None
+            out = {"case": case, "error": str(z["error"]), "similarity": z["similarity"], "volume": z["volume"],
+                   "units": str(z["units"]), "ndim": int(z["ndim"])}
+            out.update({name: z[name] if name in z else None for name in _OPTIONAL})
             out["warnings"] = [str(w) for w in z["warnings"]] if "warnings" in z else []
             return out
     except Exception:  # a torn or foreign file (BadZipFile, EOFError, OSError, ...) is a miss
@@ -73,9 +75,12 @@ def store_cached(path: Path, result: dict[str, Any], files_key: str) -> None:
         "files_key": np.array(files_key),
         "error": np.array(result["error"]),
         "similarity": result["similarity"],
+        "volume": result["volume"],
+        "units": np.array(result["units"]),
+        "ndim": np.array(result["ndim"]),
         "warnings": np.array([str(w) for w in result.get("warnings", ())], dtype=str),
     }
-    for name in ("quality", "candidate_quality"):
+    for name in _OPTIONAL:
         if result[name] is not None:
             arrays[name] = result[name]
     path.parent.mkdir(parents=True, exist_ok=True)

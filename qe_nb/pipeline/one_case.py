@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from qe_nb.core.labels import LabelScheme, parse_label_values
+from qe_nb.core.members import STAPLE_ESTIMATES
 from qe_nb.exceptions import QeNbError
 
 __all__ = ["case_settings", "scheme_from_settings", "score_case", "score_case_safe", "empty_result"]
@@ -25,8 +26,15 @@ def case_settings(
     metrics: tuple[str, ...],
     nsd_tolerance: float,
     resample: bool = False,
+    *,
+    similarity: str = "fusion",
+    pairwise: bool = False,
+    staple_performance: bool = False,
 ) -> dict[str, Any]:
     """The settings every case of a run is scored with (plain data: they travel to workers).
+
+    They key the cache: a result computed with other settings (another ``similarity``
+    mode, say) is never served.
 
     Examples
     --------
@@ -39,6 +47,9 @@ def case_settings(
 
     return {
         "fusion": fusion,
+        "similarity": similarity,
+        "pairwise": bool(pairwise),
+        "staple_performance": bool(staple_performance),
         "resample": bool(resample),
         "metrics": list(metrics),
         "nsd_tolerance": float(nsd_tolerance),
@@ -85,7 +96,10 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) 
     -------
     dict
         ``similarity`` (algorithm, label, metric), ``quality`` (label, metric) or None,
-        ``candidate_quality`` (algorithm, label, metric) or None, ``error`` ("" when fine),
+        ``candidate_quality`` (algorithm, label, metric) or None, ``volume`` (algorithm,
+        label), ``pairwise`` (algorithm, algorithm_b, label, metric) or None,
+        ``staple_performance`` (algorithm, label, estimate) or None, ``units`` ("mm" or "px":
+        the unit of the grid's spacing), ``ndim`` (2 or 3), ``error`` ("" when fine),
         ``warnings`` (messages about label values outside the scheme) and ``case``. Missing
         candidates give NaN rows.
 
@@ -123,6 +137,9 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) 
         reference=reference.pop() if reference else None,
         algorithms=algorithms,
         case=case,
+        similarity=settings["similarity"],
+        pairwise=settings["pairwise"],
+        staple_performance=settings["staple_performance"],
     )
     quality, candidate_quality = result.quality, result.candidate_quality
     if "reference" in cat and quality is None:  # the catalogue has references, this case none
@@ -133,6 +150,11 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) 
         "similarity": result.similarity,
         "quality": quality,
         "candidate_quality": candidate_quality,
+        "volume": result.volume,
+        "pairwise": result.pairwise,
+        "staple_performance": result.staple_performance,
+        "units": grid.units,
+        "ndim": len(grid.shape),
         "error": "",
         "warnings": result.warnings,
     }
@@ -146,6 +168,12 @@ def empty_result(case: str, settings: dict[str, Any], with_reference: bool, erro
         "similarity": np.full((n_alg, n_lab, n_met), np.nan),
         "quality": np.full((n_lab, n_met), np.nan) if with_reference else None,
         "candidate_quality": np.full((n_alg, n_lab, n_met), np.nan) if with_reference else None,
+        "volume": np.full((n_alg, n_lab), np.nan),
+        "pairwise": np.full((n_alg, n_alg, n_lab, n_met), np.nan) if settings["pairwise"] else None,
+        "staple_performance": (np.full((n_alg, n_lab, len(STAPLE_ESTIMATES)), np.nan)
+                               if settings["staple_performance"] else None),
+        "units": None,
+        "ndim": None,
         "error": error,
         "warnings": [],
     }

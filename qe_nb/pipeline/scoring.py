@@ -21,9 +21,16 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from qe_nb.core.case import check_fusion, check_metrics, metric_coords
+from qe_nb.core.case import (
+    SIMILARITY_LONG_NAMES,
+    check_fusion,
+    check_metrics,
+    check_similarity,
+    metric_coords,
+)
+from qe_nb.core.members import STAPLE_ESTIMATES, member_variables
 from qe_nb.core.statistics import label_mean
-from qe_nb.exceptions import InputError, LabelValueWarning
+from qe_nb.exceptions import GeometryError, InputError, LabelValueWarning
 from qe_nb.pipeline.cache import cache_path, files_key, load_cached, settings_key, store_cached
 from qe_nb.pipeline.one_case import case_settings, score_case
 from qe_nb.pipeline.runners import client_threads, run_dask, run_local
@@ -48,6 +55,9 @@ def score(
     cases: Iterable[str] | None = None,
     callback: Callable[[dict], None] | None = None,
     resample: bool = False,
+    similarity: Literal["fusion", "leave-one-out"] = "fusion",
+    pairwise: bool = False,
+    staple_performance: bool = False,
 ) -> xr.Dataset:
     """Score a cohort: fuse each case's candidates and measure every candidate against the fusion.
 
@@ -91,6 +101,18 @@ def score(
         Bring candidates whose grid (spacing, origin, direction) differs from the first
         candidate's onto its grid with nearest-neighbour interpolation, instead of recording a
         geometry error for the case.
+    similarity : {"fusion", "leave-one-out"}, default "fusion"
+        What each candidate's ``similarity`` is measured against: the fusion of all the
+        candidates, or the fusion of the *other* candidates with the same rule (one more
+        fusion per member; for small ensembles and reader cohorts, where the full fusion is
+        largely made of the candidate itself). ``quality`` and ``candidate_quality`` do not
+        depend on it. Recorded in ``attrs["similarity_mode"]`` and in the cache key.
+    pairwise : bool, default False
+        Also measure every member against every other member (``pairwise``; each unordered
+        pair once), the input of :func:`qe_nb.risk_scores`' pairwise disagreement.
+    staple_performance : bool, default False
+        Also estimate each member's sensitivity and specificity per structure with
+        SimpleITK's ``STAPLEImageFilter`` on the whole image (``staple_performance``).
 
     Returns
     -------
@@ -98,15 +120,27 @@ def score(
         ``similarity`` (case, algorithm, label, metric): fusion vs each candidate;
         ``quality`` (case, label, metric): reference vs fusion, and ``candidate_quality``
         (case, algorithm, label, metric): reference vs each candidate, when the catalogue has
-        references; ``error`` (case): "" or why the case could not be scored. The ``metric``
-        coord carries ``higher_is_better`` and ``units``; attrs record the fusion, the label
-        scheme, the metric definitions and the qe_nb version.
+        references; ``volume`` (case, algorithm, label): each candidate's voxel count times
+        the voxel volume (area in 2-D); with ``pairwise``, ``pairwise`` (case, algorithm,
+        algorithm_b, label, metric): symmetric, diagonal = a mask against itself (Dice 1,
+        distance 0); with ``staple_performance``, ``staple_performance`` (case, algorithm,
+        label, estimate), ``estimate`` = ("sensitivity", "specificity"); ``error`` (case):
+        "" or why the case could not be scored. Missing candidates are NaN. The ``metric``
+        coord carries ``higher_is_better`` and ``units`` ("px" instead of "mm" for a cohort
+        of images that store no spacing, such as PNG); attrs record the fusion,
+        ``similarity_mode``, ``distance_units`` ("mm" or "px"), the label scheme, the metric
+        definitions and the qe_nb version.
 
     Raises
     ------
     InputError
-        For an unknown fusion method or metric, a bad ``on_error`` or ``n_jobs``, or a
-        ``client`` that is not a dask.distributed Client.
+        For an unknown fusion method, metric or similarity mode, a bad ``on_error`` or
+        ``n_jobs``, or a ``client`` that is not a dask.distributed Client.
+    GeometryError
+        When the cohort mixes cases whose distances are in pixels (images without spacing)
+        with cases in millimetres: raised as soon as the second kind is seen, whatever
+        ``on_error`` (it concerns the cohort, not one case). Cases already finished stay in
+        the cache.
     """
     from qe_nb.progress import progress_bar
 
@@ -116,10 +150,12 @@ def score(
             f"'mask' variable over (case, algorithm)); got {type(ensemble).__name__}."
         )
     check_fusion(fusion)
+    similarity = check_similarity(similarity)
     if on_error not in ON_ERROR:
         raise InputError(f"`on_error` must be one of {list(ON_ERROR)}; got {on_error!r}.")
     metrics = check_metrics(metrics)
-    settings = case_settings(ensemble, fusion, metrics, nsd_tolerance, resample)
+    settings = case_settings(ensemble, fusion, metrics, nsd_tolerance, resample, similarity=similarity,
+                             pairwise=bool(pairwise), staple_performance=bool(staple_performance))
     all_cases = [str(c) for c in ensemble["case"].values]
     if cases is not None:
         wanted = [str(c) for c in cases]
@@ -157,13 +193,16 @@ def score(
         workers = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
         runner = run_local(jobs, settings, on_error, workers, len(todo))
 
+    units = _CohortUnits()
     for case in results:
+        units.check(results[case])
         for message in results[case].get("warnings", ()):
             warnings.warn(message, LabelValueWarning, stacklevel=2)
     with progress_bar(total=len(all_cases), initial=len(results), desc="scoring", disable=not progress) as bar:
         try:
             for result in runner:
                 case = result["case"]
+                units.check(result)
                 results[case] = result
                 for message in result.get("warnings", ()):
                     warnings.warn(message, LabelValueWarning, stacklevel=2)
@@ -176,23 +215,55 @@ def score(
             # Stop the workers now (Ctrl-C, an error): what finished is already in the cache.
             runner.close()
 
-    return _assemble(results, all_cases, settings, with_reference, ensemble)
+    return _assemble(results, all_cases, settings, with_reference, ensemble, units)
 
 
-def _assemble(results, cases, settings, with_reference, ensemble) -> xr.Dataset:
+class _CohortUnits:
+    """The distance units and grid dimension of a cohort's cases; refuses a mix of px and mm."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}  # units -> the first case seen with them
+        self.ndim: int | None = None
+
+    @property
+    def units(self) -> str:
+        return next(iter(self.first), "mm")
+
+    def check(self, result: dict) -> None:
+        units = result.get("units")
+        if units is None:  # a case that could not be scored
+            return
+        self.ndim = self.ndim or result.get("ndim")
+        self.first.setdefault(units, result["case"])
+        if len(self.first) > 1:
+            (u1, c1), (u2, c2) = self.first.items()
+            px, mm = (c1, c2) if u1 == "px" else (c2, c1)
+            raise GeometryError(
+                f"the cohort mixes distance units: case {px!r} is read from images that store no "
+                f"spacing (distances in px) and case {mm!r} has a spacing in mm, so their distances "
+                "cannot share one threshold. Score them separately (`cases=`), or store the pixel "
+                "spacing in the px images (e.g. write them as NIfTI/MHA with their spacing)."
+            )
+
+
+def _assemble(results, cases, settings, with_reference, ensemble, units: _CohortUnits) -> xr.Dataset:
     coords: dict[str, Any] = {
         "case": ("case", np.array(cases, dtype=object)),
         "algorithm": ("algorithm", np.array(settings["algorithms"], dtype=object)),
         "label": ("label", np.array(settings["labels"], dtype=object)),
         "label_values": ("label", np.array(settings["label_values"], dtype=object)),
-        **metric_coords(settings["metrics"]),
+        **metric_coords(settings["metrics"], units=units.units, ndim=units.ndim or 3),
     }
+    n_alg, n_lab, n_met = len(settings["algorithms"]), len(settings["labels"]), len(settings["metrics"])
+
+    def stacked(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        return np.stack([results[c][name] for c in cases]) if cases else np.empty((0, *shape))
+
     data = {
         "similarity": (
             ("case", "algorithm", "label", "metric"),
-            np.stack([results[c]["similarity"] for c in cases]) if cases else
-            np.empty((0, len(settings["algorithms"]), len(settings["labels"]), len(settings["metrics"]))),
-            {"long_name": "similarity of each candidate to the fusion"},
+            stacked("similarity", (n_alg, n_lab, n_met)),
+            {"long_name": SIMILARITY_LONG_NAMES[settings["similarity"]]},
         ),
         "error": (
             "case",
@@ -200,6 +271,17 @@ def _assemble(results, cases, settings, with_reference, ensemble) -> xr.Dataset:
             {"long_name": "why the case could not be scored ('' when it was)"},
         ),
     }
+    members = {
+        "volume": stacked("volume", (n_alg, n_lab)),
+        "pairwise": stacked("pairwise", (n_alg, n_alg, n_lab, n_met)) if settings["pairwise"] else None,
+        "staple_performance": (stacked("staple_performance", (n_alg, n_lab, len(STAPLE_ESTIMATES)))
+                               if settings["staple_performance"] else None),
+    }
+    data.update(member_variables(members, units.units, units.ndim or 3, lead=("case",)))
+    if settings["pairwise"]:
+        coords["algorithm_b"] = ("algorithm_b", np.array(settings["algorithms"], dtype=object))
+    if settings["staple_performance"]:
+        coords["estimate"] = ("estimate", list(STAPLE_ESTIMATES))
     if with_reference:
         data["quality"] = (
             ("case", "label", "metric"),
@@ -216,6 +298,8 @@ def _assemble(results, cases, settings, with_reference, ensemble) -> xr.Dataset:
     attrs = {
         "title": "qe_nb scores",
         "fusion": settings["fusion"],
+        "similarity_mode": settings["similarity"],
+        "distance_units": units.units,
         "label_scheme": settings["label_scheme"],
         "label_scheme_text": settings["label_scheme_text"],
         "metrics": ",".join(settings["metrics"]),
