@@ -45,6 +45,9 @@ PREFERRED_MODALITIES: tuple[str, ...] = ("t1c", "t1ce", "ct")
 
 NO_IMAGE = "(none)"
 
+ZOOM_MARGIN = 0.05
+"""A zoomed 2-D image shows the outlines plus this fraction of the image's larger side."""
+
 
 class CaseScoresView:
     """One case's scores and alarms: the table of :func:`case_scores_html` in its panel, and
@@ -190,8 +193,8 @@ class CaseViewer(WidgetApp):
         The case shown.
     label_maps, fused, images, reference
         The loaded case: candidates (algorithm, z, y, x), the fused label map (z, y, x), the
-        images (modality, z, y, x) or None, the reference masks (label, z, y, x) or None;
-        (y, x) in place of (z, y, x) for a 2-D case.
+        images (modality, z, y, x) or None (also for a case without image files), the
+        reference masks (label, z, y, x) or None; (y, x) in place of (z, y, x) for a 2-D case.
     is_2d : bool
         Whether the case shown is 2-D.
     spacing, units
@@ -257,6 +260,9 @@ class CaseViewer(WidgetApp):
         }
         self.reference_checkbox = w.Checkbox(value=True, description="reference", indent=False,
                                              layout=w.Layout(width="auto"))
+        # 2-D only: small objects (cells) on a large frame are zoomed to by default
+        self.zoom_checkbox = w.Checkbox(value=True, description="zoom to the outlines", indent=False,
+                                        layout=w.Layout(width="auto", display="none"))
         self.case_label = w.HTML()
         self.overlay_panel = w.Output()
         self.overlay_panel.add_class("qe-overlay")
@@ -266,13 +272,13 @@ class CaseViewer(WidgetApp):
             w.HBox([self.axis_buttons, self.structure_dropdown, self.modality_dropdown]),
             self.slice_slider,
             w.HBox([w.HTML("<b>outlines:</b>&nbsp;"), *self.candidate_checkboxes.values(),
-                    self.reference_checkbox]),
+                    self.reference_checkbox, self.zoom_checkbox]),
             self.overlay_panel,
             self.scores_panel,
         ])
         self.widget.add_class("qe-case-viewer")
         self.slice_slider.observe(self._on_change, names="value")
-        for control in (self.modality_dropdown, self.reference_checkbox,
+        for control in (self.modality_dropdown, self.reference_checkbox, self.zoom_checkbox,
                         *self.candidate_checkboxes.values()):
             control.observe(self._on_change, names="value")
         self.axis_buttons.observe(self._on_view, names="value")
@@ -334,13 +340,14 @@ class CaseViewer(WidgetApp):
         maps = load_label_maps(self.ensemble, case)
         ndim = maps.ndim - 1
         self.spacing = tuple(float(s) for s in maps.attrs.get("spacing", (1.0,) * ndim))
-        self.units = self._units(maps)
+        self.units = _grid_units(maps, self.scores)
         # the fused map only: Dice is the cheapest metric the kernel must compute
         fused = score_arrays(maps, spacing=self.spacing, labels=self._scheme, fusion=self.fusion,
                              metrics=("dice",), keep_fusion=True)["fused"].values
         images = None
         if self.modality_dropdown.options != (NO_IMAGE,):
-            images = load_images(self.ensemble, case, geometry=maps)
+            # cases without an image file (BU-BIL: 8 of 47) show a blank frame
+            images = load_images(self.ensemble, case, geometry=maps, missing="skip")
         self.case, self.label_maps, self.fused, self.images = case, maps, fused, images
         self.reference = load_reference(self.ensemble, case, geometry=maps)
         self._fused_masks = structure_masks(fused, self._scheme)
@@ -352,6 +359,7 @@ class CaseViewer(WidgetApp):
             self.reference_checkbox.disabled = self.reference is None
             hidden = "none" if fused.ndim == 2 else None
             self.axis_buttons.layout.display = self.slice_slider.layout.display = hidden
+            self.zoom_checkbox.layout.display = None if hidden else "none"
             if fused.ndim == 2:
                 self.axis_buttons.value = "axial"
             self._centre_slice()
@@ -368,13 +376,6 @@ class CaseViewer(WidgetApp):
         self.scores_view.set_alpha(alpha)
         self.scores_view.draw(self.case)
         self.redraw()
-
-    def _units(self, maps: xr.DataArray) -> str:
-        """The grid's units: the files' (``units`` attr), else the scores', else mm."""
-        units = maps.attrs.get("units")
-        if units is None and self.scores is not None:
-            units = self.scores.attrs.get("distance_units")
-        return str(units or "mm")
 
     def _centre_slice(self) -> None:
         from qe_nb.ui.overlay import center_of_mass_index
@@ -425,7 +426,7 @@ class CaseViewer(WidgetApp):
         candidates = {a: structure_masks(slab(self.label_maps.values[algorithms.index(a)]),
                                          self._scheme)[k] for a in names}
         modality = self.modality_dropdown.value
-        if self.images is not None and modality != NO_IMAGE:
+        if self.images is not None and modality in self.images["modality"].values:
             image = slab(self.images.sel(modality=modality).values)
         else:
             image = np.zeros(slab(self.fused).shape, np.float32)
@@ -433,15 +434,26 @@ class CaseViewer(WidgetApp):
         if self.reference is not None and self.reference_checkbox.value:
             reference = slab(self.reference.values[k])
         dice, alarm_counts = self.scores_view.legend_values(self.case, self.structure, names)
+        crop = None
+        if flat and self.zoom_checkbox.value:
+            crop = ZOOM_MARGIN * max(n * d for n, d in zip(self.fused.shape, self.spacing, strict=True))
         if self._ax is not None:
             self._ax.clear()
         ax = case_overlay(
             image, slab(self._fused_masks[k]), candidates, dice=dice, alarms=alarm_counts,
             reference=reference, ax=self._ax,
             options=OverlayOptions(axis=axis, index=None if flat else 0, spacing=self.spacing,
-                                   units=self.units, fused_name=self.fusion),
+                                   units=self.units, fused_name=self.fusion, crop=crop),
         )
         where = "" if flat else f" · slice {'zyx'[axis]} = {index}"
         ax.set_title(f"{self.case} · {self.structure}{where}", loc="left", fontsize="medium")
         self._ax = ax
         show_png(self.overlay_panel, figure_png_at(ax.figure, self._dpi))
+
+
+def _grid_units(maps: xr.DataArray, scores: xr.Dataset | None) -> str:
+    """A case's grid units: the files' (``units`` attr), else the scores', else mm."""
+    units = maps.attrs.get("units")
+    if units is None and scores is not None:
+        units = scores.attrs.get("distance_units")
+    return str(units or "mm")
