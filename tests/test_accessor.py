@@ -53,9 +53,20 @@ def test_each_forward_equals_the_function(scores, on):
     _same(obj.qe.worklist(0.5, quality=quality), qe_nb.worklist(sim, 0.5, quality=quality))
     _same(obj.qe.sweep(), qe_nb.sweep(sim))
     _same(obj.qe.sweep([0.0, 0.5, 1.0], quality=quality), qe_nb.sweep(sim, [0.0, 0.5, 1.0], quality=quality))
+    _same(obj.qe.risk_scores(), qe_nb.risk_scores(obj))
+    _same(obj.qe.risk_scores(alpha=0.5, level="candidate"), qe_nb.risk_scores(obj, alpha=0.5, level="candidate"))
     _same(obj.qe.calibrate(), qe_nb.calibrate(sim))
     _same(obj.qe.calibrate(objective="pearson", quality=quality, by="metric"),
           qe_nb.calibrate(sim, objective="pearson", quality=quality, by="metric"))
+
+
+def test_risk_scores_forward_uses_the_member_variables(scores):
+    rng = np.random.default_rng(5)
+    volume = xr.DataArray(rng.uniform(10, 20, size=(30, 3, 2)), dims=("case", "algorithm", "label"),
+                          coords={k: scores[k].values for k in ("case", "algorithm", "label")})
+    full = scores.assign(volume=volume)
+    _same(full.qe.risk_scores(alpha=0.1), qe_nb.risk_scores(full, alpha=0.1))
+    assert "volume_cv" in full.qe.risk_scores() and "volume_cv" not in scores.qe.risk_scores()
 
 
 def test_errors_are_the_functions_errors(scores):

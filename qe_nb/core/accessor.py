@@ -57,6 +57,12 @@ class _Forwards:
 
         return risk(alarms(self.similarity, alpha, **kwargs))
 
+    def risk_scores(self, **kwargs: Any) -> xr.Dataset:
+        """:func:`qe_nb.risk_scores` of the Dataset (its ``pairwise``, ``volume``, ... too) or cube."""
+        from qe_nb.core.risk import risk_scores
+
+        return risk_scores(self._obj, **kwargs)
+
     def threshold_table(self, alpha: float | xr.DataArray = 0.1, **kwargs: Any) -> pd.DataFrame:
         """:func:`qe_nb.threshold_table` of the similarity cube."""
         from qe_nb.core.alarms import threshold_table
