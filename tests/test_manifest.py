@@ -202,7 +202,8 @@ def test_yaml_error_shows_the_offending_line():
         ({"homepage": "www.x.org"}, r"dataset 'mine': `homepage` must be an http:// or https:// URL; got 'www\.x\.org'"),
         ({"layout": "x"}, r"dataset 'mine', `layout`: must be a mapping with `masks`"),
         ({"layout": {"masks": "{case}.nii.gz"}}, r"`layout`: `masks` pattern '\{case\}\.nii\.gz' lacks the placeholder \{algorithm\}"),
-        ({"layout": {"masks": "{case}/{algorithm}.nii", "images": "{case}/img.nii"}}, r"`images` pattern .* lacks the placeholder \{modality\}"),
+        # (an `images` pattern without {modality} is one modality since issue 13; {case} is still needed)
+        ({"layout": {"masks": "{case}/{algorithm}.nii", "images": "img/{modality}.nii"}}, r"`images` pattern .* lacks the placeholder \{case\}"),
         ({"layout": {"masks": "../{case}/{algorithm}.nii"}}, r"`masks` '\.\./\{case\}/\{algorithm\}\.nii' must be a relative path"),
         ({"layout": {"masks": "{case}/{algorithm}.nii", "extra": 1}}, r"dataset 'mine', `layout`: unknown key 'extra'"),
     ],

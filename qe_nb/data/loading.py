@@ -160,11 +160,12 @@ def grid_dims(geometry: Geometry) -> tuple[str, ...]:
 
 
 def _ndim_error(path: str, geometry: Geometry, first: Geometry, *, case: str, role: str,
-                other: str) -> ImageReadError:
+                other: str, first_name: str | None = None) -> ImageReadError:
+    named = "" if first_name is None else f"algorithm {first_name!r}, "
     return ImageReadError(
         f"case {case!r}, {role}: cannot read {path!r}: it is {geometry.ndim}-D (size "
         f"{' x '.join(map(str, geometry.shape))}); expected a {first.ndim}-D image like {other} "
-        f"(size {' x '.join(map(str, first.shape))}): the masks of a case must all be 2-D or all "
+        f"({named}size {' x '.join(map(str, first.shape))}): the masks of a case must all be 2-D or all "
         "3-D (a one-slice volume stays 3-D); convert the odd one out."
     )
 
@@ -269,7 +270,7 @@ def read_label_maps(
         first_name, first = next(iter(geometries.items()))
         if geometries[algorithm].ndim != first.ndim:
             raise _ndim_error(path, geometries[algorithm], first, case=case, role=role,
-                              other=f"the case's first candidate (algorithm {first_name!r})")
+                              other="the case's first candidate", first_name=first_name)
     geometry = _align(
         arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
     )
