@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 import xarray as xr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,6 +93,41 @@ def file_rows(base: Path) -> list[tuple[str, str]]:
     return rows
 
 
+def _picture(array: np.ndarray, path: Path, *, vector: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(array, isVector=vector), str(path))
+
+
+def picture_rows(base: Path) -> list[tuple[str, str]]:
+    """2-D masks (PNG, 0/255): one broken file in a clean cohort, scored as a user would."""
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:12, 6:20] = 255
+    red = np.stack([mask, np.zeros_like(mask), np.zeros_like(mask)], -1)
+    faults = {
+        "a mask saved as JPEG (lossy)": lambda p: (p.unlink(), _picture(mask, p.with_suffix(".jpg"))),
+        "an RGB mask whose channels differ (red outlines)": lambda p: _picture(red, p, vector=True),
+        "an RGBA mask whose alpha varies": lambda p: _picture(np.stack([mask] * 3 + [mask], -1), p, vector=True),
+        "an RGB mask with equal channels (gray saved as colour)":
+            lambda p: _picture(np.stack([mask] * 3, -1), p, vector=True),
+        "a 2-D NIfTI mask (mm) beside PNG masks (px)":
+            lambda p: (p.unlink(), _picture(mask, p.with_name(p.stem + ".nii.gz"))),
+    }
+    rows = []
+    for i, (what, apply) in enumerate(faults.items()):
+        root = base / f"picture-{i}"
+        for case in ("case-00", "case-01", "case-02", "case-03"):
+            _picture(mask, root / case / "reference.png")
+            for name in ALGORITHMS:
+                _picture(mask, root / case / f"{name}.png")
+        apply(root / "case-03" / "alg-b.png")
+        ens = qe_nb.open_ensemble(root, masks="{case}/{algorithm}", reference="{case}/reference.png")
+        scores = qe_nb.score(ens, metrics=("dice",), progress=False, n_jobs=1)
+        error = str(scores["error"].sel(case="case-03").item())
+        seen = f"case recorded as failed, its scores NaN, other cases intact: `{error}`" if error else "case scored"
+        rows.append((what, _short(seen, base)))
+    return rows
+
+
 def argument_rows() -> list[tuple[str, str]]:
     rng = np.random.default_rng(0)
     sim = xr.DataArray(rng.random((6, 2, 1, 2)), dims=("case", "algorithm", "label", "metric"),
@@ -130,7 +166,7 @@ def manifest_rows(base: Path) -> list[tuple[str, str]]:
 def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="qe_nb-bad-input-"))
     try:
-        rows = file_rows(base) + argument_rows() + manifest_rows(base)
+        rows = file_rows(base) + picture_rows(base) + argument_rows() + manifest_rows(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     lines = ["# Bad input: what the user sees", "",
