@@ -35,7 +35,7 @@ from qe_nb.core.members import (
     member_variables,
     member_volumes,
     pairwise_matrix,
-    staple_estimates,
+    structure_staple_estimates,
 )
 from qe_nb.core.metrics import METRICS, metric_spec, metrics_of_pairs
 from qe_nb.exceptions import GeometryError, InputError, LabelValueWarning, QeNbError
@@ -212,15 +212,8 @@ def unexpected_label_messages(
 
 @dataclass(frozen=True)
 class CaseScores:
-    """What :func:`score_label_maps` computes for one case (plain arrays, no coords).
-
-    ``similarity`` (algorithm, label, metric); ``quality`` (label, metric) and
-    ``candidate_quality`` (algorithm, label, metric), or None without a reference;
-    ``warnings``: messages about label values outside the scheme; ``fused``: the fused label
-    map on the whole grid when asked for, else None; ``volume`` (algorithm, label);
-    ``pairwise`` (algorithm, algorithm_b, label, metric) and ``staple_performance``
-    (algorithm, label, estimate) when asked for, else None. Missing candidates: NaN.
-    """
+    """What :func:`score_label_maps` computes for one case: the arrays of :func:`score_arrays`'s
+    variables (None when not computed), without coords, and the ``warnings`` it would issue."""
 
     similarity: np.ndarray
     quality: np.ndarray | None
@@ -257,7 +250,7 @@ def score_label_maps(
         (its rows are NaN). The whole-grid maps are dropped once cropped, so a caller that
         passes them without keeping a reference frees them before the metrics run.
     spacing : sequence of float
-        Voxel size in mm, numpy order.
+        Voxel size (mm, or 1 per pixel), numpy order.
     scheme : LabelScheme
         The structures to measure.
     fusion, metrics, nsd_tolerance, similarity, pairwise, staple_performance
@@ -307,12 +300,9 @@ def score_label_maps(
     n = len(index)
     volume = np.full((n_alg, n_lab), np.nan)
     volume[index] = member_volumes(candidate_masks, check_spacing(spacing, stacked.ndim - 1))
-    staple = None
-    if staple_performance:
-        staple = np.full((n_alg, n_lab, len(STAPLE_ESTIMATES)), np.nan)
-        for j, (label, values) in enumerate(scheme.structures.items()):
-            one = LabelScheme(scheme.name, {label: values})  # one structure at a time: less memory
-            staple[index, j] = staple_estimates(np.stack([structure_masks(m, one)[0] for m in whole_stack]))
+    staple = np.full((n_alg, n_lab, len(STAPLE_ESTIMATES)), np.nan) if staple_performance else None
+    if staple is not None:
+        staple[index] = structure_staple_estimates(whole_stack, scheme)
     del maps, whole, whole_stack, reference
     sim = np.full((n_alg, n_lab, n_met), np.nan)
     quality = None if ref is None else np.full((n_lab, n_met), np.nan)
@@ -579,11 +569,9 @@ def _case_dataset(result: CaseScores, names: list[str], scheme: LabelScheme, set
                            {"long_name": "quality of the fusion against the reference"})
         data["candidate_quality"] = (("algorithm", "label", "metric"), result.candidate_quality,
                                      {"long_name": "quality of each candidate against the reference"})
-    data.update(member_variables(result, units, ndim))
-    if result.pairwise is not None:
-        coords["algorithm_b"] = ("algorithm_b", np.array(names, dtype=object))
-    if result.staple_performance is not None:
-        coords["estimate"] = ("estimate", list(STAPLE_ESTIMATES))
+    members, member_coords = member_variables(result, names, units, ndim)
+    data.update(members)
+    coords.update(member_coords)
     if result.fused is not None:
         data["fused"] = (_DIMS[-result.fused.ndim:], result.fused,
                          {"long_name": f"the candidates fused ({fusion})"})

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from qe_nb.core.fusion import fuse
+from qe_nb.core.labels import LabelScheme, structure_masks
 from qe_nb.core.metric_specs import metric_spec
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "pairwise_matrix",
     "member_volumes",
     "staple_estimates",
+    "structure_staple_estimates",
 ]
 
 STAPLE_ESTIMATES: tuple[str, ...] = ("sensitivity", "specificity")
@@ -150,6 +152,24 @@ def staple_estimates(masks: np.ndarray) -> np.ndarray:
     return np.column_stack([staple.GetSensitivity(), staple.GetSpecificity()]).astype(np.float64)
 
 
+def structure_staple_estimates(maps: np.ndarray, scheme: LabelScheme) -> np.ndarray:
+    """:func:`staple_estimates` of every structure of ``scheme``: (member, label, estimate).
+
+    ``maps`` (n, *grid) are whole-grid label maps; one structure's masks are built at a time.
+
+    Examples
+    --------
+    >>> m = np.zeros((2, 4, 4), np.uint8); m[:, 1:3, 1:3] = 1
+    >>> structure_staple_estimates(m, LabelScheme("t", {"one": (1,), "two": (2,)})).shape
+    (2, 2, 2)
+    """
+    out = np.full((len(maps), len(scheme.names), len(STAPLE_ESTIMATES)), np.nan)
+    for j, (label, values) in enumerate(scheme.structures.items()):
+        one = LabelScheme(scheme.name, {label: values})
+        out[:, j] = staple_estimates(np.stack([structure_masks(m, one)[0] for m in maps]))
+    return out
+
+
 def leave_one_out_fusions(stacked: np.ndarray, whole: np.ndarray | None, box: tuple[slice, ...],
                    fusion: str) -> list[np.ndarray | None]:
     """Per member, the fusion of the other members, on the box (None when there are none).
@@ -172,24 +192,30 @@ def leave_one_out_fusions(stacked: np.ndarray, whole: np.ndarray | None, box: tu
     return [fuse(np.delete(stacked, i, axis=0), method=fusion) for i in range(n)]
 
 
-def member_variables(result: Any, units: str, ndim: int,
-                     lead: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The member-level variables of a case (or cohort, with ``lead=("case",)``) as Dataset items.
+def member_variables(result: Any, names: Sequence[str], units: str, ndim: int,
+                     lead: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The member-level variables of a case (or cohort, ``lead=("case",)``): Dataset items, coords.
 
-    ``volume`` always; ``pairwise`` and ``staple_performance`` when computed (not None).
+    ``result`` has ``volume``, ``pairwise`` and ``staple_performance`` (attributes or keys;
+    the last two None when not computed); ``names`` are the members. ``volume`` is always
+    there; ``pairwise`` (with an ``algorithm_b`` coord) and ``staple_performance`` (with an
+    ``estimate`` coord) when computed.
     """
     get = result.get if isinstance(result, Mapping) else lambda name: getattr(result, name)
-    out: dict[str, Any] = {
+    data: dict[str, Any] = {
         "volume": (lead + ("algorithm", "label"), get("volume"),
                    {"long_name": "voxel count times voxel volume of each candidate",
                     "units": f"{units}{ndim}"}),
     }
+    coords: dict[str, Any] = {}
     if get("pairwise") is not None:
-        out["pairwise"] = (lead + ("algorithm", "algorithm_b", "label", "metric"), get("pairwise"),
-                           {"long_name": "similarity of each candidate to each other candidate"})
+        data["pairwise"] = (lead + ("algorithm", "algorithm_b", "label", "metric"), get("pairwise"),
+                            {"long_name": "similarity of each candidate to each other candidate"})
+        coords["algorithm_b"] = ("algorithm_b", np.array(names, dtype=object))
     if get("staple_performance") is not None:
-        out["staple_performance"] = (
+        data["staple_performance"] = (
             lead + ("algorithm", "label", "estimate"), get("staple_performance"),
             {"long_name": "STAPLE's estimated sensitivity and specificity of each candidate (SimpleITK)"},
         )
-    return out
+        coords["estimate"] = ("estimate", list(STAPLE_ESTIMATES))
+    return data, coords

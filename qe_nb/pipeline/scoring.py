@@ -277,11 +277,10 @@ def _assemble(results, cases, settings, with_reference, ensemble, units: _Cohort
         "staple_performance": (stacked("staple_performance", (n_alg, n_lab, len(STAPLE_ESTIMATES)))
                                if settings["staple_performance"] else None),
     }
-    data.update(member_variables(members, units.units, units.ndim or 3, lead=("case",)))
-    if settings["pairwise"]:
-        coords["algorithm_b"] = ("algorithm_b", np.array(settings["algorithms"], dtype=object))
-    if settings["staple_performance"]:
-        coords["estimate"] = ("estimate", list(STAPLE_ESTIMATES))
+    members, member_coords = member_variables(members, settings["algorithms"], units.units, units.ndim or 3,
+                                              lead=("case",))
+    data.update(members)
+    coords.update(member_coords)
     if with_reference:
         data["quality"] = (
             ("case", "label", "metric"),
