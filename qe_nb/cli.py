@@ -1,10 +1,11 @@
 """The ``qe-nb`` command: batch runs over folders of segmentations.
 
 ``qe-nb demo``      synthetic glioma cohort -> scores -> calibrated alpha -> tables, worklist, figures
-``qe-nb score``     a folder of NIfTI files -> scores.nc
+``qe-nb score``     a folder of segmentations (NIfTI, MHA, NRRD; 2-D PNG, TIFF, BMP) -> scores.nc
 ``qe-nb sweep``     the alpha sweep of a scores file (the paper's Tables 1-2)
 ``qe-nb worklist``  cases sorted by risk at a given alpha
 ``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums
+``qe-nb app``       serve the triage app (worklist, case viewer, verdicts) with Voila
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qe_nb.exceptions import QeNbError
+
+POOLS = ("algorithm", "all")
+POOL_HELP = ("thresholds per member, as in the paper (algorithm, the default), or one per label and "
+             "metric over all members (all), for cohorts whose member identity is not stable: crowd "
+             "workers, readers in arbitrary order")
 
 PAPER_ALPHAS = (-3.0, -2.0, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0)
 
@@ -150,11 +156,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
            f"({', '.join(map(str, ensemble.algorithm.values))}); structures: "
            f"{ensemble.attrs.get('label_scheme_text', '')}"
            + (" (inferred)" if int(ensemble.attrs.get("labels_inferred", 0)) else ""))
+    # the new options are passed only when asked for, so a default run calls score() as before
+    extra = {}
+    if args.similarity != "fusion":
+        extra["similarity"] = args.similarity
+    if args.pairwise:
+        extra["pairwise"] = True
     client = _client(args.scheduler)
     try:
         scores = qe_nb.score(
             ensemble, fusion=args.fusion, metrics=args.metrics, client=client, n_jobs=args.jobs,
             progress=not args.quiet, on_error="raise" if args.strict else "record", cache=args.cache,
+            **extra,
         )
     finally:
         if client is not None:
@@ -194,7 +207,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     scores = qe_nb.load_scores(args.scores)
     sim = _similarity_for(scores, args)
     quality = _quality_for(scores)
-    table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality)
+    table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality, pool=args.pool)
     _print(_format_table(table))
     if args.csv:
         _write_csv(args.csv, table)
@@ -208,9 +221,9 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
     sim = _similarity_for(scores, args)
     alpha = args.alpha
     if alpha is None:
-        alpha = qe_nb.calibrate(sim, objective="entropy")
+        alpha = qe_nb.calibrate(sim, objective="entropy", pool=args.pool)
         _print(f"alpha calibrated by entropy: {alpha:.2f}")
-    table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores))
+    table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores), pool=args.pool)
     if args.csv:
         _write_csv(args.csv, table)
         _print(f"wrote {args.csv} ({len(table)} cases)")
@@ -240,7 +253,8 @@ def _cmd_app(args: argparse.Namespace) -> int:
     argv, env = voila_command(
         args.scores, ensemble_root=args.ensemble, masks=args.masks, reference=args.reference,
         images=args.images, labels=args.labels, verdicts=args.verdicts, alpha=args.alpha,
-        label_mean=args.label_mean, rows=args.rows, port=args.port, open_browser=args.browser,
+        label_mean=args.label_mean, rows=args.rows, pool=args.pool, port=args.port,
+        open_browser=args.browser,
     )
     _print(f"qe-nb app: serving the triage app on http://127.0.0.1:{args.port}/ (Ctrl+C to stop)")
     if os.name != "posix":  # pragma: no cover - Windows
@@ -280,17 +294,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score a folder of segmentations",
                        description="Fuse each case's candidates, measure each candidate against the fusion "
-                       "(and the fusion against the reference, when given) and write the scores cube.")
+                       "(and the fusion against the reference, when given) and write the scores cube. "
+                       "3-D images (NIfTI, MHA, NRRD) and 2-D images (PNG, TIFF, BMP, 2-D NIfTI) are read; "
+                       "masks stored as 0/255 work with --labels binary. Distances are in mm, or in pixels "
+                       "(px) for formats that store no spacing (PNG); the scores file says which.",
+                       epilog="example (2-D PNG, crowd annotations of a cell image): qe-nb score ROOT "
+                       "--masks '{case}/crowd_mturk_annotation3-{algorithm}.png' --reference "
+                       "'{case}/gold.png' --labels binary --out s.nc")
     p.add_argument("root", help="the folder holding the cohort")
     p.add_argument("--masks", default="{case}/{algorithm}.nii.gz",
                    help="pattern of candidate files, with {case} and {algorithm} (default: %(default)s)")
     p.add_argument("--reference", default=None, help="pattern of reference files, with {case}")
-    p.add_argument("--images", default=None, help="pattern of image files, with {case} and {modality}")
+    p.add_argument("--images", default=None,
+                   help="pattern of image files, with {case} (and {modality} when a case has several)")
     p.add_argument("--labels", default=None,
                    help="label scheme: brats, brats-regions, brats2023, brats2023-regions, binary "
                    "(default: inferred from the files)")
     p.add_argument("--fusion", default="mav", choices=["mav", "simple", "brats-simple", "staple"])
     p.add_argument("--metrics", default="dice,hd95", help="comma-separated metric ids (default: %(default)s)")
+    p.add_argument("--similarity", default="fusion", choices=["fusion", "leave-one-out"],
+                   help="measure each candidate against the fusion of all candidates (fusion, the paper) "
+                   "or of the other candidates (leave-one-out, for small ensembles of 3-5 members) "
+                   "(default: %(default)s)")
+    p.add_argument("--pairwise", action="store_true",
+                   help="also measure every pair of members against each other (for the pairwise "
+                   "disagreement risk score)")
     p.add_argument("--out", default="scores.nc", help="output NetCDF file (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
@@ -305,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scores", help="a scores file written by `qe-nb score`")
     p.add_argument("--alphas", type=_float_list, default=None, help="comma-separated alphas (default: the paper's)")
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
+    p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.set_defaults(func=_cmd_sweep)
 
@@ -313,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scores", help="a scores file written by `qe-nb score`")
     p.add_argument("--alpha", type=float, default=None, help="alpha (default: calibrated by entropy)")
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
+    p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--csv", default=None, help="write the worklist to this CSV file")
     p.add_argument("--top", type=int, default=20, help="rows to print, 0 for all (default: %(default)s)")
     p.set_defaults(func=_cmd_worklist)
@@ -336,12 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", default=None,
                    help="pattern of candidate files, with {case} and {algorithm} (default: {case}/{algorithm}.nii.gz)")
     p.add_argument("--reference", default=None, help="pattern of reference files, with {case}")
-    p.add_argument("--images", default=None, help="pattern of image files, with {case} and {modality}")
+    p.add_argument("--images", default=None,
+                   help="pattern of image files, with {case} (and {modality} when a case has several)")
     p.add_argument("--labels", default=None, help="label scheme (default: inferred from the files)")
     p.add_argument("--verdicts", default=None, help="verdict CSV file (default: SCORES.verdicts.csv beside the scores)")
     p.add_argument("--alpha", type=float, default=None, help="initial alpha (default: calibrated)")
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
     p.add_argument("--rows", type=int, default=None, help="worklist rows shown (default: 30)")
+    p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: %(default)s)")
     p.add_argument("--browser", action="store_true", help="open a web browser")
     p.set_defaults(func=_cmd_app)

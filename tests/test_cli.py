@@ -6,10 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import qe_nb
 from qe_nb.cli import build_parser, main
+
+from .conftest import SHARED
 
 COMMANDS = ("demo", "score", "sweep", "worklist", "fetch")
 
@@ -102,3 +105,144 @@ def test_parser_lists_commands():
     text = build_parser().format_help()
     for command in COMMANDS:
         assert command in text
+
+
+# ---------------------------------------------------------------- 2-D cohorts and the new options (issue 13)
+
+BU_BIL = SHARED / "data" / "bu-bil-fibroblasts"
+
+
+@pytest.mark.parametrize(("command", "options"), [
+    ("score", ["--similarity", "leave-one-out", "--pairwise", "PNG", "px", "crowd_mturk_annotation3"]),
+    ("sweep", ["--pool", "{algorithm,all}"]),
+    ("worklist", ["--pool", "{algorithm,all}"]),
+    ("app", ["--pool", "{algorithm,all}"]),
+])
+def test_help_names_the_new_options(command, options, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for option in options:
+        assert option in out, option
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    """A synthetic 2-D PNG cohort (kind='cells'), scored by the CLI with the default options."""
+    root = tmp_path_factory.mktemp("cells")
+    ensemble = qe_nb.synthetic_cohort(root / "cohort", kind="cells", n_cases=6, n_algorithms=4, seed=1)
+    out = root / "s.nc"
+    assert main(["score", str(root / "cohort"), "--masks", "{case}/{algorithm}.png", "--reference",
+                 "{case}/reference.png", "--labels", "binary", "--out", str(out), "--quiet", "--jobs", "1"]) == 0
+    return {"root": root, "ensemble": ensemble, "scores": out}
+
+
+def test_score_2d_png_cohort_in_pixels(cells):
+    scores = qe_nb.load_scores(cells["scores"])
+    assert scores["similarity"].shape == (6, 4, 1, 2)
+    assert scores.attrs["distance_units"] == "px"
+    assert scores["metric"].attrs.get("units", None) is None  # the units are a coord along metric
+    assert scores["units"].values.tolist() == ["1", "px"]
+    expected = qe_nb.score(cells["ensemble"], metrics=("dice", "hd95"), n_jobs=1, progress=False)
+    np.testing.assert_allclose(scores["similarity"].values, expected["similarity"].values)
+
+
+@pytest.mark.parametrize(("options", "keywords"), [
+    (["--similarity", "leave-one-out"], {"similarity": "leave-one-out"}),
+    (["--pairwise"], {"pairwise": True}),
+    (["--similarity", "fusion", "--pairwise"], {"pairwise": True}),
+])
+def test_score_similarity_and_pairwise_pass_through(cells, tmp_path, options, keywords):
+    out = tmp_path / "s.nc"
+    assert main(["score", str(cells["root"] / "cohort"), "--masks", "{case}/{algorithm}.png", "--reference",
+                 "{case}/reference.png", "--labels", "binary", "--out", str(out), "--quiet", "--jobs", "1",
+                 *options]) == 0
+    got = qe_nb.load_scores(out)
+    expected = qe_nb.score(cells["ensemble"], metrics=("dice", "hd95"), n_jobs=1, progress=False, **keywords)
+    np.testing.assert_allclose(got["similarity"].values, expected["similarity"].values)
+    assert got.attrs["similarity_mode"] == keywords.get("similarity", "fusion")
+    assert ("pairwise" in got.data_vars) == keywords.get("pairwise", False)
+    if "pairwise" in got.data_vars:
+        np.testing.assert_allclose(got["pairwise"].values, expected["pairwise"].values)
+    if "similarity" in keywords:  # leave-one-out differs from the full fusion
+        default = qe_nb.load_scores(cells["scores"])
+        assert not np.allclose(got["similarity"].values, default["similarity"].values, equal_nan=True)
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (["score", "ROOT", "--similarity", "loo"], r"argument --similarity: invalid choice: 'loo' \(choose from '?fusion'?, '?leave-one-out'?\)"),
+    (["sweep", "s.nc", "--pool", "members"], r"argument --pool: invalid choice: 'members' \(choose from '?algorithm'?, '?all'?\)"),
+    (["worklist", "s.nc", "--pool", "case"], r"argument --pool: invalid choice: 'case'"),
+    (["app", "s.nc", "--pool", "none"], r"argument --pool: invalid choice: 'none'"),
+])
+def test_new_options_refuse_unknown_values(argv, match, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: qe-nb")
+    import re
+
+    assert re.search(match, err), err
+
+
+def test_sweep_and_worklist_pool_all(cells, tmp_path, capsys):
+    scores = qe_nb.load_scores(cells["scores"])
+    sim = scores["similarity"]
+    quality = scores["quality"].sel(metric="dice").mean("label")
+    for pool in ("algorithm", "all"):
+        csv = tmp_path / f"sweep-{pool}.csv"
+        assert main(["sweep", str(cells["scores"]), "--alphas", "0,0.5,1", "--pool", pool, "--csv", str(csv)]) == 0
+        expected = qe_nb.sweep_table(sim, alphas=[0.0, 0.5, 1.0], quality=quality, pool=pool)
+        pd.testing.assert_frame_equal(pd.read_csv(csv), expected, check_dtype=False)
+        csv = tmp_path / f"worklist-{pool}.csv"
+        assert main(["worklist", str(cells["scores"]), "--alpha", "0.5", "--pool", pool, "--csv", str(csv)]) == 0
+        table = pd.read_csv(csv)
+        expected = qe_nb.worklist(sim, 0.5, quality=quality, pool=pool)
+        assert table["case"].tolist() == expected["case"].tolist()
+        assert table["risk"].tolist() == expected["risk"].tolist()
+    capsys.readouterr()
+    # without --alpha, the entropy calibration pools as well
+    assert main(["worklist", str(cells["scores"]), "--pool", "all", "--top", "2"]) == 0
+    alpha = qe_nb.calibrate(sim, objective="entropy", pool="all")
+    assert f"alpha calibrated by entropy: {alpha:.2f}" in capsys.readouterr().out
+
+
+def test_app_passes_pool_to_the_app(cells, monkeypatch, capsys):
+    import importlib.util
+    import os
+
+    calls = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append(env))
+    assert main(["app", str(cells["scores"]), "--pool", "all", "--port", "8899"]) == 0
+    assert calls[0]["QE_NB_POOL"] == "all"
+    assert main(["app", str(cells["scores"]), "--port", "8899"]) == 0
+    assert calls[1]["QE_NB_POOL"] == "algorithm"
+
+
+def test_score_bu_bil_pngs_end_to_end(tmp_path, capsys):
+    """BU-BIL's 47 cell images from their PNG files: crowd workers against the gold standard, in px."""
+    if not (BU_BIL / "m01" / "gold.png").is_file():
+        pytest.skip(f"BU-BIL is not at {BU_BIL} (../shared is absent; set QE_NB_SHARED to point at it)")
+    out = tmp_path / "s.nc"
+    status = main(["score", str(BU_BIL), "--masks", "{case}/crowd_mturk_annotation3-{algorithm}.png",
+                   "--reference", "{case}/gold.png", "--labels", "binary", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert status == 0, text
+    assert "47 cases x 7 algorithms" in text and "47 cases scored" in text
+    scores = qe_nb.load_scores(out)
+    assert scores.attrs["distance_units"] == "px" and scores["units"].values.tolist() == ["1", "px"]
+    assert scores["similarity"].shape == (47, 7, 1, 2) and np.isfinite(scores["quality"].sel(metric="dice")).all()
+    # each case.json records every crowd mask's Dice against the gold standard, computed when the
+    # data set was prepared (not by qe_nb): the candidate quality of the CLI's cube agrees
+    import json
+
+    for case in ("m01", "m17", "m48"):
+        record = json.loads((BU_BIL / case / "case.json").read_text())["dice_vs_gold"]
+        got = scores["candidate_quality"].sel(case=case, label="foreground", metric="dice")
+        for k in range(1, 8):
+            assert float(got.sel(algorithm=str(k))) == pytest.approx(record[f"crowd_mturk_annotation3-{k}"], abs=5e-5)
+    assert main(["worklist", str(out), "--alpha", "0.1", "--pool", "all", "--top", "3"]) == 0
+    assert "reasons" in capsys.readouterr().out

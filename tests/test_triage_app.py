@@ -345,3 +345,51 @@ def test_notebook_builds_the_app_from_the_environment():
 
 def test_verdicts_constant():
     assert VERDICTS == ("accept", "needs correction", "reject")
+
+
+# ------------------------------------------------------------------ pool= and units (issue 13)
+
+
+def test_app_pool_all_follows_the_core():
+    scores = fake_scores()
+    sim = scores["similarity"]
+    quality = scores["quality"].sel(metric="dice").mean("label")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        app = TriageApp(scores, alpha=0.2, pool="all")
+        expected = qe_nb.worklist(sim, 0.2, quality=quality, pool="all")
+        calibrated = float(qe_nb.calibrate(sim, objective="pearson", quality=quality, pool="all"))
+        per_member = TriageApp(scores, alpha=0.2)
+    assert app.pool == "all" and per_member.pool == "algorithm"
+    assert app.worklist["case"].tolist() == expected["case"].tolist()
+    assert app.worklist["risk"].tolist() == expected["risk"].tolist()
+    assert app.calibrated_alpha == pytest.approx(calibrated)
+    assert app.worklist["reasons"].tolist() != per_member.worklist["reasons"].tolist()
+    header = app.widget.children[0].value
+    assert "thresholds pooled over all members" in header
+    assert "pooled" not in per_member.widget.children[0].value
+    with pytest.raises(InputError, match=r"`pool` must be one of \['algorithm', 'all'\].* got 'members'"):
+        TriageApp(scores, pool="members")
+
+
+def test_app_header_names_the_distance_units():
+    scores = fake_scores().assign_coords(units=("metric", ["1", "px"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        app = TriageApp(scores, alpha=0.2)
+    assert "metrics dice, hd95 (px)" in app.widget.children[0].value
+
+
+def test_pool_through_the_environment_and_voila_command(cohort, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        app = app_from_environment({"QE_NB_SCORES": str(cohort["path"]), "QE_NB_POOL": "all"})
+    assert app.pool == "all"
+    with pytest.raises(InputError, match=r"`pool` must be one of \['algorithm', 'all'\].* got 'any'"):
+        app_from_environment({"QE_NB_SCORES": str(cohort["path"]), "QE_NB_POOL": "any"})
+    _, env = voila_command(cohort["path"], pool="all", environ={"QE_NB_POOL": "leaked"})
+    assert env["QE_NB_POOL"] == "all"
+    _, env = voila_command(cohort["path"], environ={"QE_NB_POOL": "leaked"})
+    assert "QE_NB_POOL" not in env
+    with pytest.raises(InputError, match=r"`pool` must be one of \['algorithm', 'all'\].* got 'reader'"):
+        voila_command(cohort["path"], pool="reader")

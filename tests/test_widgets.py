@@ -610,3 +610,19 @@ def test_viewer_set_case_unknown(cohort):
     with pytest.raises(InputError, match=r"Unknown case 'case-999'"):
         viewer.set_case("case-999")
     assert viewer.case == "case-000"
+
+
+# ----------------------------------------------------------------------------- units (issue 13)
+
+
+def test_explorer_labels_distances_in_the_cubes_units():
+    """A cohort read from PNG files has distances in pixels: Figure 4 and the thresholds say "px"."""
+    px = fake_scores(20).assign_coords(units=("metric", ["1", "px"]))
+    px.attrs["distance_units"] = "px"
+    app = CalibrationExplorer(px)
+    labels = [ax.get_ylabel() for ax in app.quality_view.figure.axes]
+    assert "hd95 of the fusion to the reference (px)" in labels and not any("mm" in t for t in labels)
+    assert app.threshold_units.value == "<p>hd95 in px</p>"
+    mm = CalibrationExplorer(fake_scores(20))
+    assert "hd95 of the fusion to the reference (mm)" in [ax.get_ylabel() for ax in mm.quality_view.figure.axes]
+    assert mm.threshold_units.value == "<p>hd95 in mm</p>"

@@ -144,7 +144,7 @@ class CalibrationExplorer(WidgetApp):
         (self.quality_panel, self.sweep_panel, self.sweep_table_panel, self.threshold_panel,
          self.worklist_panel, self.triage_panel, self.panels) = (
             p.quality, p.sweep, p.sweep_table, p.thresholds, p.worklist, p.triage, p.by_name)
-        self._threshold_units = p.threshold_units
+        self.threshold_units = p.threshold_units
         self.quality_view = QualityView(
             self.quality_panel, dpi=self._dpi,
             dice_label=f"{quality_metric} of the fusion with the reference",
@@ -310,7 +310,7 @@ class CalibrationExplorer(WidgetApp):
             ("sweep", lambda: self.sweep_view.draw_figure(g)),
             ("sweep_table", lambda: self.sweep_view.draw_table(g)),
             ("thresholds", lambda: show_thresholds(
-                self.threshold_panel, self._threshold_units, threshold_table(None, thresholds=limits),
+                self.threshold_panel, self.threshold_units, threshold_table(None, thresholds=limits),
                 self.similarity)),
             # only the shown rows' reasons are worded, from the alarms and thresholds above
             ("worklist", lambda: show_html(self.worklist_panel, html_table(
