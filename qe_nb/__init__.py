@@ -69,6 +69,7 @@ _API = {
     "load_reference": "data.loading",
     "load_images": "data.loading",
     "read_image": "data.images",
+    "Geometry": "data.geometry",
     "write_image": "data.images",
     "synthetic_cohort": "data.synth",
     "score": "pipeline.scoring",
@@ -129,6 +130,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
     from qe_nb.core.risk import evaluate_risk, risk_scores
     from qe_nb.core.triage import triage_performance, worklist
     from qe_nb.data.ensemble import open_ensemble
+    from qe_nb.data.geometry import Geometry
     from qe_nb.data.images import read_image, write_image
     from qe_nb.data.loading import load_case, load_images, load_label_maps, load_reference
     from qe_nb.data.manifest import DatasetEntry, fetch_dataset, load_manifest, open_dataset
