@@ -259,3 +259,65 @@ def test_triage_app_in_voila(browser_page, cohort):
         assert np.isfinite(calibrated)
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------------- BU-BIL (2-D)
+
+BU_BIL = REPO.parent / "shared" / "data" / "bu-bil-fibroblasts"
+if os.environ.get("QE_NB_SHARED"):
+    BU_BIL = Path(os.environ["QE_NB_SHARED"]) / "data" / "bu-bil-fibroblasts"
+BU_BIL_FILES = ["--masks", "{case}/crowd_mturk_annotation3-{algorithm}.png", "--reference", "{case}/gold.png"]
+
+
+def test_bu_bil_scored_by_the_cli_and_opened_in_the_case_viewer(browser_page, tmp_path):
+    """The real 2-D cohort end to end: `qe-nb score` on its 47 PNG cases, then `qe-nb app` in Voila;
+    case m08 (11 alarms at the paper's α = 0.1, thresholds pooled over the crowd workers) opens in the
+    viewer with its cell image, every annotator's outline and no slice slider."""
+    import subprocess
+
+    import qe_nb
+
+    if not (BU_BIL / "m01" / "gold.png").is_file():
+        pytest.skip(f"BU-BIL is not at {BU_BIL} (../shared is absent; set QE_NB_SHARED to point at it)")
+    expect = _expect()
+    page = browser_page
+    scores_path = tmp_path / "bu-bil.nc"
+    done = subprocess.run([sys.executable, "-m", "qe_nb.cli", "score", str(BU_BIL), *BU_BIL_FILES,
+                           "--labels", "binary", "--out", str(scores_path), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "47 cases scored" in done.stdout
+    scores = qe_nb.load_scores(scores_path)
+    assert scores.attrs["distance_units"] == "px"
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "qe_nb.cli", "app", str(scores_path), "--ensemble", str(BU_BIL), *BU_BIL_FILES,
+           "--images", "{case}/image.png", "--labels", "binary", "--pool", "all", "--alpha", "0.1", "--rows", "47",
+           "--port", str(port)]
+    server = Server(cmd, f"http://127.0.0.1:{port}/", jupyter_env(tmp_path / "jupyter"), tmp_path / "voila.log",
+                    port=port)
+    try:
+        app = _open_app(page, server)
+        expect(app).to_contain_text("thresholds pooled over all members")
+        expect(app).to_contain_text("hd95 (px)")
+        flags = qe_nb.alarms(scores["similarity"], 0.1, pool="all").sel(case="m08")
+        app.locator(".qe-worklist-case", has_text=re.compile(r"^\W*m08$")).click()
+        expect(app.locator(".qe-case-header")).to_contain_text(f"{int(flags.sum())} alarms at α = 0.10")
+        viewer = app.locator(".qe-case-viewer")
+        expect(viewer).to_contain_text("case m08")
+        expect(viewer).to_contain_text(f"{int(flags.sum())} in all")
+        expect(viewer).to_contain_text("grid 1030 x 1300 px")
+        expect(viewer.locator(".qe-overlay img")).to_be_visible()
+        # 2-D: no slice slider, no view buttons; the zoom box instead
+        expect(viewer.locator(".qe-slice-slider")).to_be_hidden()
+        expect(viewer.locator(".qe-view-buttons")).to_be_hidden()
+        expect(viewer.locator(".qe-zoom")).to_be_visible()
+        expect(viewer.locator(".qe-case-scores-table")).to_contain_text("foreground hd95 (px)")
+        expect(page.locator(".jp-OutputArea-output[data-mime-type*='stderr']")).to_have_count(0)
+        no_widget_errors(page)
+        box = viewer.locator(".qe-overlay img").bounding_box()
+        assert box["width"] > 300 and box["height"] > 200
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(path=str(SHOTS / "bu-bil-case-viewer.png"))
+    finally:
+        server.stop()

@@ -246,6 +246,7 @@ class CaseViewer(WidgetApp):
         self.slice_slider = w.IntSlider(value=0, min=0, max=1, description="slice",
                                         continuous_update=False, layout=w.Layout(width="420px"))
         self.slice_slider.add_class("qe-slice-slider")
+        self.axis_buttons.add_class("qe-view-buttons")
         self.structure_dropdown = w.Dropdown(options=list(self._scheme.names),
                                              description="structure")
         has_images = "image" in ensemble.data_vars and "modality" in ensemble.dims
@@ -263,6 +264,7 @@ class CaseViewer(WidgetApp):
         # 2-D only: small objects (cells) on a large frame are zoomed to by default
         self.zoom_checkbox = w.Checkbox(value=True, description="zoom to the outlines", indent=False,
                                         layout=w.Layout(width="auto", display="none"))
+        self.zoom_checkbox.add_class("qe-zoom")
         self.case_label = w.HTML()
         self.overlay_panel = w.Output()
         self.overlay_panel.add_class("qe-overlay")
