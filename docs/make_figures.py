@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from qe_nb.ui import plots  # noqa: E402
+from qe_nb.ui.style import metric_units  # noqa: E402
 
 OUT = REPO / "docs" / "figures"
 SHARED = Path(os.environ.get("QE_NB_SHARED", REPO.parent / "shared"))
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             risk,
             quality.sel(metric="dice").mean("label"),
             quality.sel(metric="hd95", label="tumor_core"),
-            distance_label="tumour core HD95 to reference (mm)",
+            distance_label=f"tumour core HD95 to reference ({metric_units(quality, 'hd95')})",
             dice_label="mean Dice with reference",
         ),
         "sweep": plots.sweep_plot(table, chosen_alpha=CHOSEN_ALPHA),
