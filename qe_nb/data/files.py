@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -190,3 +190,62 @@ def is_utf8(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+#: The file a built or generated data set ends with: what it was made from, written last.
+DATASET_MARKER = ".qe_nb-dataset.json"
+
+
+def build_folder_once(dest: Path, expected: dict[str, Any], make: Callable[[Path], Any], *,
+                      what: str = "data set") -> Path:
+    """Build the folder ``dest`` with ``make(folder)`` unless a complete build of ``expected`` is there.
+
+    The build happens in a temporary folder beside ``dest`` and is moved into place only when
+    complete, with a marker (:data:`DATASET_MARKER`, the JSON of ``expected``) written last; a
+    folder whose marker matches is reused as it is, one whose marker differs (other parameters,
+    another builder version) or is unreadable is built again. An interrupted build never leaves
+    a half-made ``dest``: its temporary folder is removed.
+
+    Parameters
+    ----------
+    dest : Path
+        The folder to make; its parent is created when missing.
+    expected : dict
+        What the build is made from (JSON-serialisable); compared with the marker of ``dest``.
+    make : callable
+        ``make(folder)`` writes the data set into ``folder`` (which does not exist yet).
+    what : str, optional
+        How to call the folder in the log line when it is rebuilt.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+    """
+    import json
+    import logging
+    import shutil
+    import tempfile
+
+    marker = dest / DATASET_MARKER
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text(encoding="utf-8")) == expected:
+                return dest
+        except (OSError, ValueError):
+            pass  # an unreadable marker: build again below
+        logging.getLogger("qe_nb").info("qe_nb: rebuilding %s %s: what it is made from changed", what, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        target = work / dest.name
+        make(target)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / DATASET_MARKER).write_text(json.dumps(expected, indent=1), encoding="utf-8")
+        if dest.exists():
+            # a partial or outdated build: moved aside first so the swap is two renames
+            os.replace(dest, work / "outdated")
+        os.replace(target, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return dest

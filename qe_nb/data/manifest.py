@@ -46,15 +46,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qe_nb.data.files import build_folder_once
 from qe_nb.data.manifest_schema import (
     KINDS,
     DatasetEntry,
@@ -94,7 +92,6 @@ DATA_URL_ENV = "QE_NB_DATA_URL"
 MANIFEST_NAME = "data_manifest.yml"
 
 # Written last into a generated cohort: its presence means "complete, with these parameters".
-_SYNTH_MARKER = ".qe_nb-dataset.json"
 
 
 _OPEN_ENSEMBLE_KEYS = ("masks", "reference", "images", "labels")
@@ -309,18 +306,7 @@ def _generate(entry: DatasetEntry, cache: Path, *, progress: bool) -> Path:
         "name": entry.name,
         "generator": {**params, "shape": list(params["shape"]) if params["shape"] else None},
     }
-    marker = dest / _SYNTH_MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")) == expected:
-                return dest
-        except (OSError, ValueError):
-            pass  # unreadable marker: regenerate below
-        log.info("qe_nb: regenerating %s: its parameters changed", dest)
-    cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=cache))
-    try:
-        target = work / entry.name
+    def make(target: Path) -> None:
         _synthetic_cohort()(
             target,
             kind=params["kind"],
@@ -330,15 +316,8 @@ def _generate(entry: DatasetEntry, cache: Path, *, progress: bool) -> Path:
             seed=params["seed"],
             progress=progress,
         )
-        target.mkdir(parents=True, exist_ok=True)
-        (target / _SYNTH_MARKER).write_text(json.dumps(expected, indent=1), encoding="utf-8")
-        if dest.exists():
-            # A partial or outdated cohort: moved aside first so the swap is two renames.
-            os.replace(dest, work / "outdated")
-        os.replace(target, dest)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return dest
+
+    return build_folder_once(dest, expected, make, what="synthetic cohort")
 
 
 @contextlib.contextmanager
