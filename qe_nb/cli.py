@@ -51,10 +51,25 @@ def _write_csv(path, table) -> None:
 
 
 def _format_table(df, float_format="{:.2f}") -> str:
-    import pandas as pd
+    from qe_nb.ui.terminal import format_table
 
-    with pd.option_context("display.width", 250, "display.max_columns", 60):
-        return df.to_string(index=False, float_format=lambda v: float_format.format(v), na_rep="NA")
+    return format_table(df, float_format)
+
+
+def _negative_values(argv: list[str]) -> list[str]:
+    """``--alphas -1,0,1`` as ``--alphas=-1,0,1``: argparse takes a value that starts with "-"
+    and is not a plain negative number for an option ("expected one argument")."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in ("--alphas", "--alpha") and value[:1] == "-" and (value[1:2].isdigit() or value[1:2] == "."):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,7 +87,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
            f"(seed {args.seed}) in {out / 'cohort'}")
     ensemble = qe_nb.synthetic_cohort(
         out / "cohort", kind="glioma", n_cases=args.cases, n_algorithms=args.algorithms,
-        seed=args.seed, overwrite=True,
+        seed=args.seed, overwrite=True, progress=not args.quiet,
     )
     t1 = time.perf_counter()
     _print(f"  written in {t1 - t0:.1f} s; scoring (majority-vote fusion, Dice + HD95, BraTS regions) ...")
@@ -208,7 +223,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     sim = _similarity_for(scores, args)
     quality = _quality_for(scores)
     table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality, pool=args.pool)
-    _print(_format_table(table))
+    if args.wide:
+        _print(_format_table(table))
+    else:
+        from qe_nb.ui.terminal import compact_sweep
+
+        shown = compact_sweep(table)
+        _print(_format_table(shown))
+        if shown.shape[1] < table.shape[1]:
+            _print("(columns Na: the number of cases with N alarms, binned; --wide shows every count, "
+                   "--csv writes them)")
     if args.csv:
         _write_csv(args.csv, table)
     return 0
@@ -228,6 +252,10 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
         _write_csv(args.csv, table)
         _print(f"wrote {args.csv} ({len(table)} cases)")
     shown = table.head(args.top) if args.top else table
+    if not args.wide:
+        from qe_nb.ui.terminal import fit_reasons
+
+        shown = fit_reasons(shown)
     _print(_format_table(shown))
     return 0
 
@@ -241,6 +269,21 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_app_inputs(args: argparse.Namespace) -> None:
+    """Read the scores and match the cohort's patterns now, so that a wrong pattern is a
+    one-line error here, before the server starts, and not a failure in the page."""
+    import qe_nb
+
+    given = [f"--{k}" for k in ("masks", "reference", "images", "labels") if getattr(args, k)]
+    if given and not args.ensemble:
+        raise CommandError(f"{', '.join(given)} describe the cohort's files: give its folder with "
+                           "--ensemble ROOT too (or leave them out to serve the worklist only)")
+    qe_nb.load_scores(args.scores)
+    if args.ensemble:
+        qe_nb.open_ensemble(args.ensemble, masks=args.masks or "{case}/{algorithm}.nii.gz",
+                            reference=args.reference, images=args.images, labels=args.labels)
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     import importlib.util
     import os
@@ -250,6 +293,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("voila") is None:
         raise CommandError('the triage app needs Voila: pip install "qe-nb[browser]"')
+    _check_app_inputs(args)
     argv, env = voila_command(
         args.scores, ensemble_root=args.ensemble, masks=args.masks, reference=args.reference,
         images=args.images, labels=args.labels, verdicts=args.verdicts, alpha=args.alpha,
@@ -335,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
     p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p.add_argument("--wide", action="store_true",
+                   help="one column per alarm count (default: counts binned to fit 100 columns)")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("worklist", help="cases sorted by risk",
@@ -345,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--csv", default=None, help="write the worklist to this CSV file")
     p.add_argument("--top", type=int, default=20, help="rows to print, 0 for all (default: %(default)s)")
+    p.add_argument("--wide", action="store_true",
+                   help="print the reasons whole (default: cut to fit 100 columns; --csv keeps them whole)")
     p.set_defaults(func=_cmd_worklist)
 
     p = sub.add_parser("fetch", help="download a data set named in data_manifest.yml",
@@ -383,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qe-nb`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_values(list(sys.argv[1:] if argv is None else argv)))
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"qe-nb {args.command}: warning: {message}", file=sys.stderr)

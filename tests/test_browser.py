@@ -321,3 +321,67 @@ def test_bu_bil_scored_by_the_cli_and_opened_in_the_case_viewer(browser_page, tm
         viewer.screenshot(path=str(SHOTS / "bu-bil-case-viewer.png"))
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------------- issue 14
+
+
+def test_worklist_rows_at_the_default_30_rows(browser_page, tmp_path):
+    """`qe-nb app` at its default --rows 30 over 40 cases: every row is a full row (button and
+    text readable), not a sliver; the worklist scrolls instead."""
+    import qe_nb
+    from qe_nb.data.synth import IMAGES, MASKS
+
+    expect = _expect()
+    page = browser_page
+    ensemble = qe_nb.synthetic_cohort(tmp_path / "cohort", kind="glioma", n_cases=40, n_algorithms=3,
+                                      shape=(16, 24, 24), seed=5)
+    scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=1, progress=False)
+    path = qe_nb.save_scores(scores, tmp_path / "scores.nc")
+    port = free_port()
+    cmd = [sys.executable, "-m", "qe_nb.cli", "app", str(path), "--ensemble", str(tmp_path / "cohort"),
+           "--masks", MASKS, "--images", IMAGES, "--port", str(port)]
+    server = Server(cmd, f"http://127.0.0.1:{port}/", jupyter_env(tmp_path / "jupyter"), tmp_path / "voila.log",
+                    port=port)
+    try:
+        app = _open_app(page, server)
+        rows = app.locator(".qe-worklist-row")
+        expect(rows).to_have_count(30)
+        heights = [rows.nth(i).bounding_box()["height"] for i in range(30)]
+        assert min(heights) >= 28, heights  # a button's height: no row squeezed
+        buttons = app.locator(".qe-worklist-case")
+        assert min(buttons.nth(i).bounding_box()["height"] for i in range(30)) >= 24
+        box = app.locator(".qe-worklist").bounding_box()
+        assert box["height"] <= 660  # the list scrolls inside its box
+        no_widget_errors(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "triage_app_30_rows.png"))
+    finally:
+        server.stop()
+
+
+def test_app_errors_in_the_page_are_one_line(browser_page, tmp_path):
+    """A failure while the app builds (here: a verdict file that is not one) shows one line in the
+    page, no Python traceback."""
+    import qe_nb
+
+    expect = _expect()
+    page = browser_page
+    ensemble = qe_nb.synthetic_cohort(tmp_path / "cohort", kind="glioma", n_cases=4, n_algorithms=3,
+                                      shape=(16, 16, 16), seed=6)
+    scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice",), n_jobs=1, progress=False)
+    path = qe_nb.save_scores(scores, tmp_path / "scores.nc")
+    bad = tmp_path / "verdicts.csv"
+    bad.write_text("not,a\nverdict,file\n")
+    port = free_port()
+    cmd = [sys.executable, "-m", "qe_nb.cli", "app", str(path), "--verdicts", str(bad), "--port", str(port)]
+    server = Server(cmd, f"http://127.0.0.1:{port}/", jupyter_env(tmp_path / "jupyter"), tmp_path / "voila.log",
+                    port=port)
+    try:
+        page.goto(server.url, timeout=180_000)
+        error = page.locator(".qe-error")
+        expect(error).to_be_visible(timeout=60_000)
+        expect(error).to_contain_text("verdicts.csv")
+        assert "Traceback" not in page.content()
+    finally:
+        server.stop()

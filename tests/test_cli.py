@@ -246,3 +246,89 @@ def test_score_bu_bil_pngs_end_to_end(tmp_path, capsys):
             assert float(got.sel(algorithm=str(k))) == pytest.approx(record[f"crowd_mturk_annotation3-{k}"], abs=5e-5)
     assert main(["worklist", str(out), "--alpha", "0.1", "--pool", "all", "--top", "3"]) == 0
     assert "reasons" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------- issue 14
+
+
+def test_sweep_takes_negative_alphas_as_in_the_readme(scored, capsys):
+    """`qe-nb sweep scores.nc --alphas -1,0,0.1,1` (argparse alone: "expected one argument")."""
+    assert main(["sweep", str(scored), "--alphas", "-1,0,0.1,1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:5]] == ["-1.00", "0.00", "0.10", "1.00"]
+    assert main(["worklist", str(scored), "--alpha", "-0.5", "--top", "2"]) == 0
+    assert main(["sweep", str(scored), "--alphas=-1,1"]) == 0
+    with pytest.raises(SystemExit):
+        main(["sweep", str(scored), "--alphas", "-x"])
+    assert "argument --alphas: expected one argument" in capsys.readouterr().err
+
+
+def test_terminal_output_fits_100_columns(scored, capsys):
+    scores = qe_nb.load_scores(scored)
+    assert main(["sweep", str(scored)]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "--wide" in out and "3-4a" in out
+    assert main(["sweep", str(scored), "--wide"]) == 0
+    wide = capsys.readouterr().out
+    n = scores["similarity"].sizes
+    assert f"{n['algorithm'] * n['label'] * n['metric']}a" in wide.splitlines()[0]
+    assert main(["worklist", str(scored), "--alpha", "0", "--top", "0"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "…" in out
+    assert main(["worklist", str(scored), "--alpha", "0", "--top", "0", "--wide"]) == 0
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) > 100
+
+
+def test_compact_sweep_sums_the_counts():
+    from qe_nb.ui.terminal import compact_sweep
+
+    table = pd.DataFrame({"alpha": [0.0, 1.0], "entropy": [1.0, 0.5],
+                          **{f"{k}a": [k, 1] for k in range(19)}})
+    small = compact_sweep(table)
+    assert list(small.columns) == ["alpha", "entropy", "0a", "1a", "2a", "3-4a", "5-8a", "9-16a", "17-18a"]
+    assert small.iloc[:, 2:].sum(axis=1).tolist() == table.iloc[:, 2:].sum(axis=1).tolist()
+    assert small["9-16a"].tolist() == [sum(range(9, 17)), 8]
+
+
+def test_app_checks_patterns_before_the_server_starts(scored, tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import os
+
+    calls = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append(env))
+    root = scored.parent / "cohort"
+    status = main(["app", str(scored), "--ensemble", str(root), "--images", "{case}/img_{modality}.nii.gz"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and not calls
+    assert err.startswith("qe-nb app: error:") and "\n" not in err
+    assert "`images` pattern '{case}/img_{modality}.nii.gz'" in err
+    assert main(["app", str(scored), "--images", "{case}/t1.nii.gz"]) == 2
+    assert "--ensemble ROOT" in capsys.readouterr().err
+    assert main(["app", str(tmp_path / "nope.nc")]) == 2
+    assert "nope.nc" in capsys.readouterr().err
+    assert main(["app", str(scored), "--ensemble", str(root), "--reference", "{case}/reference.nii.gz"]) == 0
+    assert calls and calls[0]["QE_NB_REFERENCE"] == "{case}/reference.nii.gz"
+
+
+def test_app_serves_without_tracebacks(scored):
+    from qe_nb.ui.serve import voila_command
+
+    argv, _ = voila_command(scored)
+    assert "--VoilaConfiguration.show_tracebacks=False" in argv
+
+
+def test_demo_shows_progress_while_writing(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(path, **kwargs):
+        seen.update(kwargs)
+        raise qe_nb.InputError("stop here")
+
+    monkeypatch.setattr(qe_nb, "synthetic_cohort", fake)
+    assert main(["demo", "--out", str(tmp_path / "d"), "--cases", "4"]) == 2
+    assert seen["progress"] is True
+    assert main(["demo", "--out", str(tmp_path / "d"), "--cases", "4", "--quiet"]) == 2
+    assert seen["progress"] is False

@@ -393,3 +393,12 @@ def test_pool_through_the_environment_and_voila_command(cohort, tmp_path):
     assert "QE_NB_POOL" not in env
     with pytest.raises(InputError, match=r"`pool` must be one of \['algorithm', 'all'\].* got 'reader'"):
         voila_command(cohort["path"], pool="reader")
+
+
+def test_error_html_is_one_escaped_line():
+    from qe_nb.exceptions import InputError
+    from qe_nb.ui.triage_app import error_html
+
+    text = error_html(InputError("verdict file '<x>.csv' lacks the column(s)\nsecond line"))
+    assert text.count("<p") == 1 and "second line" not in text
+    assert "&lt;x&gt;.csv" in text and "InputError" in text and 'class="qe-error"' in text

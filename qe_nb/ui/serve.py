@@ -191,7 +191,7 @@ def voila_command(
     }
     env.update({k: v for k, v in settings.items() if v is not None})
     argv = [sys.executable, "-m", "voila", str(app_notebook()), "--Voila.ip=127.0.0.1", f"--port={port}",
-            "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=True"]
+            "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=False"]
     if not open_browser:
         argv.append("--no-browser")
     return argv, env

@@ -66,16 +66,27 @@ __all__ = [
     "demo_environment",
     "app_notebook",
     "voila_command",
+    "error_html",
 ]
 
 _CSS = """<style>
 .qe-worklist {max-height: 640px; overflow-y: auto; border: 1px solid #ddd; padding: 2px}
-.qe-worklist-row {align-items: center; border-bottom: 1px solid #eee}
+.qe-worklist-row {align-items: center; border-bottom: 1px solid #eee; flex: 0 0 auto !important;
+  min-height: 34px; overflow: visible}
+.qe-worklist-row > * {flex-shrink: 0}
 .qe-worklist-info {font-size: 12px; line-height: 1.3}
 .qe-worklist-info .qe-reasons {display: block; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; max-width: 330px; color: #555}
 .qe-verdict-badge {padding: 0 4px; border-radius: 3px; color: white; font-size: 11px}
 </style>"""
+
+
+def error_html(exc: BaseException) -> str:
+    """An error as one line of HTML for the page (the app's notebook shows it instead of a
+    traceback): its type and the first line of its message, escaped."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f'<p class="qe-error" style="color:#a00"><b>qe-nb app: {html.escape(type(exc).__name__)}</b>: '
+            f"{html.escape(text)}</p>")
 
 
 class TriageApp(WidgetApp):
