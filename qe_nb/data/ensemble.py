@@ -62,14 +62,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from qe_nb.core.labels import (
-    LabelScheme,
-    check_label_map,
-    infer_labels,
-    resolve_labels,
-    values_in,
-)
-from qe_nb.data.images import IMAGE_SUFFIXES, PICTURE_SUFFIXES, read_image_view
+from qe_nb.core.labels import LabelScheme, resolve_labels
+from qe_nb.data.images import IMAGE_SUFFIXES, PICTURE_SUFFIXES
+from qe_nb.data.label_inference import infer_cohort_labels
 from qe_nb.data.loading import (
     ensemble_labels,
     load_case,
@@ -79,12 +74,7 @@ from qe_nb.data.loading import (
     read_label_maps,
     read_reference,
 )
-from qe_nb.exceptions import (
-    EnsembleError,
-    ImageReadError,
-    LabelError,
-    QeNbWarning,
-)
+from qe_nb.exceptions import EnsembleError, QeNbWarning
 
 __all__ = [
     "open_ensemble",
@@ -121,8 +111,7 @@ def _one_modality(pattern: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)] or "image"
     return name.split(".", 1)[0] or "image"
-# Files read to infer the label scheme: enough to see every label, few enough to stay quick.
-_MAX_INFERENCE_FILES = 10
+
 
 # pattern argument -> (placeholders it needs, placeholders it must not have, example)
 _PATTERN_RULES = {
@@ -248,40 +237,11 @@ def _duplicate_error(argument: str, pattern: str, key: tuple[str, ...], first: s
 
 
 def _infer_scheme(masks: np.ndarray, cases: list[str], algorithms: list[str]) -> LabelScheme:
-    """Infer the scheme from the label values of the first case that has readable candidates."""
-    values: set[int] = set()
-    tried: list[str] = []
-    problems: list[str] = []
-    for i, case in enumerate(cases):
-        paths = [(a, p) for a, p in zip(algorithms, masks[i]) if p]
-        if not paths:
-            continue
-        for algorithm, path in paths:
-            if len(tried) >= _MAX_INFERENCE_FILES:
-                break
-            tried.append(path)
-            try:
-                array, _ = read_image_view(path, case=case, role=f"algorithm {algorithm!r}", mask=True)
-                array = check_label_map(array, name="label_map")
-            except (ImageReadError, LabelError) as exc:
-                problems.append(str(exc))
-                continue
-            values.update(values_in(array).tolist())
-        if values or len(tried) >= _MAX_INFERENCE_FILES:
-            break
-    if not values:
-        first = f" The first problem: {problems[0]}" if problems else ""
-        raise EnsembleError(
-            f"cannot infer the label scheme: none of the {len(tried)} candidate file(s) tried "
-            f"could be read as a label map.{first} Pass `labels=` (e.g. 'brats-regions', "
-            "'binary' or a mapping name -> label values)."
-        )
-    scheme = infer_labels(values)
-    logger.info(
-        "labels inferred from %d file(s) of case %r (values %s): %s (%s); pass labels= to choose.",
-        len(tried), case, sorted(values), scheme.name, scheme.describe(),
-    )
-    return scheme
+    """Infer the scheme from candidates spread over the cohort; log it and warn once."""
+    found = infer_cohort_labels(masks, cases, algorithms)
+    logger.info("%s", found.log_text())
+    warnings.warn(found.warning_text(), QeNbWarning, stacklevel=3)
+    return found.scheme
 
 
 # --------------------------------------------------------------------------------------
@@ -313,9 +273,13 @@ def open_ensemble(
         ``"image"``). Cases may lack images.
     labels : str, mapping or LabelScheme, optional
         The structures to evaluate (see :func:`qe_nb.core.labels.resolve_labels`). Default: inferred
-        from the label values of the first case's candidates
-        (:func:`qe_nb.core.labels.infer_labels`), reported through the ``"qe_nb"`` logger and
-        recorded as ``labels_inferred=1``.
+        from every label value seen in the candidates of cases spread over the cohort -- the
+        whole cohort when that is cheap (:mod:`qe_nb.data.label_inference`) -- with
+        :func:`qe_nb.core.labels.infer_labels` (``{1, 2, 4}`` -> ``"brats-regions"``,
+        ``{1, 2, 3}`` -> ``"brats2023-regions"``, one value -> ``"binary"``), announced by one
+        :class:`~qe_nb.exceptions.QeNbWarning` (the values seen, the scheme chosen, the
+        ``labels=`` hint), logged through the ``"qe_nb"`` logger and recorded as
+        ``labels_inferred=1``.
 
     Returns
     -------
@@ -338,7 +302,13 @@ def open_ensemble(
         placeholder it needs, uses one it must not, or is absolute; a pattern matches no
         file (the message shows a few files that do exist); two files map to the same
         (case, algorithm) or (case, modality), e.g. ``a.nii`` and ``a.nii.gz``. Also when
-        labels must be inferred and no candidate of the first case can be read.
+        labels must be inferred and no candidate file tried can be read.
+
+    Warns
+    -----
+    QeNbWarning
+        Once, when the labels are inferred (``labels=None``): which values were seen in how
+        many files and cases, which scheme was chosen, and how to choose another.
     InputError
         For an unknown label scheme.
 

@@ -12,6 +12,7 @@ recorded as an error without losing the others (:mod:`qe_nb.pipeline.one_case`).
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from qe_nb.core.case import (
@@ -30,13 +32,16 @@ from qe_nb.core.case import (
 )
 from qe_nb.core.members import STAPLE_ESTIMATES, member_variables
 from qe_nb.core.statistics import label_mean
-from qe_nb.exceptions import GeometryError, InputError, LabelValueWarning
+from qe_nb.exceptions import GeometryError, InputError, LabelValueWarning, QeNbWarning
 from qe_nb.pipeline.cache import cache_path, files_key, load_cached, settings_key, store_cached
 from qe_nb.pipeline.one_case import case_settings, score_case
 from qe_nb.pipeline.runners import client_threads, run_dask, run_local
 from qe_nb.pipeline.scores_file import load_scores, save_scores
 
-__all__ = ["score", "score_case", "save_scores", "load_scores", "metric_coords", "label_mean"]
+__all__ = [
+    "score", "score_case", "save_scores", "load_scores", "metric_coords", "label_mean", "missing_summary",
+    "label_value_summary",
+]
 
 ON_ERROR = ("record", "raise")
 
@@ -125,11 +130,26 @@ def score(
         algorithm_b, label, metric): symmetric, diagonal = a mask against itself (Dice 1,
         distance 0); with ``staple_performance``, ``staple_performance`` (case, algorithm,
         label, estimate), ``estimate`` = ("sensitivity", "specificity"); ``error`` (case):
-        "" or why the case could not be scored. Missing candidates are NaN. The ``metric``
+        "" or why the case could not be scored; ``missing`` (case, algorithm), bool: the
+        candidate has no file in the catalogue (e.g. an nnU-Net folder ``{algorithm}/{case}.nii.gz``
+        lacking one case). A missing candidate's scores are NaN (so they alarm) while the
+        case's other candidates are scored and ``error`` stays ""; :func:`missing_summary`
+        words them (the CLI prints it and fails unless ``--allow-missing``), and
+        :func:`qe_nb.worklist` names them in its reasons when given ``missing=``. The ``metric``
         coord carries ``higher_is_better`` and ``units`` ("px" instead of "mm" for a cohort
         of images that store no spacing, such as PNG); attrs record the fusion,
         ``similarity_mode``, ``distance_units`` ("mm" or "px"), the label scheme, the metric
-        definitions and the qe_nb version.
+        definitions, the catalogue's root (``source``) and ``masks_pattern``, and the qe_nb
+        version.
+
+    Warns
+    -----
+    LabelValueWarning
+        Once per run, when candidates hold label values no structure of the scheme uses (the
+        number of files, the values, the first file and the ``labels=`` hint).
+    QeNbWarning
+        When more than half of the cases failed with ``on_error="record"``: "N of M cases
+        failed; first: ..." (with every case failing, the cube is all NaN).
 
     Raises
     ------
@@ -194,18 +214,17 @@ def score(
         runner = run_local(jobs, settings, on_error, workers, len(todo))
 
     units = _CohortUnits()
+    label_messages: list[str] = []
     for case in results:
         units.check(results[case])
-        for message in results[case].get("warnings", ()):
-            warnings.warn(message, LabelValueWarning, stacklevel=2)
+        label_messages.extend(results[case].get("warnings", ()))
     with progress_bar(total=len(all_cases), initial=len(results), desc="scoring", disable=not progress) as bar:
         try:
             for result in runner:
                 case = result["case"]
                 units.check(result)
                 results[case] = result
-                for message in result.get("warnings", ()):
-                    warnings.warn(message, LabelValueWarning, stacklevel=2)
+                label_messages.extend(result.get("warnings", ()))
                 if cache_dir is not None and not result["error"]:
                     store_cached(cache_path(cache_dir, case, key), result, files_keys[case])
                 if callback is not None:
@@ -215,7 +234,109 @@ def score(
             # Stop the workers now (Ctrl-C, an error): what finished is already in the cache.
             runner.close()
 
-    return _assemble(results, all_cases, settings, with_reference, ensemble, units)
+    if label_messages:
+        warnings.warn(label_value_summary(label_messages, settings["label_scheme_text"]),
+                      LabelValueWarning, stacklevel=2)
+    scores = _assemble(results, all_cases, settings, with_reference, ensemble, units)
+    failed = int(scores.attrs["n_failed_cases"])
+    if all_cases and failed > len(all_cases) / 2:
+        first = next(str(e) for e in scores["error"].values if e)
+        warnings.warn(
+            f"{failed} of {len(all_cases)} cases failed; first: {first} (their scores are NaN; the "
+            "reasons are in scores['error']; pass on_error='raise' to stop at the first).",
+            QeNbWarning,
+            stacklevel=2,
+        )
+    return scores
+
+
+def missing_summary(scores: xr.Dataset, *, limit: int = 5) -> str:
+    """Which candidate files a run found missing, in words; ``""`` when none was.
+
+    Parameters
+    ----------
+    scores : xarray.Dataset
+        The output of :func:`score` (its ``missing`` variable; a cube without it, from an
+        older version, has nothing to report).
+    limit : int, default 5
+        Cases named at most; the rest are counted.
+
+    Returns
+    -------
+    str
+        E.g. ``"2 candidate file(s) missing in 2 of 68 case(s): case 'c1': netB (expected
+        '/data/netB/c1.nii.gz'); case 'c3': netA (expected '/data/netA/c3.nii.gz'). Their
+        scores are NaN and count as alarms."``
+
+    Examples
+    --------
+    >>> ds = xr.Dataset({"missing": (("case", "algorithm"), [[False, True], [False, False]])},
+    ...                 coords={"case": ["c1", "c2"], "algorithm": ["netA", "netB"]},
+    ...                 attrs={"source": "/data", "masks_pattern": "{algorithm}/{case}.nii.gz"})
+    >>> print(missing_summary(ds))
+    1 candidate file(s) missing in 1 of 2 case(s): case 'c1': netB (expected '/data/netB/c1.nii.gz'). Their scores are NaN and count as alarms.
+    """
+    if not isinstance(scores, xr.Dataset):
+        raise InputError(f"`scores` must be the Dataset from qe_nb.score; got {type(scores).__name__}.")
+    if "missing" not in scores:
+        return ""
+    flags = scores["missing"].transpose("case", "algorithm").values.astype(bool)
+    if not flags.any():
+        return ""
+    cases = [str(c) for c in scores["case"].values]
+    algorithms = [str(a) for a in scores["algorithm"].values]
+    root = str(scores.attrs.get("source", ""))
+    pattern = str(scores.attrs.get("masks_pattern", ""))
+
+    def expected(case: str, algorithm: str) -> str:
+        if not pattern:
+            return ""
+        rel = pattern.replace("{case}", case).replace("{algorithm}", algorithm)
+        return f" (expected {os.path.join(root, *rel.split('/')) if root else rel!r})"
+
+    rows = np.flatnonzero(flags.any(axis=1))
+    parts = [
+        f"case {cases[c]!r}: " + ", ".join(f"{algorithms[a]}{expected(cases[c], algorithms[a])}"
+                                          for a in np.flatnonzero(flags[c]))
+        for c in rows[:limit]
+    ]
+    more = f"; and {len(rows) - limit} more case(s)" if len(rows) > limit else ""
+    return (
+        f"{int(flags.sum())} candidate file(s) missing in {len(rows)} of {len(cases)} case(s): "
+        + "; ".join(parts) + more + ". Their scores are NaN and count as alarms."
+    )
+
+
+_VALUES = re.compile(r"label values \[([0-9, ]+)\]")
+
+
+def label_value_summary(messages: Sequence[str], scheme_text: str) -> str:
+    """One warning for every label value outside the scheme that a run met.
+
+    A single message is returned as it is; several become one line: how many files, which
+    values, the first message and the ``labels=`` / ``--labels`` hint.
+
+    Examples
+    --------
+    >>> label_value_summary(["case 'a', algorithm 'x': label values [4] are outside the label "
+    ...                      "scheme (t=[1]) and are ignored."], "t=[1]")[:37]
+    "case 'a', algorithm 'x': label values"
+    >>> print(label_value_summary(["case 'a', algorithm 'x': label values [4] ...",
+    ...                            "case 'b', algorithm 'x': label values [3, 4] ..."], "t=[1]"))
+    2 candidate file(s) hold label values [3, 4] that no structure of the label scheme (t=[1]) uses; they are ignored. First: case 'a', algorithm 'x': label values [4] ... Pass `labels=` (CLI: `--labels`) to use them.
+    """
+    if len(messages) == 1:
+        return messages[0]
+    values: set[int] = set()
+    for message in messages:
+        found = _VALUES.search(message)
+        if found:
+            values.update(int(v) for v in found.group(1).split(","))
+    return (
+        f"{len(messages)} candidate file(s) hold label values {sorted(values)} that no structure of "
+        f"the label scheme ({scheme_text}) uses; they are ignored. First: {messages[0]} Pass "
+        "`labels=` (CLI: `--labels`) to use them."
+    )
 
 
 class _CohortUnits:
@@ -271,6 +392,12 @@ def _assemble(results, cases, settings, with_reference, ensemble, units: _Cohort
             {"long_name": "why the case could not be scored ('' when it was)"},
         ),
     }
+    paths = ensemble["mask"].sel(case=cases, algorithm=settings["algorithms"]).values if cases else None
+    data["missing"] = (
+        ("case", "algorithm"),
+        np.zeros((0, n_alg), bool) if paths is None else (paths == "") | pd.isna(paths),
+        {"long_name": "the candidate has no file (its scores are NaN)"},
+    )
     members = {
         "volume": stacked("volume", (n_alg, n_lab)),
         "pairwise": stacked("pairwise", (n_alg, n_alg, n_lab, n_met)) if settings["pairwise"] else None,
@@ -309,6 +436,7 @@ def _assemble(results, cases, settings, with_reference, ensemble, units: _Cohort
         "qe_nb_version": settings["qe_nb_version"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source": str(ensemble.attrs.get("root", "")),
+        "masks_pattern": str(ensemble.attrs.get("masks", "")),
         "n_failed_cases": int(sum(1 for c in cases if results[c]["error"])),
     }
     return xr.Dataset(data, coords=coords, attrs=attrs)
