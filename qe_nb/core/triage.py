@@ -26,43 +26,11 @@ from qe_nb.core.checks import (
     check_scores,
     metric_directions,
 )
+from qe_nb.core.reasons import alarm_reason, missing_flags, reason_table, reason_texts
 from qe_nb.core.statistics import auroc_rows, percentile_interval, spearman_rows
 from qe_nb.exceptions import InputError
 
 __all__ = ["worklist", "triage_performance", "alarm_reason"]
-
-_DISPLAY = {"dice": "Dice", "jaccard": "Jaccard", "nsd": "NSD"}
-
-
-def _pair(value: float, threshold: float) -> tuple[str, str]:
-    """Format a value and its threshold with just enough digits to tell them apart."""
-    value, threshold = value + 0.0, threshold + 0.0  # no "-0" in the text a radiologist reads
-    for digits in range(2, 8):
-        a, b = f"{value:.{digits}g}", f"{threshold:.{digits}g}"
-        if a != b:
-            return a, b
-    return f"{value:.8g}", f"{threshold:.8g}"
-
-
-def alarm_reason(metric: str, value: float, threshold: float, higher_is_better: bool) -> str:
-    """One alarm in words, as the worklist's ``reasons`` show it.
-
-    Examples
-    --------
-    >>> alarm_reason("dice", 0.41, 0.83, True)
-    'Dice 0.41 < 0.83'
-    >>> alarm_reason("hd95", float("inf"), 4.0, False)
-    'hd95 inf (empty)'
-    """
-    name = _DISPLAY.get(metric, metric)
-    if math.isnan(value):
-        return f"{name} missing (NaN)"
-    if math.isinf(value):
-        # by the package's rule, inf arises when exactly one of the two masks is empty
-        return f"{name} {'inf' if value > 0 else '-inf'} (empty)"
-    a, b = _pair(value, threshold)
-    return f"{name} {a} {'<' if higher_is_better else '>'} {b}"
-
 
 def worklist(
     similarity: xr.DataArray,
@@ -74,6 +42,8 @@ def worklist(
     alarms: xr.DataArray | None = None,
     thresholds: xr.DataArray | None = None,
     pool: str = "algorithm",
+    max_reasons: int | None = None,
+    missing: xr.DataArray | None = None,
 ) -> pd.DataFrame:
     """The cases sorted by risk, highest first, each with the reasons for its alarms.
 
@@ -99,6 +69,15 @@ def worklist(
         ``mad_scale`` and ``pool`` are not used).
     pool : {"algorithm", "all"}, default "algorithm"
         See :func:`qe_nb.thresholds`: per-member thresholds, or one per label and metric.
+    max_reasons : int, optional
+        Show only the case's ``max_reasons`` worst alarms (largest excess over the threshold
+        in MAD units first, see :func:`qe_nb.reasons`), joined by ``"; "``, then ``"+N
+        more"``: ``"isen-20: enhancing_tumor Dice 0.41 < 0.75; scan-20: whole_tumor hd95 9.1
+        > 4.2; +4 more"``. None (default): every alarm, grouped by algorithm (below).
+    missing : xarray.DataArray, optional
+        ``scores["missing"]`` (case, algorithm): a candidate without a file is named once,
+        ``"netB: no file (missing candidate, 6 alarms)"``, instead of as NaN metrics; a
+        scores Dataset passed as ``similarity`` brings its own.
 
     Returns
     -------
@@ -109,6 +88,8 @@ def worklist(
         distances) per alarm, grouped by algorithm (``"; "`` between algorithms, ``", "``
         within one), e.g. ``"isen-20: enhancing_tumor Dice 0.41 < 0.83, enhancing_tumor hd95
         inf (empty)"``; empty for a case without alarms. Ties in risk are ordered by case id.
+        With ``max_reasons`` or ``missing``, the reasons are those of :func:`qe_nb.reasons`,
+        worst first, joined by ``"; "``.
 
     Raises
     ------
@@ -140,6 +121,12 @@ def worklist(
             "`alarms` and `thresholds` go together (both computed at the same alpha) or not at "
             f"all; got only `{'alarms' if thresholds is None else 'thresholds'}`."
         )
+    if missing is None and isinstance(similarity, xr.Dataset) and "missing" in similarity:
+        missing = similarity["missing"]
+    compact = max_reasons is not None or missing is not None
+    if compact:
+        reason_texts(pd.DataFrame({"case": [], "text": []}), [], max_reasons=max_reasons)  # checks it
+    rob = None
     if alarms is None or thresholds is None:
         rob = robust_cube(similarity, mad_scale, pool=pool)
         alpha = check_alpha(alpha, rob.similarity)
@@ -166,7 +153,14 @@ def worklist(
     order = np.lexsort((cases.astype(str).to_numpy(), -risk))[:top]
     # every column is built over all cases, so that the dtypes never depend on ``top``
     reasons = np.full(risk.size, "", dtype=object)
-    reasons[order] = _reasons(sim, flags, limits, better, order)
+    if compact:
+        mad = (rob if rob is not None else robust_cube(sim, mad_scale, pool=pool)).mad
+        table = reason_table(sim, flags, limits, better, order, mad=mad,
+                             missing=missing_flags(missing, sim))
+        reasons[order] = reason_texts(table, cases.to_numpy()[order].astype(str).tolist(),
+                                      max_reasons=max_reasons)
+    else:
+        reasons[order] = _reasons(sim, flags, limits, better, order)
     table = pd.DataFrame({"case": cases.to_numpy(), "risk": risk})
     if q is not None:
         table["quality"] = q
