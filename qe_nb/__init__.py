@@ -56,6 +56,13 @@ _API = {
     "sweep": "core.calibration",
     "sweep_table": "core.calibration",
     "calibrate": "core.calibration",
+    # the one alpha of a run, stored with its scores
+    "settle_alpha": "core.run_alpha",
+    "run_alpha": "core.run_alpha",
+    "RunAlpha": "core.run_alpha",
+    # reasons a person can read
+    "reasons": "core.reasons",
+    "alarm_grid": "core.reasons",
     # triage
     "worklist": "core.triage",
     "triage_performance": "core.triage",
@@ -77,6 +84,7 @@ _API = {
     "load_scores": "pipeline.scoring",
     "score_arrays": "core.case",
     "label_mean": "pipeline.scoring",
+    "missing_summary": "pipeline.scoring",
     # data sets
     "load_manifest": "data.manifest",
     "fetch_dataset": "data.manifest",
@@ -127,7 +135,9 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
         metrics_of_pairs,
         nsd,
     )
+    from qe_nb.core.reasons import alarm_grid, reasons
     from qe_nb.core.risk import evaluate_risk, risk_scores
+    from qe_nb.core.run_alpha import RunAlpha, run_alpha, settle_alpha
     from qe_nb.core.triage import triage_performance, worklist
     from qe_nb.data.ensemble import open_ensemble
     from qe_nb.data.geometry import Geometry
@@ -148,7 +158,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
         UndefinedValueWarning,
         UnreliableThresholdWarning,
     )
-    from qe_nb.pipeline.scoring import label_mean, load_scores, save_scores, score
+    from qe_nb.pipeline.scoring import label_mean, load_scores, missing_summary, save_scores, score
 
 # The flat modules of versions before 0.2 (``qe_nb.metrics``, ``qe_nb.widgets``, ...) still
 # import, with a DeprecationWarning that names their new home in the layers.
