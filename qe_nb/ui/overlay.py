@@ -1,9 +1,10 @@
 """One slice of a case -- or a whole 2-D image -- with the outlines of the fusion and every
 candidate (the paper's Figures 2-3).
 
-:func:`case_overlay` draws the image in grey, the fusion's outline as a wide bluish-green
-band, each candidate's outline as a thin line in its own Okabe-Ito colour and the
-reference's (optional) in reddish purple. Where and how the slice is cut (axis, index,
+:func:`case_overlay` draws the image in grey, each candidate's outline as a thin line in its
+own colour-blind-safe colour (Tol's bright scheme), the reference's (optional) as a wide
+reddish-purple band under them and the fusion's as a thicker bluish-green line with a dark
+halo, always on top. Where and how the slice is cut (axis, index,
 structure, spacing and its units, zoom, legend) is one :class:`OverlayOptions` value. A 2-D
 image (y, x) is drawn whole: there is no slice to choose.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from scipy import ndimage
@@ -39,11 +41,11 @@ OVERLAY_SIZE = (8.0, 5.6)
 IMAGE_PERCENTILES = (1.0, 99.5)
 """The grey scale spans these percentiles of the slice's non-zero voxels."""
 
-# The fusion (and reference) are wide, translucent bands under the thin candidate lines, so a
-# candidate that follows the fusion stays visible inside the band.
-_CANDIDATE_LINE = {"width": 1.3, "zorder": 4, "alpha": 1.0}
-_FUSION_BAND = {"width": 5.5, "zorder": 2, "alpha": 0.75}
-_REFERENCE_BAND = {"width": 3.0, "zorder": 3, "alpha": 0.9}
+# The fusion is drawn last, on top of everything, as a thicker line with a dark halo; the
+# reference is a wide translucent band under the thin candidate lines.
+_CANDIDATE_LINE = {"width": 1.4, "zorder": 4, "alpha": 1.0}
+_FUSION_BAND = {"width": 2.4, "zorder": 6, "alpha": 1.0, "halo": 1.8}
+_REFERENCE_BAND = {"width": 5.0, "zorder": 3, "alpha": 0.55}
 _NOT_ON_SLICE = " (not on this slice)"
 _AXIS_NAMES = "zyx"
 
@@ -283,15 +285,19 @@ class _Outliner:
     def outline(self, mask: np.ndarray, color: str, style: str, text: str,
                 line: Mapping[str, float]) -> None:
         piece = np.take(mask, self.index, axis=self.axis)
+        effects = ([patheffects.withStroke(linewidth=line["width"] + line["halo"], foreground="black")]
+                   if line.get("halo") else None)
         if piece.any():
             self.footprint |= piece
-            self.ax.contour(piece.astype(float), levels=[0.5], colors=[color],
-                            linewidths=line["width"], linestyles=style, zorder=line["zorder"],
-                            alpha=line["alpha"])
+            drawn = self.ax.contour(piece.astype(float), levels=[0.5], colors=[color],
+                                    linewidths=line["width"], linestyles=style, zorder=line["zorder"],
+                                    alpha=line["alpha"])
+            if effects:
+                drawn.set_path_effects(effects)
         else:
             text += _NOT_ON_SLICE
         self.handles.append(Line2D([], [], color=color, linewidth=line["width"], linestyle=style,
-                                   alpha=line["alpha"], label=text))
+                                   alpha=line["alpha"], label=text, path_effects=effects))
 
 
 def _zoom(ax: Axes, footprint: np.ndarray, margin: float, spacing: np.ndarray,
@@ -408,7 +414,9 @@ def case_overlay(
 
     # Rows and columns of the slice are the two remaining axes, in order.
     rows_axis, cols_axis = [a for a in (0, 1, 2) if a != axis]
+    owned = ax is None
     ax = new_axes(ax, OVERLAY_SIZE)
+    owned = owned or bool(getattr(ax.figure, "qe_overlay", False))
     plane = np.take(img, index, axis=axis).astype(float)
     body = plane[plane != 0]
     lo, hi = np.percentile(body if body.size else plane, IMAGE_PERCENTILES)
@@ -431,11 +439,15 @@ def case_overlay(
     pen.outline(fused_mask, FUSION_COLOR, "solid", opts.fused_name, _FUSION_BAND)
     if ref_mask is not None:
         pen.outline(ref_mask, REFERENCE_COLOR, "solid", "reference", _REFERENCE_BAND)
+    legend = None
     if opts.legend:
-        ax.legend(handles=pen.handles + candidate_handles, loc="upper left",
-                  bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+        legend = ax.legend(handles=pen.handles + candidate_handles, loc="upper left",
+                           bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     if opts.crop is not None and pen.footprint.any():
         _zoom(ax, pen.footprint, opts.crop, spacing, (rows_axis, cols_axis), upper)
+    if owned:  # our figure: sized to the image and the legend, so that neither is clipped
+        ax.figure.qe_overlay = True
+        _place(ax, legend, spacing[cols_axis] / spacing[rows_axis])
     ax.set_title("" if flat else f"slice {_AXIS_NAMES[axis]} = {index}", loc="left",
                  fontsize="medium")
     ax.set_xticks([])
@@ -444,6 +456,36 @@ def case_overlay(
     ax.set_xlabel(_axis_label(_AXIS_NAMES[cols_axis], spacing[cols_axis], opts.units, cells))
     ax.set_ylabel(_axis_label(_AXIS_NAMES[rows_axis], spacing[rows_axis], opts.units, cells))
     return ax
+
+
+MAX_IMAGE_WIDTH = 8.0
+"""Inches of the widest image in an overlay figure (a wide slice gets less height instead)."""
+
+MIN_FIGURE_WIDTH = 6.0
+"""Inches of the narrowest overlay figure (room for the title above a narrow zoomed image)."""
+
+
+def _place(ax: Axes, legend: Any, pixel_ratio: float) -> None:
+    """Size the overlay's figure to the shown part of the image and the legend's width, and
+    place the axes in it: the legend on the right is never clipped, whatever its length.
+    ``pixel_ratio`` is a column's width over a row's height in physical units."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = ax.figure
+    fig.set_layout_engine("none")
+    x0, x1 = sorted(ax.get_xlim())
+    y0, y1 = sorted(ax.get_ylim())
+    ratio = (x1 - x0) * pixel_ratio / max(y1 - y0, 1e-9)
+    height, top, bottom, left, gap, pad = OVERLAY_SIZE[1], 0.35, 0.4, 0.4, 0.2, 0.15
+    image_h = height - top - bottom
+    image_w = min(MAX_IMAGE_WIDTH, max(1.5, image_h * ratio))
+    legend_w = 0.0
+    if legend is not None:
+        canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+        legend_w = legend.get_window_extent(canvas.get_renderer()).width / fig.dpi
+    width = max(MIN_FIGURE_WIDTH, left + image_w + gap + legend_w + pad)
+    fig.set_size_inches(width, height)
+    ax.set_position([left / width, bottom / height, image_w / width, image_h / height])
 
 
 def _spacing(opts: OverlayOptions, ndim: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from qe_nb.exceptions import InputError
 
 __all__ = [
     "OKABE_ITO",
+    "TOL_BRIGHT",
     "FUSION_COLOR",
     "REFERENCE_COLOR",
     "CANDIDATE_COLORS",
@@ -56,15 +57,29 @@ FUSION_COLOR = OKABE_ITO["bluish_green"]
 REFERENCE_COLOR = OKABE_ITO["reddish_purple"]
 """The ground truth's colour, as in the paper's Figure 2."""
 
+TOL_BRIGHT: dict[str, str] = {
+    "blue": "#4477AA",
+    "cyan": "#66CCEE",
+    "green": "#228833",
+    "yellow": "#CCBB44",
+    "red": "#EE6677",
+    "purple": "#AA3377",
+    "grey": "#BBBBBB",
+}
+"""Paul Tol's colour-blind-safe "bright" scheme (Tol 2021, Colour Schemes, SRON/EPS/TN/09-002)."""
+
 CANDIDATE_COLORS: tuple[str, ...] = (
-    OKABE_ITO["orange"],
-    OKABE_ITO["sky_blue"],
-    OKABE_ITO["vermillion"],
-    OKABE_ITO["blue"],
-    OKABE_ITO["yellow"],
+    TOL_BRIGHT["blue"],
+    TOL_BRIGHT["yellow"],
+    TOL_BRIGHT["red"],
+    TOL_BRIGHT["grey"],
     OKABE_ITO["black"],
+    TOL_BRIGHT["cyan"],
 )
-"""Colours of the candidates (and of other series), the fusion's and reference's left out."""
+"""Colours of the candidates (and of other series): Tol's bright scheme without its green and
+purple, which are too close to the fusion's bluish green and the reference's reddish purple.
+Five members get three distinct hues and light grey and black (not two oranges and two
+blues); a sixth gets cyan, and line styles vary after that."""
 
 LINESTYLES: tuple[str, ...] = ("solid", "dashed", "dotted", "dashdot")
 """Line styles, cycled once the six candidate colours are used up, so a 7th+ candidate differs."""

@@ -16,6 +16,7 @@ arguments are checked by :mod:`qe_nb.ui.app_inputs`.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,8 @@ from qe_nb.ui.common import (
     show_png,
 )
 
-__all__ = ["CaseViewer", "CaseScoresView", "VIEWS", "case_scores_html"]
+__all__ = ["CaseViewer", "CaseScoresView", "VIEWS", "STARTS", "case_scores_html", "disagreement",
+           "most_disagreeing_slice", "opening_structure", "opening_slice"]
 
 VIEWS: dict[str, int] = {"axial": 0, "coronal": 1, "sagittal": 2}
 """The slice orientations and the (z, y, x) axis each cuts across."""
@@ -46,7 +48,83 @@ PREFERRED_MODALITIES: tuple[str, ...] = ("t1c", "t1ce", "ct")
 NO_IMAGE = "(none)"
 
 ZOOM_MARGIN = 0.05
-"""A zoomed 2-D image shows the outlines plus this fraction of the image's larger side."""
+"""A zoomed image shows the outlines plus this fraction of the image's larger side."""
+
+STARTS = ("disagreement", "fusion")
+"""Where a case opens: the structure and slice where the members disagree most, or the first
+structure of the fusion on its centre-of-mass slice."""
+
+
+def disagreement(masks: np.ndarray) -> np.ndarray:
+    """Where the members disagree: voxels some, but not all, of them include.
+
+    Parameters
+    ----------
+    masks : ndarray of bool, (algorithm, *grid)
+        One structure's mask per member.
+
+    Returns
+    -------
+    ndarray of bool, the grid
+
+    Examples
+    --------
+    >>> m = np.array([[1, 1, 0], [1, 0, 0]], bool)
+    >>> disagreement(m).tolist()
+    [False, True, False]
+    """
+    votes = np.asarray(masks).sum(axis=0)
+    return (votes > 0) & (votes < len(masks))
+
+
+def most_disagreeing_slice(masks: np.ndarray, axis: int) -> int | None:
+    """The slice along ``axis`` with the most voxels the members disagree on (None when they
+    agree everywhere). ``masks`` is (algorithm, z, y, x) of one structure."""
+    where = disagreement(masks)
+    if not where.any():
+        return None
+    per_slice = where.sum(axis=tuple(a for a in range(where.ndim) if a != axis))
+    return int(np.argmax(per_slice))
+
+
+def opening_structure(fused: Sequence[np.ndarray], members: Sequence[np.ndarray], names: Sequence[str],
+                      alarms: xr.DataArray | None = None, *, start: str = "disagreement") -> int | None:
+    """The structure a case opens on: its index in ``names``, or None (nothing to choose).
+
+    ``fused[k]`` is structure k of the fusion, ``members[k]`` of every member (algorithm,
+    *grid); ``alarms`` the case's alarm count per ``label``. ``start="disagreement"``: the
+    most alarms, then the largest share of the members' union they disagree on;
+    ``"fusion"``: the first structure present in the fusion.
+    """
+    present = [i for i, m in enumerate(fused) if m.any()]
+    if start == "fusion":
+        return present[0] if present else None
+    shares = []
+    for masks in members:
+        union = masks.any(axis=0).sum()
+        shares.append(float(disagreement(masks).sum() / union) if union else 0.0)
+    counts = np.zeros(len(names))
+    if alarms is not None:
+        labels = [str(v) for v in alarms["label"].values]
+        counts = np.array([float(alarms.values[labels.index(n)]) if n in labels else 0.0 for n in names])
+    if not any(shares) and not counts.any():
+        return present[0] if present else None
+    return max(range(len(names)), key=lambda k: (counts[k], shares[k]))
+
+
+def opening_slice(fused: np.ndarray, members: np.ndarray, axis: int, *,
+                  start: str = "disagreement") -> int | None:
+    """The slice a structure opens on: with ``start="disagreement"`` the one with the most
+    voxels the members disagree on; when they agree everywhere (or ``start="fusion"``) the
+    centre of mass of the fusion, or of the candidates when the fusion is empty
+    ("disagreement" only); None when there is nothing."""
+    from qe_nb.ui.overlay import center_of_mass_index
+
+    index = most_disagreeing_slice(members, axis) if start == "disagreement" else None
+    if index is not None:
+        return index
+    mask = fused if fused.any() or start == "fusion" else members.any(axis=0)
+    return center_of_mass_index(mask, axis) if mask.any() else None
 
 
 class CaseScoresView:
@@ -89,14 +167,22 @@ class CaseScoresView:
         self.alarms = (None if self.scores is None
                        else alarms(self.scores["similarity"], alpha, pool=self.pool))
 
-    def _has(self, case: str) -> bool:
+    def alarms_per_label(self, case: str) -> xr.DataArray | None:
+        """The case's alarm count per ``label`` (None without scores or the case)."""
+        if self.alarms is None or not self.has(case) or "label" not in self.alarms.dims:
+            return None
+        one = self.alarms.sel(case=case)
+        return one.sum([d for d in one.dims if d != "label"])
+
+    def has(self, case: str) -> bool:
+        """Whether the scores hold ``case``."""
         return self.scores is not None and case in [str(c) for c in self.scores["case"].values]
 
     def legend_values(self, case: str, structure: str,
                       names: list[str]) -> tuple[dict | None, dict | None]:
         """Dice of ``structure`` and the alarm count of each candidate in ``names``; (None,
         None) when the scores do not hold the case or one of the candidates."""
-        if self.scores is None or self.alarms is None or not self._has(case):
+        if self.scores is None or self.alarms is None or not self.has(case):
             return None, None
         sim = self.scores["similarity"]
         if not all(n in [str(a) for a in sim["algorithm"].values] for n in names):
@@ -115,7 +201,7 @@ class CaseScoresView:
         self.panel.outputs = ()
         if self.scores is None or self.alarms is None:
             return
-        if not self._has(case):
+        if not self.has(case):
             self.panel.append_display_data(
                 HTML(f"<p>case {html.escape(case)} is not in the scores.</p>"))
             return
@@ -184,6 +270,9 @@ class CaseViewer(WidgetApp):
         members (:func:`qe_nb.alarms`).
     dpi : float, default 72
         Resolution of the overlay.
+    start : {"disagreement", "fusion"}, default "disagreement"
+        Where a case (a new structure, a new view) opens: see :func:`opening_structure` and
+        :func:`opening_slice`. The view zooms to the outlines plus a margin ("zoom" box).
 
     Attributes
     ----------
@@ -222,9 +311,14 @@ class CaseViewer(WidgetApp):
         fusion: str = "mav",
         pool: str = "algorithm",
         dpi: float = 72,
+        start: str = "disagreement",
     ) -> None:
         w = ipywidgets()
         from qe_nb.data.loading import ensemble_labels
+
+        if start not in STARTS:
+            raise InputError(f"`start` must be one of {list(STARTS)}; got {start!r}.")
+        self.start = start
 
         self.ensemble = check_catalogue(ensemble, fusion=fusion)
         self.fusion = fusion
@@ -261,9 +355,9 @@ class CaseViewer(WidgetApp):
         }
         self.reference_checkbox = w.Checkbox(value=True, description="reference", indent=False,
                                              layout=w.Layout(width="auto"))
-        # 2-D only: small objects (cells) on a large frame are zoomed to by default
+        # small objects (a lesion, cells) on a large frame are zoomed to by default
         self.zoom_checkbox = w.Checkbox(value=True, description="zoom to the outlines", indent=False,
-                                        layout=w.Layout(width="auto", display="none"))
+                                        layout=w.Layout(width="auto"))
         self.zoom_checkbox.add_class("qe-zoom")
         self.case_label = w.HTML()
         self.overlay_panel = w.Output()
@@ -353,15 +447,17 @@ class CaseViewer(WidgetApp):
         self.case, self.label_maps, self.fused, self.images = case, maps, fused, images
         self.reference = load_reference(self.ensemble, case, geometry=maps)
         self._fused_masks = structure_masks(fused, self._scheme)
-        present = [i for i, m in enumerate(self._fused_masks) if m.any()]
+        self._member_masks = [structure_masks(m, self._scheme) for m in maps.values]
         self._hold = True
         try:
-            if present:
-                self.structure_dropdown.value = self._scheme.names[present[0]]
+            first = opening_structure(self._fused_masks, [self._members(k) for k in range(len(self._fused_masks))],
+                                      self._scheme.names, self.scores_view.alarms_per_label(case),
+                                      start=self.start)
+            if first is not None:
+                self.structure_dropdown.value = self._scheme.names[first]
             self.reference_checkbox.disabled = self.reference is None
             hidden = "none" if fused.ndim == 2 else None
             self.axis_buttons.layout.display = self.slice_slider.layout.display = hidden
-            self.zoom_checkbox.layout.display = None if hidden else "none"
             if fused.ndim == 2:
                 self.axis_buttons.value = "axial"
             self._centre_slice()
@@ -379,18 +475,18 @@ class CaseViewer(WidgetApp):
         self.scores_view.draw(self.case)
         self.redraw()
 
-    def _centre_slice(self) -> None:
-        from qe_nb.ui.overlay import center_of_mass_index
+    def _members(self, k: int) -> np.ndarray:
+        """Structure ``k`` of every member, (algorithm, *grid)."""
+        return np.stack([masks[k] for masks in self._member_masks])
 
+    def _centre_slice(self) -> None:
         if self.is_2d:
             self.slice_slider.max, self.slice_slider.value = 0, 0
             return
-        axis = self.axis
-        n = self.fused.shape[axis]
-        mask = self._fused_masks[self._scheme.names.index(self.structure)]
-        index = center_of_mass_index(mask, axis) if mask.any() else n // 2
+        n, k = self.fused.shape[self.axis], self._scheme.names.index(self.structure)
+        index = opening_slice(self._fused_masks[k], self._members(k), self.axis, start=self.start)
         self.slice_slider.max = n - 1
-        self.slice_slider.value = index
+        self.slice_slider.value = n // 2 if index is None else index
 
     # ---- callbacks
 
@@ -437,7 +533,7 @@ class CaseViewer(WidgetApp):
             reference = slab(self.reference.values[k])
         dice, alarm_counts = self.scores_view.legend_values(self.case, self.structure, names)
         crop = None
-        if flat and self.zoom_checkbox.value:
+        if self.zoom_checkbox.value:
             crop = ZOOM_MARGIN * max(n * d for n, d in zip(self.fused.shape, self.spacing, strict=True))
         if self._ax is not None:
             self._ax.clear()
