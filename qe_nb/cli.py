@@ -94,14 +94,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=args.jobs,
                          progress=not args.quiet)
     t2 = time.perf_counter()
+    # As in the paper's MR experiment: one value per algorithm and metric (mean over the
+    # tumour structures), alpha calibrated by entropy -- stored with the scores, so that sweep,
+    # worklist, app and report use the same one; quality = the fusion's mean Dice with the
+    # ground truth.
+    scores = qe_nb.settle_alpha(scores, objective="entropy", label_mean=True)
     qe_nb.save_scores(scores, out / "scores.nc")
     _print(f"  scored in {t2 - t1:.1f} s -> {out / 'scores.nc'}")
-
-    # As in the paper's MR experiment: one value per algorithm and metric (mean over the
-    # tumour structures), quality = the fusion's mean Dice with the ground truth.
+    run = qe_nb.run_alpha(scores)
     similarity = label_mean(scores["similarity"])
     quality = case_quality(scores["quality"], "dice", skipna=True)
-    alpha = float(qe_nb.calibrate(similarity, objective="entropy"))
+    alpha = float(run.alpha)
+    _print(_wrap(f"  the run's alpha, stored with the scores: {run.text}"))
     _print()
     _print(f"Alpha sweep (the paper's Table 1 layout; entropy-calibrated alpha = {alpha:.2f}):")
     with warnings.catch_warnings():
@@ -124,11 +128,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _write_csv(out / "worklist.csv", worklist)
     _print()
     _print(f"Top of the worklist (all {len(worklist)} cases in {out / 'worklist.csv'}):")
-    cols = [c for c in ("case", "risk", "quality", "reasons") if c in worklist.columns]
-    top = worklist[cols].head(args.top).copy()
-    if "reasons" in top:
-        top["reasons"] = top["reasons"].str.slice(0, 100)
-    _print(_format_table(top))
+    from qe_nb.ui.terminal import fit_reasons
+
+    short = qe_nb.worklist(similarity, alpha, quality=quality, max_reasons=2, top=args.top)
+    cols = [c for c in ("case", "risk", "quality", "reasons") if c in short.columns]
+    _print(_format_table(fit_reasons(short[cols])))
     written = _write_demo_figures(out, scores, alpha, similarity, table)
     if written:
         _print()
@@ -187,16 +191,58 @@ def _cmd_score(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    scores = _settle(scores)
     qe_nb.save_scores(scores, args.out)
     failed = [(str(c), str(e)) for c, e in zip(scores.case.values, scores["error"].values) if str(e)]
     _print(f"wrote {args.out}: {scores.sizes['case'] - len(failed)} cases scored"
            + (f", {len(failed)} failed" if failed else ""))
+    _print(_wrap(f"the run's alpha: {qe_nb.run_alpha(scores).text}"))
+    status = 0
     if failed:
         _print("failed cases:")
         for case, err in failed:
             _print(f"  {case}: {err}")
-        return 1
-    return 0
+        status = 1
+    missing = qe_nb.missing_summary(scores)
+    if missing:
+        _print(_wrap("missing: " + missing))
+        if not args.allow_missing:
+            print("qe-nb score: error: candidate files are missing (listed above); add the files, fix "
+                  "--masks, or pass --allow-missing to accept scores with those members absent",
+                  file=sys.stderr)
+            status = 1
+    return status
+
+
+def _settle(scores):
+    """Record the run's alpha in the scores (the default: entropy, per structure), so that
+    sweep, worklist, app and report show the same one; without alarms to count, nothing."""
+    import qe_nb
+
+    try:
+        return qe_nb.settle_alpha(scores)
+    except QeNbError as exc:  # e.g. every case failed: nothing to calibrate on
+        _print(f"no alpha stored with the scores: {exc}")
+        return scores
+
+
+def _wrap(text: str, width: int = 100) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=width, subsequent_indent="  ", break_on_hyphens=False))
+
+
+def _run_alpha(scores, args):
+    """The run's alpha (:func:`qe_nb.run_alpha`: stored, else the default) or ``--alpha``, and
+    the line that says which it is and how it was chosen."""
+    import qe_nb
+
+    label_mean = True if getattr(args, "label_mean", False) else None
+    run = qe_nb.run_alpha(scores, label_mean=label_mean, pool=args.pool)
+    given = getattr(args, "alpha", None)
+    if given is None:
+        return run, run.alpha, run.text
+    return run, float(given), f"α = {float(given):.2f} (given with --alpha; the run's: {run.text})"
 
 
 def _similarity_for(scores, args):
@@ -220,9 +266,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import qe_nb
 
     scores = qe_nb.load_scores(args.scores)
-    sim = _similarity_for(scores, args)
+    run, _, text = _run_alpha(scores, args)
+    sim = run.similarity(scores)
     quality = _quality_for(scores)
-    table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality, pool=args.pool)
+    table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality, pool=run.pool,
+                              mad_scale=run.mad_scale)
+    _print(_wrap(f"the run's alpha: {text}"))
     if args.wide:
         _print(_format_table(table))
     else:
@@ -242,12 +291,14 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
     import qe_nb
 
     scores = qe_nb.load_scores(args.scores)
-    sim = _similarity_for(scores, args)
-    alpha = args.alpha
-    if alpha is None:
-        alpha = qe_nb.calibrate(sim, objective="entropy", pool=args.pool)
-        _print(f"alpha calibrated by entropy: {alpha:.2f}")
-    table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores), pool=args.pool)
+    run, alpha, text = _run_alpha(scores, args)
+    if args.alpha is None and not run.stored and run.method == "entropy":
+        _print(f"alpha calibrated by entropy: {float(run.alpha):.2f}")
+    _print(_wrap(f"worklist at {text}"))
+    missing = scores["missing"] if "missing" in scores else None
+    sim = run.similarity(scores)
+    table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores), pool=run.pool, mad_scale=run.mad_scale,
+                           missing=missing)
     if args.csv:
         _write_csv(args.csv, table)
         _print(f"wrote {args.csv} ({len(table)} cases)")
@@ -255,7 +306,11 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
     if not args.wide:
         from qe_nb.ui.terminal import fit_reasons
 
-        shown = fit_reasons(shown)
+        short = qe_nb.worklist(sim, alpha, quality=_quality_for(scores), pool=run.pool,
+                               mad_scale=run.mad_scale, missing=missing, max_reasons=args.reasons,
+                               top=len(shown))
+        # the per-metric counts are in the CSV; the terminal gives their room to the reasons
+        shown = fit_reasons(short.drop(columns=[c for c in short.columns if str(c).startswith("n_alarms:")]))
     _print(_format_table(shown))
     return 0
 
@@ -368,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--cache", default=None, help="folder to cache per-case results (resume after a crash)")
     p.add_argument("--strict", action="store_true", help="stop at the first case that fails")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="exit 0 although candidate files are missing (they are listed either way; their "
+                   "scores are NaN and count as alarms)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
 
@@ -375,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the alpha sweep of a scores file in the layout of the paper's "
                        "Tables 1-2 (r columns only when the scores hold a reference).")
     p.add_argument("scores", help="a scores file written by `qe-nb score`")
-    p.add_argument("--alphas", type=_float_list, default=None, help="comma-separated alphas (default: the paper's)")
+    p.add_argument("--alphas", type=_float_list, default=None,
+                   help="comma-separated alphas, e.g. -1,0,0.1,1 (default: the paper's)")
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
     p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
@@ -386,13 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worklist", help="cases sorted by risk",
                        description="Print (and optionally save) the cases sorted by their alarm count.")
     p.add_argument("scores", help="a scores file written by `qe-nb score`")
-    p.add_argument("--alpha", type=float, default=None, help="alpha (default: calibrated by entropy)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="alpha (default: the one stored with the scores by `qe-nb score`, else calibrated by "
+                   "entropy)")
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
     p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
     p.add_argument("--csv", default=None, help="write the worklist to this CSV file")
     p.add_argument("--top", type=int, default=20, help="rows to print, 0 for all (default: %(default)s)")
     p.add_argument("--wide", action="store_true",
                    help="print the reasons whole (default: cut to fit 100 columns; --csv keeps them whole)")
+    p.add_argument("--reasons", type=int, default=2,
+                   help="reasons printed per case, worst first, then '+N more' (default: %(default)s)")
     p.set_defaults(func=_cmd_worklist)
 
     p = sub.add_parser("fetch", help="download a data set named in data_manifest.yml",

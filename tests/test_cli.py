@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -255,7 +256,8 @@ def test_sweep_takes_negative_alphas_as_in_the_readme(scored, capsys):
     """`qe-nb sweep scores.nc --alphas -1,0,0.1,1` (argparse alone: "expected one argument")."""
     assert main(["sweep", str(scored), "--alphas", "-1,0,0.1,1"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[1:5]] == ["-1.00", "0.00", "0.10", "1.00"]
+    head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["alpha", "entropy"])
+    assert [line.split()[0] for line in lines[head + 1:head + 5]] == ["-1.00", "0.00", "0.10", "1.00"]
     assert main(["worklist", str(scored), "--alpha", "-0.5", "--top", "2"]) == 0
     assert main(["sweep", str(scored), "--alphas=-1,1"]) == 0
     with pytest.raises(SystemExit):
@@ -272,11 +274,11 @@ def test_terminal_output_fits_100_columns(scored, capsys):
     assert main(["sweep", str(scored), "--wide"]) == 0
     wide = capsys.readouterr().out
     n = scores["similarity"].sizes
-    assert f"{n['algorithm'] * n['label'] * n['metric']}a" in wide.splitlines()[0]
+    assert f"{n['algorithm'] * n['label'] * n['metric']}a" in wide
     assert main(["worklist", str(scored), "--alpha", "0", "--top", "0"]) == 0
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100
-    assert "…" in out
+    assert re.search(r"; \+\d+ more", out)
     assert main(["worklist", str(scored), "--alpha", "0", "--top", "0", "--wide"]) == 0
     assert max(len(line) for line in capsys.readouterr().out.splitlines()) > 100
 
@@ -332,3 +334,60 @@ def test_demo_shows_progress_while_writing(tmp_path, monkeypatch):
     assert seen["progress"] is True
     assert main(["demo", "--out", str(tmp_path / "d"), "--cases", "4", "--quiet"]) == 2
     assert seen["progress"] is False
+
+
+def test_one_alpha_from_score_to_sweep_worklist_and_app(scored, tmp_path, monkeypatch, capsys):
+    """`qe-nb score` stores the run's alpha; sweep, worklist and app use it and say so."""
+    import importlib.util
+    import os
+
+    scores = qe_nb.load_scores(scored)
+    assert scores.attrs["alpha_method"] == "entropy"
+    run = qe_nb.run_alpha(scores)
+    assert run.stored
+    assert main(["worklist", str(scored), "--top", "3", "--csv", str(tmp_path / "w.csv")]) == 0
+    out = capsys.readouterr().out
+    assert f"α = {float(run.alpha):.2f} (calibrated by the entropy" in out and "stored with the scores" in out
+    expected = qe_nb.worklist(scores["similarity"], run.alpha, quality=None)
+    assert pd.read_csv(tmp_path / "w.csv")["case"].tolist()[:3] == expected["case"].tolist()[:3]
+    assert main(["sweep", str(scored), "--alphas", "0,1"]) == 0
+    assert f"α = {float(run.alpha):.2f}" in capsys.readouterr().out
+    assert main(["worklist", str(scored), "--alpha", "0.5", "--top", "1"]) == 0
+    assert "α = 0.50 (given with --alpha; the run's: α =" in capsys.readouterr().out
+    # the app starts at the run's alpha and says where it comes from
+    from qe_nb.ui.triage_app import TriageApp
+
+    pytest.importorskip("ipywidgets")
+    app = TriageApp(scored)
+    assert app.alpha == pytest.approx(float(run.alpha)) and app.run_alpha == pytest.approx(float(run.alpha))
+    assert "the run&#x27;s" in app.alpha_note.value and "stored with the scores" in app.alpha_note.value
+    calls = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append(env))
+    assert main(["app", str(scored)]) == 0
+    assert "QE_NB_ALPHA" not in calls[0]  # the app reads the stored alpha itself
+
+
+def test_score_summarises_missing_candidates_and_exits_nonzero(tmp_path, capsys):
+    """An nnU-Net-style layout with two candidate files missing: named at scoring time."""
+    src = tmp_path / "src"
+    qe_nb.synthetic_cohort(src, kind="lung", n_cases=4, n_algorithms=3, shape=(16, 24, 24), seed=2)
+    root = tmp_path / "nnunet"
+    for f in sorted(src.glob("*/*.nii.gz")):
+        if f.name == "reference.nii.gz" or f.parent.name == "images":
+            continue
+        (root / f.stem.split(".")[0]).mkdir(parents=True, exist_ok=True)
+        (root / f.stem.split(".")[0] / f"{f.parent.name}.nii.gz").write_bytes(f.read_bytes())
+    algorithms = sorted(p.name for p in root.iterdir())
+    (root / algorithms[0] / "case-001.nii.gz").unlink()
+    (root / algorithms[1] / "case-002.nii.gz").unlink()
+    argv = ["score", str(root), "--masks", "{algorithm}/{case}.nii.gz", "--labels", "binary",
+            "--out", str(tmp_path / "s.nc"), "--quiet", "--jobs", "1"]
+    status = main(argv)
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "2 candidate file(s) missing in 2 of 4 case(s)" in captured.out
+    assert "case-001" in captured.out and algorithms[0] in captured.out
+    assert "--allow-missing" in captured.err
+    assert main([*argv, "--allow-missing"]) == 0
+    assert "missing: 2 candidate file(s)" in capsys.readouterr().out

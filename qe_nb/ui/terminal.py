@@ -73,17 +73,46 @@ def compact_sweep(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_MORE = re.compile(r"^\+(\d+) more$")
+
+
+def _cut(text: str, room: int) -> str:
+    """``text`` in ``room`` characters: whole reasons ("; "-separated) dropped from the end into
+    the "+N more" count first; only a first reason too long for the room is cut with "…"."""
+    if len(text) <= room:
+        return text
+    parts = text.split("; ")
+    more = 0
+    if parts and (m := _MORE.match(parts[-1])):
+        more = int(m.group(1))
+        parts = parts[:-1]
+    while len(parts) > 1:
+        more += 1
+        parts = parts[:-1]
+        candidate = "; ".join(parts + [f"+{more} more"])
+        if len(candidate) <= room:
+            return candidate
+    tail = f"; +{more} more" if more else ""
+    head = parts[0] if parts else ""
+    if len(head) + len(tail) <= room:
+        return head + tail
+    return head[: max(1, room - len(tail) - 1)].rstrip() + "…" + tail
+
+
 def fit_reasons(table: pd.DataFrame, width: int = TERMINAL_WIDTH, *, column: str = "reasons") -> pd.DataFrame:
     """Cut ``table[column]`` so that :func:`format_table` of the table fits ``width`` columns.
 
-    A cut text ends in "…"; the full text stays in the CSV (``--csv``). The other columns are
-    not changed. At least 20 characters of reasons are kept.
+    Whole reasons are dropped from the end into the "+N more" count (:func:`qe_nb.worklist`'s
+    ``max_reasons`` form); a single reason too long is cut with "…". The full text stays in the
+    CSV (``--csv``). The other columns are not changed. At least 20 characters are kept.
 
     Examples
     --------
     >>> t = pd.DataFrame({"case": ["a"], "reasons": ["x" * 300]})
     >>> max(len(line) for line in format_table(fit_reasons(t, 60)).splitlines()) <= 60
     True
+    >>> _cut("a: Dice 0.1 < 0.8; b: hd95 9 > 2; +3 more", 30)
+    'a: Dice 0.1 < 0.8; +4 more'
     """
     if column not in table or table.empty:
         return table
@@ -91,8 +120,7 @@ def fit_reasons(table: pd.DataFrame, width: int = TERMINAL_WIDTH, *, column: str
     rest = max((len(line) for line in format_table(others).splitlines()), default=0) if len(others.columns) else 0
     room = max(20, width - rest - 2)
     out = table.copy()
-    out[column] = [s if len(s) <= room else s[: room - 1].rstrip() + "…"
-                   for s in out[column].fillna("").astype(str)]
+    out[column] = [_cut(s, room) for s in out[column].fillna("").astype(str)]
     # to_string right-aligns text columns; left-align the reasons so that cut lines read well
     out[column] = out[column].str.ljust(int(np.max(out[column].str.len())))
     return out

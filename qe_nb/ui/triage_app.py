@@ -102,7 +102,9 @@ class TriageApp(WidgetApp):
         Where verdicts are kept. Default: beside the scores file
         (:func:`default_verdicts_path`), or in memory when ``scores`` is a Dataset.
     alpha : float, optional
-        The initial α; default the calibrated α (:attr:`calibrated_alpha`).
+        The initial α; default the run's α stored with the scores (:func:`qe_nb.run_alpha`,
+        written by ``qe-nb score`` and ``qe-nb demo``), else the calibrated α
+        (:attr:`calibrated_alpha`).
     label_mean : bool, default False
         Average each algorithm's values over the labels first (the paper's MR setting: one
         Dice and one distance alarm per algorithm).
@@ -126,6 +128,11 @@ class TriageApp(WidgetApp):
         The app.
     similarity : xarray.DataArray
         The cube the alarms are computed on.
+    run_alpha : float or None
+        The α stored with the scores (:func:`qe_nb.run_alpha`) for these ``label_mean`` and
+        ``pool`` settings; the initial α when ``alpha`` is not given. None when none is stored.
+    alpha_source : str
+        Where the initial α comes from, in words (shown under the slider).
     calibrated_alpha : float
         :func:`qe_nb.calibrate` of ``similarity``: objective ``"pearson"`` against the quality
         when the scores hold ground truth, else ``"entropy"`` (:attr:`calibration_objective`).
@@ -201,8 +208,9 @@ class TriageApp(WidgetApp):
             self.calibrated_alpha = float(calibrate(self.similarity, objective=self.calibration_objective,
                                                     quality=self.quality, pool=self.pool))
         alpha = check_alpha(alpha, none_ok=True)
+        self.alpha_source = self._run_alpha_text(alpha, label_mean)
         if alpha is None:
-            alpha = self.calibrated_alpha
+            alpha = self.calibrated_alpha if self.run_alpha is None else self.run_alpha
         sizes = self.similarity.sizes
         self.max_count = int(sizes["algorithm"] * sizes["label"] * sizes["metric"])
         self.case: str | None = None
@@ -223,6 +231,8 @@ class TriageApp(WidgetApp):
         self.preset_button.add_class("qe-alpha-preset")
         self.summary = w.HTML()
         self.summary.add_class("qe-alarm-summary")
+        self.alpha_note = w.HTML(f"<span style='color:#555'>{html.escape(self.alpha_source)}</span>")
+        self.alpha_note.add_class("qe-alpha-source")
 
         # --- views: the worklist, the verdict panel and (once a case is opened) the viewer
         self.worklist_view = WorklistView(min(rows, sizes["case"]), max_count=self.max_count,
@@ -236,6 +246,7 @@ class TriageApp(WidgetApp):
         self.widget = w.VBox([
             w.HTML(_CSS + header_html(self.similarity, self.store.path, pool=self.pool)),
             w.HBox([self.alpha_slider, self.alpha_readout, self.preset_button]),
+            self.alpha_note,
             self.summary,
             self.worklist_view.legend,
             self.notes_html,
@@ -247,6 +258,22 @@ class TriageApp(WidgetApp):
         self.alpha_slider.observe(lambda _: self.refresh(), names="value")
         self.preset_button.on_click(lambda _: self.set_alpha(self.calibrated_alpha))
         self.refresh()
+
+    def _run_alpha_text(self, given: float | None, label_mean: bool) -> str:
+        """Set :attr:`run_alpha` (the α stored with the scores for these settings, or None)
+        and say where the initial α comes from."""
+        from qe_nb.core.run_alpha import run_alpha
+
+        with self.notes_view.noting():
+            run = run_alpha(self.scores, label_mean=bool(label_mean), pool=self.pool)
+        usable = run.stored and not isinstance(run.alpha, xr.DataArray)
+        self.run_alpha = float(run.alpha) if usable else None
+        if given is not None:
+            return f"initial α = {given:.2f}: given (qe-nb app --alpha); the run's: {run.text}"
+        if usable:
+            return f"initial α: the run's, {run.text}"
+        return (f"initial α = {self.calibrated_alpha:.2f}: calibrated now ({self.calibration_objective}); "
+                f"no α stored with these scores for these settings")
 
     # ---- state as data
 
