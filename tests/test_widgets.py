@@ -626,3 +626,28 @@ def test_explorer_labels_distances_in_the_cubes_units():
     mm = CalibrationExplorer(fake_scores(20))
     assert "hd95 of the fusion to the reference (mm)" in [ax.get_ylabel() for ax in mm.quality_view.figure.axes]
     assert mm.threshold_units.value == "<p>hd95 in mm</p>"
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def test_calibrate_says_it_cleared_the_offsets(fresh, scores):
+    with fresh.hold_redraws():
+        fresh.override_checkboxes["label"]["tumor_core"].value = True
+        fresh.override_sliders["label"]["tumor_core"].value = 0.7
+    fresh.calibrate_button.click()
+    note = fresh.controls.calibration_note.value
+    assert "the 1 Δα offset(s) were cleared" in note and "per label" in note
+
+
+def test_calibrate_per_label_keeps_one_alpha_per_label(fresh, scores):
+    fresh.controls.by_dropdown.value = "per label"
+    fresh.objective_dropdown.value = "entropy"
+    fresh.calibrate_button.click()
+    expected = qe_nb.calibrate(scores["similarity"], objective="entropy", by="label")
+    got = fresh.alpha
+    for label in expected["label"].values:
+        assert float(got.sel(label=label).max()) == pytest.approx(float(expected.sel(label=label)))
+    assert all(v is not None for v in fresh.overrides["label"].values())
+    note = fresh.controls.calibration_note.value
+    assert "one α per label" in note and "Δα" in note

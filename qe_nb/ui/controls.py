@@ -98,6 +98,17 @@ def combine_alpha(
 
 
 
+CALIBRATE_BY: dict[str, str | None] = {
+    "global": None,
+    "per label": "label",
+    "per algorithm": "algorithm",
+    "per metric": "metric",
+}
+"""What *Calibrate* calibrates: one global α (the Δα offsets are cleared, and the app says
+so), or one α per group (:func:`qe_nb.calibrate` with ``by=``), shown as the global α (their
+median) plus a Δα per group."""
+
+
 class AlphaControls:
     """The controls of α and of what counts: one part of :class:`CalibrationExplorer`.
 
@@ -114,6 +125,8 @@ class AlphaControls:
     ----------
     alpha_slider, alpha_readout, summary, objective_dropdown, calibrate_button
         The global α, its readout, the one-line summary, and the calibration controls.
+    by_dropdown, calibration_note
+        What *Calibrate* calibrates (:data:`CALIBRATE_BY`) and what it did, in words.
     checkboxes : dict dim -> (dict name -> Checkbox)
         Which metrics, labels and algorithms count.
     override_checkboxes, override_sliders : dict dim -> (dict name -> widget)
@@ -162,6 +175,11 @@ class AlphaControls:
         self.calibrate_button = w.Button(description="Calibrate", icon="magic",
                                          tooltip="set α to qe_nb.calibrate(...) of the selection")
         self.calibrate_button.add_class("qe-calibrate")
+        self.by_dropdown = w.Dropdown(options=list(CALIBRATE_BY), value="global",
+                                      description="calibrate", layout=w.Layout(width="auto"))
+        self.by_dropdown.add_class("qe-calibrate-by")
+        self.calibration_note = w.HTML()
+        self.calibration_note.add_class("qe-calibration-note")
         self.summary = w.HTML()
         self.summary.add_class("qe-alarm-summary")
         self.selection_box = w.HBox([
@@ -209,6 +227,18 @@ class AlphaControls:
             for n, box in self.override_checkboxes[dim].items():
                 box.value = False
                 self.override_sliders[dim][n].value = 0.0
+
+    def set_offsets(self, dim: str, offsets: Mapping[str, float]) -> None:
+        """Turn on the Δα of ``dim`` with these values (widening the sliders if needed)."""
+        for n, value in offsets.items():
+            slider = self.override_sliders[dim][n]
+            slider.min, slider.max = min(slider.min, value), max(slider.max, value)
+            self.override_checkboxes[dim][n].value = True
+            slider.value = value
+
+    def active_offsets(self) -> int:
+        """How many Δα are on."""
+        return sum(box.value for boxes in self.override_checkboxes.values() for box in boxes.values())
 
     def set_global(self, alpha: float) -> None:
         """Set the global α, widening the slider if needed."""

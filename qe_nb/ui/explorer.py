@@ -15,6 +15,7 @@ redraws.
 from __future__ import annotations
 
 import contextlib
+import html
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,7 @@ import xarray as xr
 
 from qe_nb.ui.app_inputs import check_explorer_inputs
 from qe_nb.ui.common import TABLE_CSS, WidgetApp, check_number, html_table, ipywidgets, show_html
-from qe_nb.ui.controls import OVERRIDE_DIMS, AlphaControls, combine_alpha
+from qe_nb.ui.controls import CALIBRATE_BY, OVERRIDE_DIMS, AlphaControls, combine_alpha
 from qe_nb.ui.explorer_views import (
     ExplorerPanels,
     QualityView,
@@ -96,7 +97,9 @@ class CalibrationExplorer(WidgetApp):
     Per-group α: each override slider is an offset Δα that is *added* to the global α (an
     unchecked override is ``None``: the group uses the global α); see :func:`combine_alpha`.
     Pressing *Calibrate* runs :func:`qe_nb.calibrate` on the selected sub-cube with the chosen
-    objective and sets the global α to its result, clearing every override.
+    objective: "global" sets the global α to its result, clearing every override (and says
+    so); "per label" / "per algorithm" / "per metric" calibrates one α per group (``by=``) and
+    shows it as the global α (the groups' median) plus a Δα per group.
 
     Examples
     --------
@@ -157,7 +160,8 @@ class CalibrationExplorer(WidgetApp):
         self.widget = w.VBox([
             w.HTML(TABLE_CSS),
             w.HBox([self.alpha_slider, self.alpha_readout]),
-            w.HBox([self.objective_dropdown, self.calibrate_button]),
+            w.HBox([self.objective_dropdown, c.by_dropdown, self.calibrate_button]),
+            c.calibration_note,
             self.summary,
             self.overrides_accordion,
             c.selection_box,
@@ -231,8 +235,24 @@ class CalibrationExplorer(WidgetApp):
 
         objective = self.objective_dropdown.value
         quality = self.quality if objective != "entropy" else None
-        alpha = calibrate(self.similarity, objective=objective, quality=quality)
-        self.set_alpha(float(alpha))
+        by = CALIBRATE_BY[self.controls.by_dropdown.value]
+        alpha = calibrate(self.similarity, objective=objective, quality=quality, by=by)
+        cleared = self.controls.active_offsets()
+        if by is None:
+            self.set_alpha(float(alpha))
+            note = f"Calibrated ({objective}): α = {float(alpha):.2f}" + (
+                f"; the {cleared} Δα offset(s) were cleared (choose 'per label', 'per algorithm' or "
+                "'per metric' to calibrate one α per group instead)" if cleared else "")
+        else:
+            values = {str(k): float(v) for k, v in zip(alpha[by].values, alpha.values, strict=True)}
+            centre = float(np.median(list(values.values())))
+            with self.hold_redraws():
+                self.controls.clear_overrides()
+                self.controls.set_global(centre)
+                self.controls.set_offsets(by, {k: v - centre for k, v in values.items()})
+            note = (f"Calibrated ({objective}) one α per {by}: global α = {centre:.2f} (their median) "
+                    "plus Δα " + ", ".join(f"{k} {v - centre:+.2f}" for k, v in values.items()))
+        self.controls.calibration_note.value = f"<span style='color:#555'>{html.escape(note)}</span>"
 
     def set_alpha(self, alpha: float, *, clear_overrides: bool = True) -> None:
         """Set the global α (widening the slider if needed) and redraw once."""
