@@ -6,6 +6,7 @@
 ``qe-nb worklist``  cases sorted by risk at a given alpha
 ``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums
 ``qe-nb app``       serve the triage app (worklist, case viewer, verdicts) with Voila
+``qe-nb report``    one self-contained HTML report of a scored run, to share
 """
 
 from __future__ import annotations
@@ -315,6 +316,27 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import qe_nb
+    from qe_nb.ui.report import write_report
+
+    given = [f"--{k}" for k in ("masks", "reference", "images", "labels") if getattr(args, k)]
+    if given and not args.ensemble:
+        raise CommandError(f"{', '.join(given)} describe the cohort's files: give its folder with --ensemble ROOT too")
+    ensemble = None
+    if args.ensemble:
+        labels = args.labels or str(qe_nb.load_scores(args.scores).attrs.get("label_scheme", "")) or None
+        ensemble = qe_nb.open_ensemble(args.ensemble, masks=args.masks or "{case}/{algorithm}.nii.gz",
+                                       reference=args.reference, images=args.images, labels=labels)
+    t0 = time.perf_counter()
+    path = write_report(args.scores, args.out, ensemble=ensemble, verdicts=args.verdicts, top=args.top,
+                        label_mean=True if args.label_mean else None, pool=args.pool)
+    size = path.stat().st_size
+    _print(f"wrote {path} ({size / 1e6:.2f} MB, one self-contained HTML file; "
+           f"{time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     import qe_nb
 
@@ -457,6 +479,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reasons", type=int, default=2,
                    help="reasons printed per case, worst first, then '+N more' (default: %(default)s)")
     p.set_defaults(func=_cmd_worklist)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a scored run, to share",
+                       description="Write one HTML file (figures embedded, no server needed): the run's "
+                       "settings, its alpha and how it was chosen, Figure 4, the alpha sweep, the thresholds, "
+                       "the top of the worklist with its reasons and a thumbnail per case (with --ensemble, or "
+                       "when the scores record where the files are) and the verdicts of the triage app.")
+    p.add_argument("scores", help="a scores file written by `qe-nb score`")
+    p.add_argument("--out", default="report.html", help="the HTML file (default: %(default)s)")
+    p.add_argument("--ensemble", default=None, help="the cohort folder (thumbnails of the top cases)")
+    p.add_argument("--masks", default=None,
+                   help="pattern of candidate files, with {case} and {algorithm} (default: {case}/{algorithm}.nii.gz)")
+    p.add_argument("--reference", default=None, help="pattern of reference files, with {case}")
+    p.add_argument("--images", default=None, help="pattern of image files, with {case} (and {modality})")
+    p.add_argument("--labels", default=None, help="label scheme (default: the scores')")
+    p.add_argument("--verdicts", default=None,
+                   help="verdict CSV file (default: SCORES.verdicts.csv beside the scores, when it exists)")
+    p.add_argument("--top", type=int, default=10, help="worklist cases shown (default: %(default)s)")
+    p.add_argument("--label-mean", action="store_true", help="alarms on the mean over the labels")
+    p.add_argument("--pool", default=None, choices=POOLS, help=POOL_HELP + " (default: the run's)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("fetch", help="download a data set named in data_manifest.yml",
                        description="Download a data set with sha256 verification into a cache and print "

@@ -385,3 +385,37 @@ def test_app_errors_in_the_page_are_one_line(browser_page, tmp_path):
         assert "Traceback" not in page.content()
     finally:
         server.stop()
+
+
+def test_report_opens_from_disk_in_chromium(chromium, tmp_path):
+    """`qe-nb report` of a 20-case demo: opened from file:// (no server), every figure decodes,
+    nothing is requested from anywhere; screenshot report.png."""
+    import qe_nb
+    from qe_nb.data.synth import IMAGES, MASKS, REFERENCE
+
+    expect = _expect()
+    # a page of its own: browser_page's route aborts everything not on 127.0.0.1, file:// too
+    context = chromium.new_context(viewport={"width": 1280, "height": 1400})
+    page = context.new_page()
+    qe_nb.synthetic_cohort(tmp_path / "cohort", kind="glioma", n_cases=20, n_algorithms=5, shape=(24, 32, 32),
+                           seed=0)
+    scores = tmp_path / "scores.nc"
+    from qe_nb.cli import main
+
+    assert main(["score", str(tmp_path / "cohort"), "--masks", MASKS, "--reference", REFERENCE, "--labels",
+                 "brats-regions", "--out", str(scores), "--quiet", "--jobs", "1"]) == 0
+    out = tmp_path / "report.html"
+    assert main(["report", str(scores), "--out", str(out), "--ensemble", str(tmp_path / "cohort"), "--masks",
+                 MASKS, "--reference", REFERENCE, "--images", IMAGES, "--top", "5"]) == 0
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(out.as_uri())
+    expect(page.locator("h1")).to_have_text("qe-nb report: scores.nc")
+    expect(page.locator(".qe-alpha")).to_contain_text("The run's α: α = ")
+    images = page.locator("img")
+    expect(images).to_have_count(2 + 5)
+    assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 100)")
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "report.png"))
+    context.close()
