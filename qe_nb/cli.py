@@ -149,7 +149,11 @@ def _write_demo_figures(out: Path, scores, alpha: float, similarity, table) -> l
         from qe_nb.ui.figures import save_figures
     except ImportError:
         return []
-    return save_figures(scores, alpha, out, similarity=similarity, sweep=table)
+    import qe_nb
+
+    run = qe_nb.run_alpha(scores)
+    said = f"{run.value_text} ({run.method})" if float(run.alpha) == alpha else None
+    return save_figures(scores, alpha, out, similarity=similarity, sweep=table, alpha_text=said)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1001,3 +1001,45 @@ def test_core_thresholds_risk_and_entropy():
     quality = sim.sel(metric="dice").mean(("algorithm", "label"))
     fig = plots.alarm_count_vs_quality(risk, quality)
     np.testing.assert_array_equal(np.round(scatter_points(fig.axes[0])[:, 0]), risk.values)
+
+
+# ----------------------------------------------------------------------------- issue 14
+
+
+def test_sweep_legend_says_which_alpha():
+    fig = plots.sweep_plot(TABLE1, chosen_alpha=0.245075)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[-1] == "chosen α = 0.25"  # not 0.245075
+    fig = plots.sweep_plot(TABLE1, chosen_alpha=0.245075, chosen_label="α = 0.25 (entropy)")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][-1] == "α = 0.25 (entropy)"
+
+
+def test_threshold_plot_of_one_named_label_has_no_one_entry_legend():
+    mean = TABLE3.expand_dims(label=["mean"]).transpose("algorithm", "label", "metric")
+    fig = plots.threshold_plot(mean)
+    assert not fig.legends
+    assert fig.get_suptitle() == "thresholds of mean"
+
+
+def test_save_figures_say_which_alpha(tmp_path):
+    import qe_nb
+    from qe_nb.ui.figures import save_figures
+
+    ens = qe_nb.synthetic_cohort(tmp_path / "c", n_cases=8, n_algorithms=3, shape=(16, 20, 20), seed=3)
+    scores = qe_nb.score(ens, metrics=("dice", "hd95"), n_jobs=1, progress=False)
+    import matplotlib.figure
+
+    made = []
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        made.append(self)
+        return original(self, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = keep
+    try:
+        save_figures(scores, 0.25, tmp_path, alpha_text="α = 0.25 (entropy)")
+    finally:
+        matplotlib.figure.Figure.savefig = original
+    assert made[0].get_suptitle() == "Alarm counts at α = 0.25 (entropy)"
+    assert [t.get_text() for t in made[1].axes[0].get_legend().get_texts()][-1] == "α = 0.25 (entropy)"

@@ -453,6 +453,7 @@ def save_figures(
     similarity: xr.DataArray | None = None,
     sweep: pd.DataFrame | None = None,
     dpi: float = 110,
+    alpha_text: str | None = None,
 ) -> list[Path]:
     """Write the demo's figures as PNG files: Figure 4, the α sweep and the thresholds.
 
@@ -472,6 +473,9 @@ def save_figures(
         grid when not given.
     dpi : float, default 110
         Resolution of the files.
+    alpha_text : str, optional
+        Which α the figures show, e.g. ``"α = 0.25 (entropy)"``: Figure 4's title and the
+        sweep's legend entry; default ``"α = <alpha>"``.
 
     Returns
     -------
@@ -504,11 +508,18 @@ def save_figures(
         sweep = sweep_table(sim, quality=quality)
     counts = risk(alarms(sim, alpha))
     hd = case_quality(scores["quality"], "hd95", skipna=True)
-    figures = {
-        "figure4_alarms_vs_quality.png": lambda: alarm_count_vs_quality(
+    said = alpha_text or f"α = {float(alpha):.2f}"
+
+    def figure4() -> Any:
+        fig = alarm_count_vs_quality(
             counts, quality, hd,
-            distance_label=f"HD95 to reference ({metric_units(scores['quality'], 'hd95')})"),
-        "alpha_sweep.png": lambda: sweep_plot(sweep, chosen_alpha=alpha),
+            distance_label=f"HD95 to reference ({metric_units(scores['quality'], 'hd95')})")
+        fig.suptitle(f"Alarm counts at {said}", fontsize="medium")
+        return fig
+
+    figures = {
+        "figure4_alarms_vs_quality.png": figure4,
+        "alpha_sweep.png": lambda: sweep_plot(sweep, chosen_alpha=alpha, chosen_label=said),
         "thresholds.png": lambda: threshold_plot(thresholds(sim, alpha)),
     }
     written = []

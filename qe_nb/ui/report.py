@@ -135,8 +135,7 @@ def _sweep_section(scores: xr.Dataset, sim: xr.DataArray, run: Any, dpi: float) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedValueWarning)
         table = sweep_table(sim, alphas=alphas, quality=quality, pool=run.pool, mad_scale=run.mad_scale)
-    fig = sweep_plot(table, chosen_alpha=chosen)
-    fig.suptitle(f"α sweep; marked: {_short_alpha(run)}", fontsize="medium")
+    fig = sweep_plot(table, chosen_alpha=chosen, chosen_label=_short_alpha(run))
     shown = compact_sweep(table).set_index("alpha")
     current = [i for i, a in enumerate(shown.index) if chosen is not None and round(a, 2) == chosen]
     return (_figure(fig, dpi, "Entropy of the alarm counts and Pearson r against α (left); cases per "

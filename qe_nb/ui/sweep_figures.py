@@ -145,6 +145,7 @@ def sweep_plot(
     *,
     chosen_alpha: float | None = None,
     fig: Figure | None = None,
+    chosen_label: str | None = None,
 ) -> Figure:
     """Entropy and Pearson r against α, and the alarm-count histogram per α as a heatmap.
 
@@ -160,6 +161,9 @@ def sweep_plot(
         Marked by a vertical line on the left panel and a frame around its heatmap row.
     fig : Figure, optional
         Draw into this figure (it is cleared first); a new one by default.
+    chosen_label : str, optional
+        The legend entry of ``chosen_alpha``, e.g. ``"α = 0.25 (entropy)"``; default
+        ``"chosen α = 0.25"`` (rounded to 2 decimals).
 
     Returns
     -------
@@ -236,7 +240,8 @@ def sweep_plot(
         twin.set_ylabel("Pearson r, alarm count vs quality (dimensionless)")
     if chosen_alpha is not None:
         handles.append(ax.axvline(float(chosen_alpha), color=HIGHLIGHT_COLOR, linestyle="--",
-                                  linewidth=1.5, label=f"chosen α = {float(chosen_alpha):g}"))
+                                  linewidth=1.5,
+                                  label=chosen_label or f"chosen α = {round(float(chosen_alpha), 2):g}"))
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14),
               ncol=min(4, len(handles)), fontsize="small", frameon=False)
     ax.set_title("entropy and correlation against α", loc="left", fontsize="medium")
@@ -355,8 +360,10 @@ def threshold_plot(thresholds: xr.DataArray, *, fig: Figure | None = None) -> Fi
         direction = "alarm below" if bool(higher) else "alarm above"
         ax.set_title(f"{metric}: {direction}", loc="left", fontsize="medium")
         ax.grid(axis="y", color="0.9", zorder=0)
-    if len(labels) > 1 or labels != ["all"]:
+    if len(labels) > 1:
         fig.legend(title="label", loc="outside right upper", fontsize="small")
+    elif labels != ["all"]:  # one structure (e.g. the mean over the labels): named, no legend
+        fig.suptitle(f"thresholds of {labels[0]}", fontsize="medium")
     return fig
 
 
