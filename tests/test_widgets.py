@@ -651,3 +651,13 @@ def test_calibrate_per_label_keeps_one_alpha_per_label(fresh, scores):
     assert all(v is not None for v in fresh.overrides["label"].values())
     note = fresh.controls.calibration_note.value
     assert "one α per label" in note and "Δα" in note
+
+
+def test_exported_notebooks_show_a_static_snapshot(app):
+    """The explorer's bundle carries a text/html fallback with its PNGs, which nbconvert keeps."""
+    bundle = app._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    snapshot = data["text/html"]
+    assert snapshot.count('<img src="data:image/png;base64,') >= 2
+    assert "static snapshot" in snapshot and "α = " in snapshot

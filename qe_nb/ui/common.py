@@ -190,15 +190,54 @@ def alpha_text(alpha: float | xr.DataArray) -> str:
     return f"{float(alpha):.2f}"
 
 
+def static_snapshot(widget: Any) -> str:
+    """The widget tree as static HTML: its HTML and labels, slider values, and the PNGs, HTML
+    and text of its Output widgets (every tab included), for notebooks exported without a
+    kernel (nbconvert, GitHub), where the live widgets cannot render."""
+    parts = ["<p><i>A static snapshot of the app (run the notebook for the live version).</i></p>"]
+
+    def walk(w: Any) -> None:
+        kind = type(w).__name__
+        if kind == "Output":
+            for out in w.outputs:
+                data = out.get("data", {})
+                if "image/png" in data:
+                    parts.append(f'<img src="data:image/png;base64,{data["image/png"]}" style="max-width:100%">')
+                elif "text/html" in data:
+                    parts.append(str(data["text/html"]))
+                elif out.get("output_type") == "stream":
+                    parts.append(f"<pre>{html.escape(str(out.get('text', '')))}</pre>")
+        elif kind in ("HTML", "HTMLMath"):
+            parts.append(str(w.value))
+        elif kind == "Label":
+            parts.append(f"<p>{html.escape(str(w.value))}</p>")
+        elif kind.endswith("Slider") and not kind.endswith("RangeSlider"):
+            parts.append(f"<p>{html.escape(str(w.description))} = {html.escape(format(w.value, 'g'))}</p>")
+        for child in getattr(w, "children", ()):
+            walk(child)
+
+    walk(widget)
+    return "<div class='qe-static-snapshot'>" + "".join(parts) + "</div>"
+
+
 class WidgetApp:
-    """Displays as its ``widget`` (an ipywidgets box) in a notebook and in Voila."""
+    """Displays as its ``widget`` (an ipywidgets box) in a notebook and in Voila; a notebook
+    exported without a kernel shows :func:`static_snapshot` instead (the bundle's text/html)."""
 
     widget: Any
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):  # (data, metadata)
+            data, metadata = bundle
+            return {**data, "text/html": static_snapshot(self.widget)}, metadata
+        if isinstance(bundle, dict):
+            return {**bundle, "text/html": static_snapshot(self.widget)}
+        return bundle
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        bundle = self._repr_mimebundle_()
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        display(data, metadata=metadata, raw=True)
