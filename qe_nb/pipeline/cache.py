@@ -1,8 +1,17 @@
 """The per-case cache of a cohort run: one small file per finished case, so a run resumes.
 
 Entries are keyed by the run's settings (a folder per settings key) and carry a
-fingerprint of the case's files (path, size, modification time): a changed file or setting
-is recomputed, never served stale. A torn or foreign file counts as a miss.
+fingerprint of the case's files (path, size, modification and status-change times in ns,
+device and inode): a changed file or setting is recomputed, never served stale. A torn or
+foreign file counts as a miss.
+
+Why the status-change time and the inode: a file rewritten in place with content of the same
+size and its modification time put back (``touch -r``, ``os.utime``) keeps its size and mtime,
+but the kernel moves its ctime (``utime`` itself sets it, and no call sets it back); a file
+replaced by another one (``cp -p`` then ``mv``) has another inode. Hashing the content would
+also catch these, at the price of reading every file on every resume (measured in issue 15:
+see ``files_key``); the stat fingerprint costs one ``stat`` per file. Copying or restoring a
+cohort (new inodes and ctimes) therefore recomputes it: the safe direction.
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ import xarray as xr
 
 __all__ = ["settings_key", "files_key", "cache_path", "load_cached", "store_cached"]
 
-_CACHE_FORMAT = 2
-"""2: entries also hold ``volume``, ``pairwise``, ``staple_performance``, ``units`` and ``ndim``."""
+_CACHE_FORMAT = 3
+"""3: the files key also holds ctime, device and inode. 2: entries also hold ``volume``, ``pairwise``, ``staple_performance``, ``units`` and ``ndim``."""
 _OPTIONAL = ("quality", "candidate_quality", "pairwise", "staple_performance")
 
 
@@ -30,7 +39,11 @@ def settings_key(settings: dict[str, Any]) -> str:
 
 
 def files_key(case_catalogue: xr.Dataset) -> str:
-    """A fingerprint of a case's files (path, size, mtime): a changed file invalidates its cache."""
+    """A fingerprint of a case's files: a changed file invalidates its cache entry.
+
+    Each file contributes its path, size, mtime and ctime (ns), device and inode; paths that
+    are not valid Unicode (non-UTF-8 folder names) are hashed as their bytes.
+    """
     parts = []
     for name in ("mask", "reference"):
         if name in case_catalogue:
@@ -38,10 +51,10 @@ def files_key(case_catalogue: xr.Dataset) -> str:
                 p = str(p)
                 try:
                     st = os.stat(p)
-                    parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+                    parts.append(f"{p}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_dev}:{st.st_ino}")
                 except OSError:
                     parts.append(f"{p}:missing")
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    return hashlib.sha256("|".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def cache_path(cache: Path, case: str, settings_key: str) -> Path:
