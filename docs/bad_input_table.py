@@ -9,6 +9,7 @@ and writes the table as Markdown to ``docs/bad-input.md`` (and prints it).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import qe_nb  # noqa: E402
+from qe_nb.data.limits import voxel_limit  # noqa: E402
 from tests.bad_inputs import ALGORITHMS, FAULTS, make_cohort, victim  # noqa: E402
 
 
@@ -55,11 +57,16 @@ def file_rows(base: Path) -> list[tuple[str, str]]:
         root = base / fault.id
         shutil.copytree(clean[fault.suffix], root, symlinks=True)
         fault.apply(victim(root, fault.suffix))
-        with warnings.catch_warnings(record=True) as caught:
+        limit = voxel_limit(fault.max_voxels) if fault.max_voxels else contextlib.nullcontext()
+        with warnings.catch_warnings(record=True) as caught, limit:
             warnings.simplefilter("always")
             scores = qe_nb.score(_open(root, fault.suffix), metrics=("dice", "hd95"), progress=False, n_jobs=1)
         error = str(scores["error"].sel(case="case-03").item())
-        if error:
+        warned = [str(w.message) for w in caught if fault.warning and re.search(fault.warning, str(w.message))]
+        if error and warned:
+            seen = (f"warning: `{warned[0]}`; then the case is recorded as failed, its scores NaN, "
+                    f"other cases intact: `{error}`")
+        elif error:
             seen = f"case recorded as failed, its scores NaN, other cases intact: `{error}`"
         elif fault.outcome == "nan-row":
             seen = "the missing candidate's similarity is NaN (so it raises its alarms); the case is scored"

@@ -6,7 +6,13 @@ and by ``docs/bad_input_table.py`` (prints the table input -> message for the do
 
 from __future__ import annotations
 
+import functools
 import gzip
+import os
+import struct
+import threading
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +67,8 @@ class Fault:
     message: str  # regex the case's recorded error (or the raised error) must match
     outcome: str = "error"  # "error": case recorded as failed; "scored": case scored (with a warning)
     suffix: str = ".nii.gz"  # file format of the cohort the fault is applied to
+    warning: str = ""  # regex of a QeNbWarning the run must also give
+    max_voxels: int | None = None  # run with QE_NB_MAX_VOXELS lowered to this
 
 
 def _truncate(path: Path) -> None:
@@ -148,6 +156,81 @@ def _broken_symlink(path: Path) -> None:
     path.symlink_to(path.parent / "moved-away.nii.gz")
 
 
+def _nifti_header(path: Path) -> bytearray:
+    """The 352 bytes before the voxels of a (gzip'd) single-file NIfTI-1."""
+    data = path.read_bytes()
+    return bytearray((gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)[:352])
+
+
+def _header_bomb(path: Path) -> None:
+    """A 4 kB .nii.gz whose header declares 2000 x 1500 x 1000 voxels (uint8: 3 GB)."""
+    head = _nifti_header(path)
+    struct.pack_into("<8h", head, 40, 3, 2000, 1500, 1000, 1, 1, 1, 1)
+    struct.pack_into("<2h", head, 70, 2, 8)
+    path.write_bytes(gzip.compress(bytes(head) + bytes(4000)))
+
+
+@functools.cache
+def _zeros_gzip(header: bytes, size: int) -> bytes:
+    """One gzip member: ``header`` then ``size`` zero bytes (about 1 kB per MiB)."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    parts = [z.compress(header)] + [z.compress(block) for _ in range(size >> 20)]
+    parts.append(z.compress(bytes(size % (1 << 20))))
+    return b"".join(parts) + z.flush()
+
+
+def _gzip_bomb(path: Path) -> None:
+    """A 200 kB .nii.gz that inflates to 200 MB, its header declaring the 14 x 16 x 18 of the others."""
+    path.write_bytes(_zeros_gzip(bytes(_nifti_header(path)), 200 << 20))
+
+
+def _gzip_bomb_declared(path: Path) -> None:
+    """A 200 kB .nii.gz holding 200 MB of voxels (uint8 1000 x 500 x 400), as its header declares."""
+    head = _nifti_header(path)
+    struct.pack_into("<8h", head, 40, 3, 400, 500, 1000, 1, 1, 1, 1)
+    struct.pack_into("<2h", head, 70, 2, 8)
+    path.write_bytes(_zeros_gzip(bytes(head), 400 * 500 * 1000))
+
+
+def _fifo(path: Path) -> None:
+    """A named pipe where the file belongs.
+
+    A watchdog thread opens the pipe's write end as soon as anything waits to read it, and
+    closes it at once, so that a regression (a reader opening the pipe) fails with another
+    message instead of hanging the test run.
+    """
+    path.unlink()
+    os.mkfifo(path)
+
+    def rescue() -> None:
+        end = time.monotonic() + 600
+        while time.monotonic() < end and path.exists():
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader (ENXIO), or the pipe is gone
+                time.sleep(0.2)
+                continue
+            os.close(fd)
+            time.sleep(0.2)
+
+    threading.Thread(target=rescue, daemon=True).start()
+
+
+def _float_huge(path: Path) -> None:
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    arr[0, 0, 0] = 1e30
+    write(arr, path)
+
+
+def _pixdim(value: float) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        data = bytearray(gzip.decompress(path.read_bytes()))
+        struct.pack_into("<f", data, 80, value)  # pixdim[1]: the x spacing
+        path.write_bytes(gzip.compress(bytes(data)))
+    return apply
+
+
 FAULTS: tuple[Fault, ...] = (
     Fault("truncated", "a .nii.gz cut off half-way (interrupted copy)", _truncate,
           r"case 'case-03', algorithm 'alg-b': .*alg-b\.nii\.gz.*(truncated|incomplete|ends early)"),
@@ -185,6 +268,28 @@ FAULTS: tuple[Fault, ...] = (
           r"", outcome="nan-row"),
     Fault("broken-symlink", "a symlink whose target was moved", _broken_symlink,
           r"case 'case-03', algorithm 'alg-b': .*broken symbolic link"),
+    Fault("header-bomb", "a 4 kB .nii.gz whose header declares 2000 x 1500 x 1000 voxels", _header_bomb,
+          r"case 'case-03', algorithm 'alg-b': cannot read .*alg-b\.nii\.gz': its header declares "
+          r"2000 x 1500 x 1000 = 3000000000 voxels, more than the limit of 1000000000 voxels; .*QE_NB_MAX_VOXELS"),
+    Fault("gzip-bomb", "a 200 kB .nii.gz inflating to 200 MB beyond what its header declares", _gzip_bomb,
+          r"case 'case-03', algorithm 'alg-b': cannot read .*alg-b\.nii\.gz': its gzip data inflate to "
+          r"more than the 4384 bytes its NIfTI header declares .*gzip bomb"),
+    Fault("gzip-bomb-limit", "a 200 kB .nii.gz holding 200 MB of voxels, `QE_NB_MAX_VOXELS=1000000`",
+          _gzip_bomb_declared,
+          r"case 'case-03', algorithm 'alg-b': cannot read .*alg-b\.nii\.gz': its header declares "
+          r"400 x 500 x 1000 = 200000000 voxels, more than the limit of 1000000 voxels",
+          max_voxels=1_000_000),
+    Fault("fifo", "a named pipe (FIFO) in place of a candidate file", _fifo,
+          r"case 'case-03', algorithm 'alg-b': cannot read .*alg-b\.nii\.gz': it is a named pipe \(FIFO\)"),
+    Fault("float-1e30", "a float label map holding 1e30", _float_huge,
+          r"case 'case-03', algorithm 'alg-b', file '.*alg-b\.nii\.gz': .*too large to be labels \(e\.g\. 1e\+30\)"),
+    Fault("negative-pixdim", "a negative pixdim (x) in an integer .nii.gz", _pixdim(-0.8),
+          r"case 'case-03', algorithm 'alg-b': direction \(1\.0, 0\.0, 0\.0, 0\.0, 1\.0, 0\.0, 0\.0, 0\.0, -1\.0\) differs",
+          warning=r"alg-b\.nii\.gz': the header's voxel size looks wrong: pixdim\[1\] is -0\.8 and is read as "
+                  r"0\.8 with that axis flipped"),
+    Fault("nan-pixdim", "a NaN pixdim (x) in an integer .nii.gz", _pixdim(float("nan")),
+          r"case 'case-03', algorithm 'alg-b': spacing \(2\.0, 1\.0, 1\.0\) differs",
+          warning=r"alg-b\.nii\.gz': the header's voxel size looks wrong: pixdim\[1\] is nan and is read as 1\.0"),
 )
 
 

@@ -8,6 +8,7 @@ a clean run. Errors that must stop before any work (bad patterns, duplicate ids)
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import warnings
@@ -17,6 +18,7 @@ import pytest
 import xarray as xr
 
 import qe_nb
+from qe_nb.data.limits import voxel_limit
 from qe_nb.exceptions import EnsembleError, GeometryError, ImageReadError, LabelError
 
 from .bad_inputs import ALGORITHMS, FAULTS, make_cohort, victim
@@ -44,10 +46,14 @@ def test_fault_is_reported_and_others_are_untouched(fault, clean, tmp_path):
     root = tmp_path / "cohort"
     shutil.copytree(clean_root, root, symlinks=True)
     fault.apply(victim(root, fault.suffix))
-    with warnings.catch_warnings(record=True) as caught:
+    limit = voxel_limit(fault.max_voxels) if fault.max_voxels else contextlib.nullcontext()
+    with warnings.catch_warnings(record=True) as caught, limit:
         warnings.simplefilter("always")
         scores = qe_nb.score(_open(root, fault.suffix), metrics=METRICS, progress=False)
     error = str(scores["error"].sel(case="case-03").item())
+    if fault.warning:
+        messages = [str(w.message) for w in caught if issubclass(w.category, qe_nb.QeNbWarning)]
+        assert any(re.search(fault.warning, m) for m in messages), messages
     sim = scores["similarity"].sel(case="case-03")
     if fault.outcome == "error":
         assert error, f"{fault.id}: no error recorded"

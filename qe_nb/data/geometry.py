@@ -155,12 +155,20 @@ def geometry_of(image: sitk.Image | sitk.ImageFileReader, *, units: str = "mm") 
 
     Zeros are unsigned (``+ 0.0``): a reader's header-only read gives ``-0.0`` where
     ``sitk.ReadImage`` gives ``0.0`` for the same file, and grids are printed in messages.
+    A negative spacing (a reader's header-only read of a NIfTI with a negative ``pixdim``)
+    becomes its magnitude with that axis's direction flipped, as ``sitk.ReadImage`` (ITK's
+    ``ImageFileReader``) makes it.
     """
     n = image.GetDimension()
-    d = np.asarray(image.GetDirection(), dtype=float).reshape(n, n)[::-1, ::-1] + 0.0
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(n, n).copy()
+    flip = spacing < 0
+    spacing[flip] = -spacing[flip]
+    direction[:, flip] = -direction[:, flip]
+    d = direction[::-1, ::-1] + 0.0
     return Geometry(
         shape=tuple(image.GetSize()[::-1]),
-        spacing=tuple(image.GetSpacing()[::-1]),
+        spacing=tuple(spacing[::-1].tolist()),
         origin=tuple((np.asarray(image.GetOrigin(), dtype=float)[::-1] + 0.0).tolist()),
         direction=tuple(d.ravel().tolist()),
         units=units,

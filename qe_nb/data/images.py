@@ -55,11 +55,14 @@ from qe_nb.data.images_2d import (
     picture_units,
     refuse_lossy_mask,
 )
+from qe_nb.data.limits import SizeRefused, check_voxels, non_regular_file, warn_spacing
 from qe_nb.data.nifti import (
     GZIP_MAGIC,
+    check_declared,
     inflate,
-    nifti_expected_size,
+    is_nifti,
     nifti_float_nans,
+    nifti_pixdim,
     sitk_message,
     sitk_readable,
 )
@@ -213,21 +216,29 @@ def read_image_view(
 def _read_array(
     p: str, head: bytes, fmt: str | None, fail: Callable[[str], ImageReadError], *, mask: bool
 ) -> tuple[np.ndarray, Geometry]:
-    data_size = os.path.getsize(p)
     gzipped = head[:2] == GZIP_MAGIC
     raw = None  # a decompressed single-file NIfTI, read instead of the .gz
     try:
         if gzipped:
             try:
                 inflated = inflate(p)
+            except SizeRefused as exc:
+                raise fail(str(exc)) from None
             except ValueError as exc:
                 raise fail(f"it is a truncated or corrupt gzip file: {exc}") from None
             except PermissionError:
                 raise fail("permission denied (the file cannot be opened for reading)") from None
+            head, raw = inflated.head, inflated.copy
             if inflated.label_map is not None:
                 voxels, reader = inflated.label_map
-                return voxels, geometry_of(reader)
-            head, data_size, raw = inflated.head, inflated.size, inflated.copy
+                return voxels, _checked_geometry(p, head, reader, fmt, fail)
+        try:
+            if not gzipped:
+                check_declared(head, os.path.getsize(p))  # a NIfTI: before SimpleITK allocates
+            if not is_nifti(head):
+                _check_declared_size(p, fmt)
+        except SizeRefused as exc:
+            raise fail(str(exc)) from None
         source = raw if raw is not None else p
         image = _sitk_read(source, fail, fmt)
         # (a gzip file read as it is: there was no room for a decompressed copy)
@@ -246,18 +257,42 @@ def _read_array(
         raise fail(f"it has {components} components per voxel (size {size}); expected {what}")
     if n not in (2, 3):
         raise fail(f"it is {n}-D (size {size}); expected a 3-D image (or a 2-D one)")
-    expected = nifti_expected_size(head)
-    if expected is not None and data_size < expected:
-        raise fail(
-            f"the NIfTI data are truncated: it holds {data_size} bytes, its header promises "
-            f"{expected}"
-        )
+    geometry = _checked_geometry(p, head, image, fmt, fail)
     array = sitk.GetArrayFromImage(image)
     if components != 1:
         array = one_channel(array, mask=mask, fail=fail)
     if nans is not None and nans.shape == array.shape:
         array[nans] = np.nan
-    geometry = geometry_of(image)
+    return array, geometry
+
+
+def _check_declared_size(p: str, fmt: str | None) -> None:
+    """Refuse a (non-NIfTI) file whose header declares more voxels than the limit.
+
+    SimpleITK reads the header alone here; a file it cannot read is left to ``_sitk_read``,
+    which explains the problem.
+    """
+    with sitk_readable(p) as readable:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(readable)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return
+    check_voxels(tuple(reader.GetSize())[::-1])
+
+
+def _checked_geometry(
+    p: str, head: bytes, image: sitk.Image | sitk.ImageFileReader, fmt: str | None,
+    fail: Callable[[str], ImageReadError],
+) -> Geometry:
+    """The grid of an image (or of a reader's header), in its units, with a warning when the
+    voxel size looks wrong (see :func:`~qe_nb.data.limits.warn_spacing`)."""
+    try:
+        geometry = geometry_of(image)
+    except InputError as exc:
+        raise fail(f"its grid is not usable ({exc})") from None
+    n = geometry.ndim
     units, spacing = picture_units(fmt, geometry.spacing)
     if units != geometry.units or spacing is not None:
         geometry = Geometry(
@@ -267,7 +302,9 @@ def _read_array(
             direction=geometry.direction if units == "mm" else (),
             units=units,
         )
-    return array, geometry
+    if geometry.units == "mm":
+        warn_spacing(p, geometry.spacing, raw=nifti_pixdim(head))
+    return geometry
 
 
 def _read_head(p: str, fail: Callable[[str], ImageReadError]) -> bytes:
@@ -276,8 +313,9 @@ def _read_head(p: str, fail: Callable[[str], ImageReadError]) -> bytes:
         raise fail("the file does not exist")
     if os.path.islink(p) and not os.path.exists(p):
         raise fail(f"it is a broken symbolic link (it points to {os.readlink(p)!r}, which does not exist)")
-    if os.path.isdir(p):
-        raise fail("it is a directory, not an image file")
+    odd = non_regular_file(p)  # never open a named pipe: reading it would block
+    if odd:
+        raise fail(odd)
     try:
         with open(p, "rb") as f:
             head = f.read(544)

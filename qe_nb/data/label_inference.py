@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qe_nb.core.labels import LabelScheme, check_label_map, infer_labels, values_in
-from qe_nb.data.images import read_image_view
+from qe_nb.core.labels import LabelScheme, infer_labels, values_in
+from qe_nb.data.loading import read_label_map
 from qe_nb.exceptions import EnsembleError, ImageReadError, LabelError
 
 __all__ = ["VOXEL_BUDGET", "MIN_CASES", "LabelInference", "spread_order", "infer_cohort_labels"]
@@ -158,8 +158,7 @@ def infer_cohort_labels(
                 break
             tried += 1
             try:
-                array, _ = read_image_view(path, case=case, role=f"algorithm {algorithm!r}", mask=True)
-                array = check_label_map(array, name="label_map")
+                array, _ = read_label_map(path, case=case, role=f"algorithm {algorithm!r}")
             except (ImageReadError, LabelError) as exc:
                 problems.append(str(exc))
                 continue

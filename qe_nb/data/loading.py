@@ -44,6 +44,7 @@ __all__ = [
     "load_label_maps",
     "load_reference",
     "load_images",
+    "read_label_map",
     "read_label_maps",
     "read_reference",
 ]
@@ -118,12 +119,35 @@ def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> 
     )
 
 
-def _read_label_map(path: str, case: str, role: str) -> tuple[np.ndarray, Geometry]:
+_LARGEST_LABEL = 2**53
+"""Float voxels above this are not whole numbers a label map can hold exactly."""
+
+
+def read_label_map(path: str, *, case: str, role: str) -> tuple[np.ndarray, Geometry]:
+    """Read one label map and check its values (whole, non-negative, not too large).
+
+    The array may be a read-only view (see :func:`~qe_nb.data.images.read_image_view`).
+
+    Raises
+    ------
+    ImageReadError
+        When the file cannot be read (see :func:`~qe_nb.data.images.read_image`).
+    LabelError
+        Naming the case, the role (``"algorithm 'x'"``), the file and the bad values.
+    """
     array, geometry = read_image_view(path, case=case, role=role, mask=True)  # copied by the callers
     try:
+        if array.dtype.kind == "f":
+            huge = np.isfinite(array) & (np.abs(array) > _LARGEST_LABEL)
+            if huge.any():
+                raise LabelError(
+                    f"`label_map` holds values too large to be labels (e.g. {array[huge].flat[0]:g}); "
+                    "a label map must hold whole numbers below 2**53."
+                )
         return check_label_map(array, name="label_map"), geometry
     except LabelError as exc:
         raise LabelError(f"case {case!r}, {role}, file {path!r}: {exc}") from None
+
 
 
 def _align(
@@ -266,7 +290,7 @@ def read_label_maps(
         path = _cell(ensemble, "mask", case=case, algorithm=algorithm)
         if not path:
             raise _missing(ensemble, "masks", f"case {case!r}, {role}", case=case, algorithm=algorithm)
-        arrays[algorithm], geometries[algorithm] = _read_label_map(path, case, role)
+        arrays[algorithm], geometries[algorithm] = read_label_map(path, case=case, role=role)
         first_name, first = next(iter(geometries.items()))
         if geometries[algorithm].ndim != first.ndim:
             raise _ndim_error(path, geometries[algorithm], first, case=case, role=role,
@@ -462,7 +486,7 @@ def read_reference(
     path = _cell(ensemble, "reference", case=case)
     if not path:
         return None
-    array, own = _read_label_map(path, case, "reference")
+    array, own = read_label_map(path, case=case, role="reference")
     return _against(array, own, _target_geometry(geometry), case=case, role="reference",
                     resample=resample, path=path)
 

@@ -27,13 +27,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from qe_nb.data.files import image_suffix, is_utf8
+from qe_nb.data.limits import TRAILING_SLACK, SizeRefused, check_voxels, max_voxels
 
 __all__ = [
     "GZIP_MAGIC",
     "Inflated",
+    "check_declared",
     "inflate",
     "is_nifti",
+    "nifti_declared",
     "nifti_expected_size",
+    "nifti_pixdim",
     "nifti_float_nans",
     "sitk_message",
     "sitk_readable",
@@ -107,29 +111,92 @@ def _ram_copy(write: Callable[[IO[bytes]], Any]) -> tuple[str, Any] | None:
     return path, result
 
 
+def _cap(head: bytes) -> int:
+    """The most bytes a gzip'd image may inflate to, given its first inflated bytes.
+
+    A NIfTI: what its header declares (after checking the voxel limit), plus
+    :data:`~qe_nb.data.limits.TRAILING_SLACK`; anything else: what the largest image under the
+    voxel limit needs (8 bytes a voxel).
+    """
+    declared = nifti_declared(head)
+    if declared is None:
+        return max_voxels() * 8 + TRAILING_SLACK
+    size, needed = declared
+    check_voxels(size)
+    return needed + TRAILING_SLACK
+
+
+def _too_large(head: bytes, cap: int) -> SizeRefused:
+    declared = nifti_declared(head)
+    if declared is not None:
+        return SizeRefused(
+            f"its gzip data inflate to more than the {declared[1]} bytes its NIfTI header "
+            f"declares (inflating stopped at {cap} bytes); a file that inflates beyond its "
+            "declared size is refused (a 'gzip bomb')"
+        )
+    return SizeRefused(
+        f"its gzip data inflate to more than {cap} bytes, more than an image under the limit of "
+        f"{max_voxels()} voxels needs (inflating stopped there); raise the limit with the "
+        "environment variable QE_NB_MAX_VOXELS if the image is real"
+    )
+
+
+def check_declared(head: bytes, size: int) -> None:
+    """Refuse NIfTI data (``size`` bytes in all) holding less than the header declares.
+
+    Raises
+    ------
+    SizeRefused
+        When the header declares more voxels than the limit, or more bytes than ``size``.
+    """
+    declared = nifti_declared(head)
+    if declared is None:
+        return
+    check_voxels(declared[0])
+    if size < declared[1]:
+        raise SizeRefused(
+            f"the NIfTI data are truncated: it holds {size} bytes, its header promises {declared[1]}"
+        )
+
+
 def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
     """Decompress a gzip file fully (verifying its end marker and CRC), optionally into ``out``.
 
-    Returns the first 544 decompressed bytes and the decompressed size. Raises
-    ``ValueError`` with a reason when the stream is truncated or corrupt.
+    Inflates at most what the header of the data declares (see :func:`_cap`): never more
+    than the limits allow, whatever the stream holds. Returns the first 544 decompressed
+    bytes and the decompressed size.
+
+    Raises
+    ------
+    ValueError
+        With a reason, when the stream is truncated or corrupt.
+    SizeRefused
+        When the data declare, or inflate to, more than the limits allow.
     """
     d = _inflate.decompressobj(wbits=31)
     head = b""
     total = 0
+    cap: int | None = None
     with open(path, "rb") as f:
-        pending = b""
+        buf = b""
         while True:
-            chunk = pending or f.read(_CHUNK)
-            pending = b""
-            if not chunk:
-                break
+            if not buf:
+                buf = f.read(_CHUNK)
+                if not buf:
+                    break
+            room = (cap if cap is not None else 544) - total + 1
             try:
-                data = d.decompress(chunk)
+                data = d.decompress(buf, max(room, 1))
             except _inflate.error as exc:
                 raise ValueError(f"the gzip data are corrupt ({exc})") from None
+            buf = d.unconsumed_tail
             total += len(data)
             if len(head) < 544:
                 head += data[: 544 - len(head)]
+            if cap is None and (len(head) >= 544 or d.eof):
+                cap = _cap(head)
+            if cap is not None and total > cap:
+                raise _too_large(head, cap)
             if out is not None:
                 out.write(data)
             if d.eof:
@@ -141,7 +208,7 @@ def _check_gzip(path: str, out: IO[bytes] | None = None) -> tuple[bytes, int]:
                 if rest[:2] != GZIP_MAGIC:
                     break
                 d = _inflate.decompressobj(wbits=31)
-                pending = rest
+                buf = rest
     if not d.eof:
         raise ValueError("the gzip stream is truncated (it ends before its end marker)")
     return head, total
@@ -215,13 +282,25 @@ def nifti_float_nans(path: str, head: bytes, *, compressed: bool = False) -> np.
     return nans if nans.any() else None
 
 
-def nifti_expected_size(head: bytes) -> int | None:
-    """Bytes a single-file NIfTI needs according to its header, or None if not NIfTI."""
+def nifti_declared(head: bytes) -> tuple[tuple[int, ...], int] | None:
+    """What a single-file NIfTI header declares: its size (file order ``x, y, z, ...``) and
+    the bytes the file needs; None if ``head`` is not such a header.
+
+    Examples
+    --------
+    >>> head = bytearray(348); head[:4] = (348).to_bytes(4, "little"); head[344:] = b"n+1\\x00"
+    >>> head[40:48] = bytes([3, 0, 4, 0, 3, 0, 2, 0]); head[72:74] = bytes([8, 0])
+    >>> head[108:112] = bytes([0, 0, 176, 67])  # vox_offset 352.0
+    >>> nifti_declared(bytes(head))
+    ((4, 3, 2), 376)
+    """
     if len(head) < 348:
         return None
     header = _nifti1_header(head)
     if header is not None:
         dims, bitpix, vox_offset = header.dims, header.bitpix, header.vox_offset
+        if not math.isfinite(vox_offset):
+            vox_offset = 0.0
     else:
         for endian in "<>":
             (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
@@ -235,10 +314,23 @@ def nifti_expected_size(head: bytes) -> int | None:
     ndim = int(dims[0])
     if not 1 <= ndim <= 7 or bitpix <= 0:
         return None
-    n = 1
-    for k in range(1, ndim + 1):
-        n *= max(int(dims[k]), 1)
-    return int(vox_offset) + (n * int(bitpix) + 7) // 8
+    size = tuple(max(int(dims[k]), 1) for k in range(1, ndim + 1))
+    return size, max(int(vox_offset), 0) + (math.prod(size) * int(bitpix) + 7) // 8
+
+
+def nifti_expected_size(head: bytes) -> int | None:
+    """Bytes a single-file NIfTI needs according to its header, or None if not NIfTI."""
+    declared = nifti_declared(head)
+    return None if declared is None else declared[1]
+
+
+def nifti_pixdim(head: bytes) -> tuple[float, ...] | None:
+    """``pixdim[1..n]`` of a single-file NIfTI-1 header of ``n`` = 2 or 3 axes, or None."""
+    header = _nifti1_header(head)
+    if header is None or header.dims[0] not in (2, 3):
+        return None
+    n = int(header.dims[0])
+    return struct.unpack(header.endian + f"{n}f", head[80 : 80 + 4 * n])
 
 
 _NIFTI_INTEGERS = {
@@ -257,21 +349,35 @@ _NIFTI_INTEGERS = {
 def _inflate_whole(path: str) -> bytes | None:
     """The whole decompressed content of a one-member gzip file, in one allocation.
 
-    Verifies the stream (end marker and CRC) as :func:`_check_gzip` does. Returns None when
-    the file is not that simple (several members, trailing bytes, a size the trailer does
-    not give): the caller then takes the streaming path, which explains any problem.
+    Verifies the stream (end marker and CRC) as :func:`_check_gzip` does, and inflates no
+    more than its header declares (:func:`_cap`; the trailer's size is a hint only, modulo
+    2**32). Returns None when the file is not that simple (several members, trailing bytes,
+    a size the trailer does not give): the caller then takes the streaming path, which
+    explains any problem.
+
+    Raises
+    ------
+    SizeRefused
+        When the data declare, or inflate to, more than the limits allow.
     """
     with open(path, "rb") as f:
         raw = f.read()
     if len(raw) < 18:
         return None
     (size,) = struct.unpack("<I", raw[-4:])  # ISIZE: the decompressed size modulo 2**32
-    d = _inflate.decompressobj(wbits=31)
     try:
-        data = d.decompress(raw, size + 1)
+        head = _inflate.decompressobj(wbits=31).decompress(raw, 544)
     except _inflate.error:
         return None
-    if not d.eof or d.unused_data or len(data) != size:
+    cap = _cap(head)
+    d = _inflate.decompressobj(wbits=31)
+    try:
+        data = d.decompress(raw, cap + 1)
+    except _inflate.error:
+        return None
+    if len(data) > cap:
+        raise _too_large(head, cap)
+    if not d.eof or d.unused_data or len(data) % (1 << 32) != size:
         return None
     return data
 
@@ -352,7 +458,7 @@ class Inflated:
     Attributes
     ----------
     head : bytes
-        The first 544 decompressed bytes (empty when ``label_map`` is set).
+        The first 544 decompressed bytes.
     size : int
         The decompressed size in bytes.
     copy : str or None
@@ -381,24 +487,35 @@ def inflate(path: str) -> Inflated:
     ------
     ValueError
         With the reason, when the stream is truncated or corrupt.
+    SizeRefused
+        When a NIfTI header inside declares more voxels than the limit, or more data than
+        the stream holds, or the stream inflates beyond the declared size (the inflating
+        stops there: see :mod:`qe_nb.data.limits`).
     PermissionError
         When the file cannot be read.
     """
     whole = _inflate_whole(path)
     if whole is not None:
+        head = whole[:544]
+        check_declared(head, len(whole))
         label_map = _nifti_integer_voxels(whole, path)
         if label_map is not None:
-            return Inflated(b"", len(whole), label_map=label_map)
-        head = whole[:544]
+            return Inflated(head, len(whole), label_map=label_map)
         # (no room for the copy: SimpleITK inflates the file itself)
         copy = _ram_copy(lambda out: out.write(whole)) if is_nifti(head) else None
         return Inflated(head, len(whole), None if copy is None else copy[0])
     copy = _ram_copy(lambda out: _check_gzip(path, out))
     if copy is None:  # no room for the copy: verify only, and let SimpleITK inflate
         head, size = _check_gzip(path)
+        check_declared(head, size)
         return Inflated(head, size)
     raw, (head, size) = copy
     if not is_nifti(head):
         os.unlink(raw)
         return Inflated(head, size)
+    try:
+        check_declared(head, size)
+    except SizeRefused:
+        os.unlink(raw)
+        raise
     return Inflated(head, size, raw)
