@@ -76,8 +76,8 @@ BLOCKS = marked_blocks(README.read_text(encoding="utf-8")) if README.is_file() e
 
 
 @pytest.mark.skipif(not BLOCKS, reason=f"no README block is marked with {MARK} yet")
-@pytest.mark.parametrize("block", range(len(BLOCKS)) or [0])
-def test_readme_block_runs(block, tmp_path):
+def test_readme_blocks_run_in_order(tmp_path):
+    """Every marked block, in README order, in one folder: as a reader runs them in one shell."""
     exe = shutil.which("qe-nb") or None
     env = {**os.environ, "MPLBACKEND": "Agg"}
     if exe is None:  # not on PATH: the module of this interpreter
@@ -88,7 +88,7 @@ def test_readme_block_runs(block, tmp_path):
         shim.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
-    for command in BLOCKS[block]:
+    for command in [c for block in BLOCKS for c in block]:
         command = runnable(command)
         if command is None:
             continue
