@@ -22,6 +22,9 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 REQUIREMENTS = REPO / "binder" / "requirements.txt"
 POSTBUILD = REPO / "binder" / "postBuild"
 MARKER = "NBVAL_CHECK_OUTPUT"
+TAG = "nbval-check-output"
+# notebooks whose checked cells carry the tag, not the comment a reader would see
+TAGGED = [p for p in NOTEBOOKS if p.name[:3] in {"01_", "02_", "03_", "04_", "05_"} or p.name == "triage_app.ipynb"]
 MAX_BYTES = 1_000_000
 
 # import name -> distribution name, where they differ
@@ -115,7 +118,40 @@ def test_required_distributions_reads_versions_extras_and_comments():
     assert required_distributions(text) == {"simpleitk", "dask", "distributed", "pyyaml"}
 
 
+def test_is_checked_reads_the_nbval_tag_and_the_comment():
+    """nbval 0.11 compares a cell tagged nbval-check-output or carrying # NBVAL_CHECK_OUTPUT."""
+    from nbval.plugin import find_comment_markers, find_metadata_tags
+
+    strip = _strip_module()
+    tagged = nbformat.v4.new_code_cell("print(1)", metadata={"tags": ["hide-input", TAG]})
+    commented = nbformat.v4.new_code_cell(f"# {MARKER}\nprint(1)")
+    plain = nbformat.v4.new_code_cell("print(1)  # NBVAL is mentioned, not a marker", metadata={"tags": ["x"]})
+    markdown = nbformat.v4.new_markdown_cell("text", metadata={"tags": [TAG]})
+    assert strip.is_checked(tagged) and strip.is_checked(commented)
+    assert not strip.is_checked(plain) and not strip.is_checked(markdown)
+    # the same cells as nbval itself reads them
+    assert dict(find_metadata_tags(tagged.metadata)) == {"check": True}
+    assert dict(find_comment_markers(commented.source)) == {"check": True}
+    assert not dict(find_metadata_tags(plain.metadata)) and not dict(find_comment_markers(plain.source))
+    # strip keeps a tagged cell's printed text and count, like a commented one
+    tagged.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                      nbformat.v4.new_output("display_data", data={"image/png": "AAAA"})]
+    tagged.execution_count = 3
+    nb = strip.strip(nbformat.v4.new_notebook(cells=[tagged]))
+    assert [o.output_type for o in nb.cells[0].outputs] == ["stream"] and nb.cells[0].execution_count == 3
+
+
 # --------------------------------------------------------------------------- the notebooks
+
+
+@pytest.mark.parametrize("path", TAGGED, ids=lambda p: p.name)
+def test_checked_cells_are_tagged_not_marked_in_the_source(path):
+    """Readers see no test markers: the checked cells carry the nbval-check-output tag."""
+    nb = _read(path)
+    for i, cell in enumerate(nb.cells):
+        assert MARKER not in cell.source, f"{path.name} cell {i}: move {MARKER} into the cell tag {TAG!r}"
+    if path.name[:3] in {"01_", "02_", "03_", "04_"}:
+        assert any(TAG in c.metadata.get("tags", []) for c in nb.cells), f"{path.name}: no checked cell"
 
 
 def test_the_four_documented_notebooks_exist():
@@ -150,7 +186,7 @@ def test_notebook_starts_with_a_title_and_is_narrated(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_has_no_outputs_but_the_checked_text(path):
-    """Only the printed text of ``# NBVAL_CHECK_OUTPUT`` cells is kept: nbval compares it."""
+    """Only the printed text of checked cells (tag ``nbval-check-output``) is kept: nbval compares it."""
     nb = _read(path)
     strip = _strip_module()
     for i, cell in enumerate(nb.cells):
@@ -174,7 +210,7 @@ def test_checked_cells_hold_their_expected_output(path):
     checked = [c for c in nb.cells if strip.is_checked(c)]
     for cell in checked:
         assert cell.outputs and cell.execution_count is not None, (
-            f"{path.name}: a {MARKER} cell has no stored output; run the notebook and strip it"
+            f"{path.name}: a checked ({TAG}) cell has no stored output; run the notebook and strip it"
         )
         text = "".join(o.text for o in cell.outputs)
         assert "/tmp" not in text and str(REPO) not in text, f"{path.name}: a checked output prints a path"

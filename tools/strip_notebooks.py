@@ -1,8 +1,10 @@
 """Strip the notebooks under notebooks/ for committing, keeping only the outputs nbval checks.
 
 Every output, execution count, per-cell execution metadata and saved widget state is removed,
-except the text printed (``stdout`` stream outputs) by cells that carry the
-``# NBVAL_CHECK_OUTPUT`` marker, and their execution count: ``pytest --nbval-lax`` compares a
+except the text printed (``stdout`` stream outputs) by the checked cells -- those tagged
+``nbval-check-output`` in their metadata (what readers do not see; JupyterLab's property
+inspector shows the tags) or, in older notebooks, carrying a ``# NBVAL_CHECK_OUTPUT`` comment --
+and their execution count: ``pytest --nbval-lax`` compares a
 fresh run against exactly those (and skips the comparison for a cell without a count), so they
 must stay in the file. Figures, HTML tables and widgets are never kept, so the files stay small and diffs
 stay readable.
@@ -27,15 +29,24 @@ from pathlib import Path
 import nbformat
 
 MARKER = "NBVAL_CHECK_OUTPUT"
+TAG = "nbval-check-output"
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 _VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
 
 
 def is_checked(cell: nbformat.NotebookNode) -> bool:
-    """True for a code cell whose output nbval compares (it carries the marker comment)."""
-    return cell.cell_type == "code" and any(
-        line.strip().startswith("#") and MARKER in line for line in cell.source.splitlines()
-    )
+    """True for a code cell whose output nbval compares.
+
+    nbval 0.11 compares a cell tagged ``nbval-check-output`` in ``metadata.tags`` (the
+    notebooks' way: the reader does not see it) or carrying a ``# NBVAL_CHECK_OUTPUT``
+    comment line (still recognised).
+    """
+    if cell.cell_type != "code":
+        return False
+    tags = cell.get("metadata", {}).get("tags", [])
+    if isinstance(tags, list) and TAG in tags:
+        return True
+    return any(line.strip().startswith("#") and MARKER in line for line in cell.source.splitlines())
 
 
 def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
