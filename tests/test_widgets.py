@@ -661,3 +661,49 @@ def test_exported_notebooks_show_a_static_snapshot(app):
     snapshot = data["text/html"]
     assert snapshot.count('<img src="data:image/png;base64,') >= 2
     assert "static snapshot" in snapshot and "α = " in snapshot
+
+
+# --------------------------------------------------------------------------- text size (issue 14)
+
+
+def _text_pixels(fig, dpi: float) -> list[tuple[float, str]]:
+    """(size in px at ``dpi``, text) of every visible, non-empty text artist of ``fig``."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # tick labels are made while drawing
+    return sorted((t.get_fontsize() * dpi / 72, t.get_text()) for t in fig.findobj(Text)
+                  if t.get_visible() and t.get_text().strip())
+
+
+@pytest.mark.parametrize("quality", [True, False], ids=["figure4", "histogram"])
+def test_explorer_figures_text_is_at_least_10_px(quality):
+    """Every text of the explorer's figures (Figure 4 or the histogram, the sweep with its
+    heatmap numbers) is >= 10 px as rendered at the app's dpi (it was 7-8 px), and the app
+    leaves matplotlib's rcParams as it found them."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    app = CalibrationExplorer(fake_scores(quality=quality))
+    app.alpha_slider.value = 0.5
+    dpi = app._dpi
+    for name, fig in {"quality": app.quality_view.figure, "sweep": app.sweep_view.figure}.items():
+        sizes = _text_pixels(fig, dpi)
+        assert sizes and sizes[0][0] >= 10.0, f"{name}: smallest text {sizes[0]} at {dpi} dpi"
+        assert any(text == "alarm count" for _, text in sizes)
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_app_text_sets_the_base_size_only_inside():
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import font_scalings
+
+    from qe_nb.ui.style import APP_FONT_SIZE, app_text
+
+    size = matplotlib.rcParams["font.size"]
+    with app_text():
+        fig = Figure()
+        label = fig.add_subplot().set_xlabel("x", fontsize="small")
+    assert label.get_fontsize() == pytest.approx(APP_FONT_SIZE * font_scalings["small"])
+    assert label.get_fontsize() >= 10
+    assert matplotlib.rcParams["font.size"] == size

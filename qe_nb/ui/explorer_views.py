@@ -29,7 +29,7 @@ from qe_nb.ui.common import (
     show_html,
     show_png,
 )
-from qe_nb.ui.style import metric_units
+from qe_nb.ui.style import app_text, metric_units
 
 __all__ = ["ExplorerPanels", "QualityView", "SweepView", "summary_html", "triage_html",
            "show_thresholds"]
@@ -135,11 +135,16 @@ class QualityView:
     def draw(self, counts: np.ndarray, quality: np.ndarray | None, distance: np.ndarray | None,
              *, max_count: int) -> None:
         """Show these alarm counts; nothing is drawn when they equal the ones shown."""
-        from qe_nb.ui import figures
-
         if self._drawn is not None and np.array_equal(self._drawn, counts):
             return  # α moved within a step of the alarm counts: the picture is the same
         self._drawn = counts.copy()
+        with app_text():  # text >= 10 px at the apps' 72 dpi
+            self._draw(counts, quality, distance, max_count=max_count)
+
+    def _draw(self, counts: np.ndarray, quality: np.ndarray | None, distance: np.ndarray | None,
+              *, max_count: int) -> None:
+        from qe_nb.ui import figures
+
         fig = self.figure
         if quality is None:
             ax = None
@@ -230,14 +235,17 @@ class SweepView:
 
         entry = self._entry
         if entry.get("layer") is None:
-            fig = sweep_plot(entry["table"], chosen_alpha=None)
-            marker = AlphaMarker(fig, entry["table"]["alpha"].to_numpy(dtype=float))
-            entry.update(figure=fig, marker=marker, layer=BlitLayer(fig, marker.artists, dpi=self._dpi))
+            with app_text():  # text >= 10 px at the apps' 72 dpi
+                fig = sweep_plot(entry["table"], chosen_alpha=None)
+                marker = AlphaMarker(fig, entry["table"]["alpha"].to_numpy(dtype=float))
+                layer = BlitLayer(fig, marker.artists, dpi=self._dpi)
+            entry.update(figure=fig, marker=marker, layer=layer)
         pngs = self.pngs
         png = pngs.pop(alpha, None)
         if png is None:
             entry["marker"].move(alpha)
-            png = entry["layer"].png()
+            with app_text():
+                png = entry["layer"].png()
             if len(pngs) >= MAX_SWEEP_IMAGES:
                 pngs.pop(next(iter(pngs)))
         pngs[alpha] = png  # most recently used last

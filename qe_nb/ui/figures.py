@@ -430,7 +430,8 @@ def alarm_histogram(
             f"got {max_count!r}."
         )
     hist = np.bincount(counts, minlength=int(max_count) + 1)
-    ax = new_axes(ax, _HISTOGRAM_SIZE)
+    # a quarter inch per bar, so two-digit labels in small text do not run together
+    ax = new_axes(ax, (max(_HISTOGRAM_SIZE[0], 0.25 * hist.size + 1.0), _HISTOGRAM_SIZE[1]))
     bars = ax.bar(np.arange(hist.size), hist, color=POINT_COLOR, width=0.8, zorder=2)
     ax.bar_label(bars, labels=[str(int(h)) for h in hist], padding=2, fontsize="small")
     count_ticks(ax, hist.size - 1)

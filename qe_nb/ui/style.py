@@ -13,8 +13,11 @@ that are friendly to colorblind people. https://jfly.uni-koeln.de/color/
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
+import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -37,6 +40,8 @@ __all__ = [
     "count_ticks",
     "units_text",
     "metric_units",
+    "APP_FONT_SIZE",
+    "app_text",
 ]
 
 OKABE_ITO: dict[str, str] = {
@@ -92,6 +97,25 @@ POINT_COLOR = OKABE_ITO["blue"]
 
 HIGHLIGHT_COLOR = OKABE_ITO["reddish_purple"]
 """The colour that marks the chosen α (sweep line and heatmap row, sweep table row)."""
+
+
+APP_FONT_SIZE = 12.5
+"""The base font size (points) of the apps' figures. The apps render at 72 dpi, where a point
+is a pixel, so the smallest text the figures use ("small", 0.833 of the base) is 10.4 px and tick
+labels, axis labels and titles ("medium") are 12.5 px. matplotlib's own 10 pt base would make
+the legends and heatmap numbers 8 px (and "x-small" 7 px)."""
+
+
+@contextlib.contextmanager
+def app_text() -> Iterator[None]:
+    """Build and draw an app's figure with :data:`APP_FONT_SIZE` as the base font size.
+
+    Relative sizes ("small", "medium") are resolved against it when a text or tick is
+    created, and tick labels are created while drawing, so both must happen inside. The
+    previous rcParams are restored on exit (figures never change them for good).
+    """
+    with matplotlib.rc_context({"font.size": APP_FONT_SIZE}):
+        yield
 
 
 def new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:

@@ -36,7 +36,7 @@ COUNT_COLUMN = re.compile(r"^(\d+)a$")
 """The alarm-count columns of a sweep table (``0a``, ``1a``, ...); group 1 is the count."""
 
 _HEAT_ROW_INCHES = 0.32  # height of one α row of the heatmap
-_HEAT_COLUMN_INCHES = 0.24  # width of one alarm-count column
+_HEAT_COLUMN_INCHES = 0.3  # width of one alarm-count column: fits "300" in small text
 _LINE_PANEL_INCHES = 5.0
 
 
@@ -252,7 +252,7 @@ def sweep_plot(
                 interpolation="nearest")
     for (i, j), v in np.ndenumerate(hist):
         if np.isfinite(v):
-            heat.text(j, i, f"{v:g}", ha="center", va="center", fontsize="x-small",
+            heat.text(j, i, f"{v:g}", ha="center", va="center", fontsize="small",
                       color="white" if v > 0.6 * vmax else "black")
     heat.set_xticks(range(len(count_columns)),
                     [COUNT_COLUMN.match(c).group(1) for c in count_columns])
