@@ -554,3 +554,92 @@ def test_open_dataset_unknown_keyword():
 def test_open_dataset_manual_raises_before_opening():
     with pytest.raises(ManifestError, match=r"'lidc-idri' cannot be downloaded automatically"):
         mf.open_dataset("lidc-idri")
+
+
+# --------------------------------------------------------------------------------------------
+# hostile manifests (issue 15)
+
+BOMB = """version: 1
+datasets:
+  - name: bomb
+    kind: local
+    path: /tmp
+    licence: l
+    citation: c
+    labels: binary
+    layout: {masks: "{case}/{algorithm}.nii.gz"}
+    description: &i [&h [&g [&f [&e [&d [&c [&b [&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"],*a,*a,*a,*a,*a,*a,*a,*a],*b,*b,*b,*b,*b,*b,*b,*b],*c,*c,*c,*c,*c,*c,*c,*c],*d,*d,*d,*d,*d,*d,*d,*d],*e,*e,*e,*e,*e,*e,*e,*e],*f,*f,*f,*f,*f,*f,*f,*f],*g,*g,*g,*g,*g,*g,*g,*g],*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_alias_bomb_is_refused_at_once():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ManifestError, match=r"m\.yml: YAML aliases expand the manifest to more than [\d,]+ values \(it holds \d+ as written\); write the values out"):
+        mf.parse_manifest(BOMB, source="m.yml")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_recursive_yaml_alias_is_refused():
+    text = BOMB.replace(BOMB.splitlines()[-1], "    description: &r [*r]")
+    with pytest.raises(ManifestError, match=r"m\.yml: a YAML alias refers to itself"):
+        mf.parse_manifest(text, source="m.yml")
+
+
+def test_yaml_merge_keys_work():
+    text = """version: 1
+datasets:
+  - &base
+    name: first
+    description: d
+    licence: l
+    citation: c
+    kind: local
+    path: /data/first
+    layout: {masks: "{case}/{algorithm}.nii.gz"}
+    labels: binary
+  - <<: *base
+    name: second
+    path: /data/second
+"""
+    entries = mf.parse_manifest(text, source="m.yml")
+    assert list(entries) == ["first", "second"]
+    assert entries["second"].path.as_posix() == "/data/second"
+    assert entries["second"].licence == "l"
+    with pytest.raises(ManifestError, match=r"found duplicate key 'name'"):
+        mf.parse_manifest(text.replace("    path: /data/second", "    name: third"), source="m.yml")
+
+
+def test_messages_never_show_a_huge_value():
+    big = "x" * 1_000_000
+    for changes in ({"name": big.upper()}, {"description": [big] * 3}, {"kind": "remote", "path": _DROP,
+                    "base_url": "https://example.org/", "files": [{"path": "../" + big, "sha256": "ab" * 32}]}):
+        with pytest.raises(ManifestError) as info:
+            one(**changes)
+        assert len(str(info.value)) < 600, str(info.value)[:200]
+    with pytest.raises(ManifestError) as info:
+        mf.fetch_dataset(big, manifest=one())
+    assert len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize("path", [".", "./", "a/.", "a//b", "a/./b"])
+def test_remote_file_path_must_name_a_file(path):
+    with pytest.raises(ManifestError, match=r"dataset 'mine', files\[0\]: `path` .* must name a file inside the data set's folder"):
+        one(**{**REMOTE, "files": [{"path": path, "sha256": "ab" * 32}]})
+
+
+def test_remote_files_that_nest_in_each_other_are_refused():
+    files = [{"path": "x", "sha256": "ab" * 32}, {"path": "x/y", "sha256": "cd" * 32}]
+    with pytest.raises(ManifestError, match=r"dataset 'mine', file 'x/y': lies inside 'x', which is listed as a file"):
+        one(**{**REMOTE, "files": files})
+    with pytest.raises(ManifestError, match=r"dataset 'mine', file 'x': lies inside 'x', which is listed as a file|file 'x/y'"):
+        one(**{**REMOTE, "files": files[::-1]})
+
+
+@pytest.mark.parametrize("url", ["file:///etc/", "ftp://example.org/", "example.org/data"])
+def test_data_url_environment_is_checked_like_base_url(url, tmp_path, monkeypatch):
+    monkeypatch.setenv(mf.DATA_URL_ENV, url)
+    with pytest.raises(InputError, match=r"QE_NB_DATA_URL must be an http:// or https:// URL; got '" + url.replace(".", r"\.")):
+        mf.fetch_dataset("mine", manifest=one(**REMOTE), cache=tmp_path)
+    assert not (tmp_path / "mine").exists()

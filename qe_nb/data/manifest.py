@@ -8,9 +8,11 @@ for :func:`qe_nb.open_ensemble`) and which label scheme it uses:
     ``generator`` parameters (kind, n_cases, n_algorithms, shape, seed) passed to
     :func:`qe_nb.synthetic_cohort`. Generated once into the cache, reused afterwards.
 ``remote``
-    ``base_url`` and ``files`` (each a ``path`` in the cache, its ``sha256``, and optionally a
-    ``url_path`` relative to ``base_url`` when the upstream name differs). Downloaded with pooch
-    and verified; a file whose checksum does not match is deleted and reported.
+    ``base_url`` and ``files`` (each a ``path`` in the cache, its ``sha256``, optionally a
+    ``url_path`` relative to ``base_url`` when the upstream name differs and a ``size`` in
+    bytes). Downloaded with pooch under limits (overall timeout, stall rule, size cap; see
+    :mod:`qe_nb.data.download`) and verified; a file whose checksum does not match, or a
+    download stopped by a limit, is deleted and reported.
 ``local``
     ``path`` to a folder, absolute or relative to the manifest file's folder.
 ``manual``
@@ -48,10 +50,19 @@ import contextlib
 import importlib.resources
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qe_nb.data.download import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_STALL,
+    DEFAULT_TIMEOUT,
+    DownloadLimitError,
+    LimitedDownloader,
+    terminate_cleanly,
+)
 from qe_nb.data.files import build_folder_once
 from qe_nb.data.manifest_schema import (
     KINDS,
@@ -62,6 +73,7 @@ from qe_nb.data.manifest_schema import (
     is_http_url,
     manifest_schema,
     parse_manifest,
+    shown,
 )
 from qe_nb.exceptions import InputError, ManifestError
 
@@ -176,7 +188,7 @@ def _entries(manifest: str | os.PathLike | Mapping[str, DatasetEntry] | None) ->
 
 def _entry_named(name: str, entries: Mapping[str, DatasetEntry]) -> DatasetEntry:
     if not isinstance(name, str) or name not in entries:
-        raise ManifestError(f"Unknown data set {name!r}; expected one of {list(entries)}.")
+        raise ManifestError(f"Unknown data set {shown(name)}; expected one of {shown(list(entries))}.")
     return entries[name]
 
 
@@ -201,6 +213,8 @@ def fetch_dataset(
     cache: str | os.PathLike | None = None,
     base_url: str | None = None,
     progress: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    stall: float = DEFAULT_STALL,
 ) -> Path:
     """Make a data set available locally and return its root folder.
 
@@ -218,6 +232,11 @@ def fetch_dataset(
         mirror of all data sets, read as ``<QE_NB_DATA_URL>/<name>/<path>``.
     progress : bool, default False
         Show download / generation progress bars.
+    timeout : float, default 1800
+        ``remote`` only: seconds the whole call may spend downloading; a file still arriving
+        then is stopped and deleted (:mod:`qe_nb.data.download`).
+    stall : float, default 60
+        ``remote`` only: seconds without a byte after which a download is stopped and deleted.
 
     Returns
     -------
@@ -229,7 +248,12 @@ def fetch_dataset(
     ManifestError
         Unknown name; a ``manual`` data set (the message holds the instructions); a missing
         ``local`` folder; a download that fails or whose sha256 differs from the manifest's
-        (the message names the file, the expected and the actual hash; the download is deleted).
+        (the message names the file, the expected and the actual hash; the download is deleted);
+        a download stopped by a limit: the timeout, the stall rule, or a size cap (the file's
+        ``size`` in the manifest, else 4 GiB) -- :class:`~qe_nb.data.download.DownloadLimitError`,
+        the partial file deleted.
+    InputError
+        ``base_url`` or ``QE_NB_DATA_URL`` that is not an http(s) URL; a bad ``timeout`` or ``stall``.
 
     Notes
     -----
@@ -288,7 +312,11 @@ def fetch_dataset(
         from qe_nb.data.lidc import fetch_built
 
         return fetch_built(entry, root, progress=progress)
-    return _download(entry, root, base_url=base_url, progress=progress)
+    for value, what in ((timeout, "timeout"), (stall, "stall")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise InputError(f"`{what}` must be a positive number of seconds; got {shown(value)}.")
+    return _download(entry, root, base_url=base_url, progress=progress,
+                     deadline=time.monotonic() + float(timeout), stall=float(stall))
 
 
 def _synthetic_cohort():
@@ -353,19 +381,28 @@ def _remove_new(target: Path, created: list[Path]) -> None:
             folder.rmdir()
 
 
-def _download(entry: DatasetEntry, cache: Path, *, base_url: str | None, progress: bool) -> Path:
+def _download(entry: DatasetEntry, cache: Path, *, base_url: str | None, progress: bool,
+              deadline: float, stall: float) -> Path:
     """Download the files of a ``remote`` entry that the cache lacks, verifying each sha256.
 
     The hash is compared here (``pooch.file_hash``) rather than by ``pooch.retrieve``, whose
     mismatch is a bare ``ValueError`` with the hashes only in its text: a cached file with
     another hash is deleted and downloaded again; a download with another hash is deleted
-    and reported with both hashes.
+    and reported with both hashes. Each transfer runs under the limits of
+    :class:`~qe_nb.data.download.LimitedDownloader`; pooch writes it to a temporary name and
+    renames it when complete, and SIGTERM unwinds (:func:`~qe_nb.data.download.terminate_cleanly`)
+    so that no partial file stays behind.
     """
     import pooch
     import requests
 
     if base_url is not None and not is_http_url(base_url):
-        raise InputError(f"`base_url` must be an http:// or https:// URL; got {base_url!r}.")
+        raise InputError(f"`base_url` must be an http:// or https:// URL; got {shown(base_url)}.")
+    mirror = os.environ.get(DATA_URL_ENV, "").strip()
+    if base_url is None and mirror and not is_http_url(mirror):
+        raise InputError(
+            f"{DATA_URL_ENV} must be an http:// or https:// URL; got {shown(mirror)}. Fix it or unset it."
+        )
     dest = cache / entry.name
     for file in entry.files:
         target = dest / file.path
@@ -375,25 +412,37 @@ def _download(entry: DatasetEntry, cache: Path, *, base_url: str | None, progres
             target.unlink()  # changed or corrupt: downloaded again below
         url = _file_url(entry, file, base_url)
         created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+        what = f"data set {entry.name!r}: file {shown(file.path)}"
+        downloader = LimitedDownloader(deadline=deadline, stall=stall, progress=progress,
+                                       max_bytes=DEFAULT_MAX_BYTES if file.size is None else file.size)
         try:
-            with _quiet_pooch():
+            with _quiet_pooch(), terminate_cleanly():
                 pooch.retrieve(url, known_hash=None, fname=target.name, path=target.parent,
-                               progressbar=progress)
+                               downloader=downloader)
+        except DownloadLimitError as exc:
+            _remove_new(target, created)
+            raise DownloadLimitError(
+                f"{what}: download stopped: {exc}; nothing was kept. Raise `timeout=` / `stall=` "
+                f"(CLI: --timeout) for a slow link, or fix the file's `size` in {entry.source}."
+            ) from None
         except ValueError as exc:  # e.g. a URL pooch cannot fetch
             _remove_new(target, created)
-            raise ManifestError(f"data set {entry.name!r}, file {file.path!r}: {exc}") from None
+            raise ManifestError(f"{what}: {shown(str(exc))}") from None
         except (requests.exceptions.RequestException, OSError) as exc:
             _remove_new(target, created)
             raise ManifestError(
-                f"data set {entry.name!r}: could not download file {file.path!r} from {url}: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. Check the "
+                f"data set {entry.name!r}: could not download file {shown(file.path)} from {url}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}. Check the "
                 f"network, or point {DATA_URL_ENV} / `base_url=` at a mirror."
             ) from None
+        except BaseException:  # SIGTERM (SystemExit), KeyboardInterrupt: pooch removed the tmp file
+            _remove_new(target, created)
+            raise
         actual = pooch.file_hash(str(target))
         if actual != file.sha256:
             _remove_new(target, created)
             raise ManifestError(
-                f"data set {entry.name!r}: file {file.path!r} downloaded from {url} has sha256 "
+                f"data set {entry.name!r}: file {shown(file.path)} downloaded from {url} has sha256 "
                 f"{actual}, expected {file.sha256}; the download was deleted. "
                 "The file changed upstream or the mirror is corrupt: check the source, or fix "
                 f"the checksum in {entry.source} if the new file is trusted."

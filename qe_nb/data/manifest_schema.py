@@ -15,15 +15,13 @@ import importlib.resources
 import json
 import os
 import re
-import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
-
 from qe_nb.core.labels import LabelScheme, resolve_labels
+from qe_nb.data.manifest_yaml import load_yaml, shown
 from qe_nb.exceptions import ManifestError, QeNbError
 
 __all__ = [
@@ -33,6 +31,7 @@ __all__ = [
     "WheelSource",
     "KINDS",
     "is_http_url",
+    "shown",
     "manifest_schema",
     "parse_manifest",
 ]
@@ -73,7 +72,7 @@ class Layout:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a ``remote`` data set: where it goes in the cache, where it comes from, its hash.
+    """One file of a ``remote`` data set: where it goes in the cache, where it comes from, its hash, its size.
 
     Examples
     --------
@@ -84,6 +83,8 @@ class RemoteFile:
     path: str
     sha256: str
     url_path: str
+    size: int | None = None
+    """The size in bytes when the manifest gives it: a download sending more is stopped."""
 
 
 @dataclass(frozen=True)
@@ -182,43 +183,6 @@ class DatasetEntry:
 # reading and validating
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
-
-
-def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False):
-    seen: dict[Any, Any] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        seen[key] = True
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
-def _yaml_error(exc: yaml.YAMLError, text: str, source: str) -> ManifestError:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is None:
-        return ManifestError(f"{source} is not valid YAML: {problem}.")
-    lines = text.splitlines()
-    shown = lines[mark.line].rstrip() if 0 <= mark.line < len(lines) else ""
-    return ManifestError(
-        f"{source} is not valid YAML: {problem} at line {mark.line + 1}, column "
-        f"{mark.column + 1}: {shown!r}."
-    )
-
-
 def parse_manifest(text: str, *, source: str = "<string>", base_dir: str | os.PathLike | None = None) -> dict[str, DatasetEntry]:
     """Parse and validate the text of a data manifest.
 
@@ -265,10 +229,7 @@ def parse_manifest(text: str, *, source: str = "<string>", base_dir: str | os.Pa
     ...
     qe_nb.exceptions.ManifestError: <string>: dataset 'mine': unknown key 'license'; expected one of ['citation', 'description', 'homepage', 'kind', 'labels', 'layout', 'licence', 'name', 'path'].
     """
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, text, source) from None
+    data = load_yaml(text, source=source)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     return _validate(data, source=source, base_dir=base)
 
@@ -282,8 +243,6 @@ _RANK = {"type": 0, "name": 1, "kind": 2, "not": 3, "additionalProperties": 4, "
 """Which problem of an entry is reported first: the one that makes the others meaningless."""
 _FIELD_ORDER = ("version", "datasets", "description", "licence", "citation", "labels", "homepage",
                 "layout", "generator", "base_url", "files", "path", "url", "instructions", "builder", "wheel")
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxlevel = 100, 100, 6, 6, 2
 
 
 @functools.lru_cache(maxsize=1)
@@ -338,13 +297,13 @@ def _where(data: Any, container: tuple, source: str, *, by_name: bool) -> str:
         return text
     entry = data["datasets"][container[1]]
     name = entry.get("name") if isinstance(entry, Mapping) else None
-    text += f": dataset {name!r}" if isinstance(name, str) and _NAME_RE.match(name) else f": datasets[{container[1]}]"
+    text += f": dataset {shown(name)}" if isinstance(name, str) and _NAME_RE.match(name) else f": datasets[{container[1]}]"
     if len(container) >= 3 and container[2] != "files":
         text += f", `{container[2]}`"
     if len(container) >= 4:
         item = entry["files"][container[3]]
         file = item.get("path") if isinstance(item, Mapping) else None
-        text += f", file {file!r}" if by_name and isinstance(file, str) else f", files[{container[3]}]"
+        text += f", file {shown(file)}" if by_name and isinstance(file, str) else f", files[{container[3]}]"
     return text
 
 
@@ -360,7 +319,7 @@ def _schema_message(error: Any, data: Any, source: str) -> tuple[tuple[int, ...]
     on_keys = error.validator in ("required", "additionalProperties")
     container, key = (path, None) if on_keys else (path[:-1], path[-1] if path else None)
     schema = error.schema if isinstance(error.schema, dict) else {}
-    fields: dict[str, Any] = {"value": _SHOWN.repr(value), "type": _type_name(value),
+    fields: dict[str, Any] = {"value": shown(value), "type": _type_name(value),
                               "length": len(value) if isinstance(value, str) else 0,
                               "enum": list(schema.get("enum", []))}
     if len(container) >= 2:
@@ -379,7 +338,8 @@ def _schema_message(error: Any, data: Any, source: str) -> tuple[tuple[int, ...]
             fields["allowed"] = sorted(schema.get("properties", {}))
         template = "unknown key '{key}'; expected one of {allowed}"
     elif template is None:  # a check without a message of its own
-        template = "`{key}`: " + error.message.replace("{", "{{").replace("}", "}}")
+        text = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+        template = "`{key}`: " + text.replace("{", "{{").replace("}", "}}")
     where = _where(data, container, source, by_name=not on_keys)
     text = template.format(where=where, key=key, **fields)
     message = text if "{where}" in template else f"{where}: {text}"
@@ -396,8 +356,11 @@ def _check_schema(data: object, source: str) -> None:
         raise ManifestError(min(found)[1])
 
 
-def _relative_path(text: str, *, key: str, where: str) -> str:
-    """A path that must stay inside the data set's folder: relative, '/'-separated, no '..'."""
+def _relative_path(text: str, *, key: str, where: str, file: bool = False) -> str:
+    """A path that must stay inside the data set's folder: relative, '/'-separated, no '..'.
+
+    ``file``: it must also name a file below the folder (no empty or '.' parts), not the folder.
+    """
     text = text.strip()
     pure = PurePosixPath(text)
     if (
@@ -408,8 +371,13 @@ def _relative_path(text: str, *, key: str, where: str) -> str:
         or text.startswith("~")
     ):
         raise ManifestError(
-            f"{where}: `{key}` {text!r} must be a relative path inside the data set's folder "
+            f"{where}: `{key}` {shown(text)} must be a relative path inside the data set's folder "
             "('/'-separated, not absolute, no '..', no '~')."
+        )
+    if file and any(part in ("", ".") for part in text.split("/")):
+        raise ManifestError(
+            f"{where}: `{key}` {shown(text)} must name a file inside the data set's folder, "
+            "such as 'case-1/seg.nii.gz' (no '.' or empty parts, no trailing '/')."
         )
     return pure.as_posix()
 
@@ -428,14 +396,22 @@ def _files(value: list[Mapping[str, Any]], *, where: str) -> tuple[RemoteFile, .
     out: list[RemoteFile] = []
     seen: set[str] = set()
     for i, item in enumerate(value):
-        path = _relative_path(item["path"], key="path", where=f"{where}, files[{i}]")
-        at = f"{where}, file {path!r}"
+        path = _relative_path(item["path"], key="path", where=f"{where}, files[{i}]", file=True)
+        at = f"{where}, file {shown(path)}"
         url_path = item.get("url_path")
-        url_path = path if url_path is None else _relative_path(url_path, key="url_path", where=at)
+        url_path = path if url_path is None else _relative_path(url_path, key="url_path", where=at, file=True)
         if path in seen:
             raise ManifestError(f"{at}: listed twice; each `path` must be unique.")
         seen.add(path)
-        out.append(RemoteFile(path=path, sha256=item["sha256"].strip().lower(), url_path=url_path))
+        out.append(RemoteFile(path=path, sha256=item["sha256"].strip().lower(), url_path=url_path,
+                              size=item.get("size")))
+    for file in out:  # 'x' and 'x/y': 'x' cannot be both a file and a folder
+        for parent in PurePosixPath(file.path).parents:
+            if parent.as_posix() in seen:
+                raise ManifestError(
+                    f"{where}, file {shown(file.path)}: lies inside {shown(parent.as_posix())}, "
+                    "which is listed as a file; a path cannot be both a file and a folder."
+                )
     return tuple(out)
 
 
