@@ -118,3 +118,17 @@ def test_parse_label_values_needs_text():
 
     with pytest.raises(InputError, match=r"label values must be text such as '1,2,4' or 'nonzero'; got int 4"):
         parse_label_values(4)
+
+
+def test_float_labels_too_large_for_int64_are_refused_not_wrapped():
+    """1e30 cast to int64 wraps to -2**63; it must be named as too large instead."""
+    import qe_nb
+
+    big = np.zeros((4, 4, 4), dtype=np.float32)
+    big[1, 1, 1] = 1e30
+    with pytest.raises(LabelError, match=r"too large to be labels \(e\.g\. 1e\+30\).*below 2\*\*53"):
+        check_label_map(big)
+    ok = np.zeros((4, 4, 4), dtype=np.uint8)
+    ok[1:3, 1:3, 1:3] = 1
+    with pytest.raises(LabelError, match="too large to be labels"):
+        qe_nb.score_arrays({"a": ok, "b": big}, spacing=(1, 1, 1), labels="binary")

@@ -258,6 +258,11 @@ def parse_label_values(text: str) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
+LARGEST_LABEL = 2**53
+"""Float voxels above this are not whole numbers a label map can hold exactly (and would wrap
+around when cast to int64)."""
+
+
 def check_label_map(label_map: np.ndarray, *, name: str = "label_map") -> np.ndarray:
     """Return ``label_map`` as a non-negative integer array, or raise :class:`LabelError`.
 
@@ -272,6 +277,10 @@ def check_label_map(label_map: np.ndarray, *, name: str = "label_map") -> np.nda
     Traceback (most recent call last):
     ...
     qe_nb.exceptions.LabelError: `label_map` holds non-integral values (e.g. 0.5); a label map must hold whole numbers.
+    >>> check_label_map(np.array([1e30]))
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.LabelError: `label_map` holds values too large to be labels (e.g. 1e+30); a label map must hold whole numbers below 2**53.
     """
     arr = np.asarray(label_map)
     if arr.dtype == bool:
@@ -280,6 +289,12 @@ def check_label_map(label_map: np.ndarray, *, name: str = "label_map") -> np.nda
         finite = np.isfinite(arr)
         if not finite.all():
             raise LabelError(f"`{name}` holds NaN or infinite voxels; a label map must hold whole numbers.")
+        huge = np.abs(arr) > LARGEST_LABEL
+        if huge.any():
+            raise LabelError(
+                f"`{name}` holds values too large to be labels (e.g. {arr[huge].flat[0]:g}); "
+                "a label map must hold whole numbers below 2**53."
+            )
         frac = arr != np.floor(arr)
         if frac.any():
             raise LabelError(

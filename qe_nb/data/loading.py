@@ -119,10 +119,6 @@ def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> 
     )
 
 
-_LARGEST_LABEL = 2**53
-"""Float voxels above this are not whole numbers a label map can hold exactly."""
-
-
 def read_label_map(path: str, *, case: str, role: str) -> tuple[np.ndarray, Geometry]:
     """Read one label map and check its values (whole, non-negative, not too large).
 
@@ -137,13 +133,6 @@ def read_label_map(path: str, *, case: str, role: str) -> tuple[np.ndarray, Geom
     """
     array, geometry = read_image_view(path, case=case, role=role, mask=True)  # copied by the callers
     try:
-        if array.dtype.kind == "f":
-            huge = np.isfinite(array) & (np.abs(array) > _LARGEST_LABEL)
-            if huge.any():
-                raise LabelError(
-                    f"`label_map` holds values too large to be labels (e.g. {array[huge].flat[0]:g}); "
-                    "a label map must hold whole numbers below 2**53."
-                )
         return check_label_map(array, name="label_map"), geometry
     except LabelError as exc:
         raise LabelError(f"case {case!r}, {role}, file {path!r}: {exc}") from None
