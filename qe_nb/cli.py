@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -345,7 +346,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     import qe_nb
 
     path = qe_nb.fetch_dataset(args.name, manifest=args.manifest, cache=args.cache,
-                               base_url=args.base_url, progress=not args.quiet)
+                               base_url=args.base_url, progress=not args.quiet,
+                               timeout=args.timeout, stall=args.stall)
     _print(str(path))
     return 0
 
@@ -512,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, help="cache folder (default: QE_NB_CACHE or the user cache)")
     p.add_argument("--base-url", default=None, help="override the base URL (or set QE_NB_DATA_URL)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds the whole download may take (default 1800); nothing partial is kept")
+    p.add_argument("--stall", type=float, default=60.0,
+                   help="stop a download when no byte arrives for this many seconds (default 60)")
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser("app", help="serve the triage app (worklist, case viewer, verdicts) with Voila",
@@ -541,6 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qe-nb`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    for stream in (sys.stdout, sys.stderr):
+        # a case folder whose name is not valid UTF-8 prints escaped, never as an encoding error
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"qe-nb {args.command}: warning: {message}", file=sys.stderr)
@@ -556,6 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"qe-nb {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader left (`qe-nb worklist s.nc | head -1`): not an error; point stdout at
+        # /dev/null so that flushing it at exit does not raise a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         warnings.showwarning = previous
 

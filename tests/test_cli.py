@@ -391,3 +391,31 @@ def test_score_summarises_missing_candidates_and_exits_nonzero(tmp_path, capsys)
     assert "--allow-missing" in captured.err
     assert main([*argv, "--allow-missing"]) == 0
     assert "missing: 2 candidate file(s)" in capsys.readouterr().out
+
+
+def test_worklist_into_a_closed_pipe_is_not_an_error(scored):
+    """`qe-nb worklist s.nc | head -1`: the reader leaves early; no BrokenPipeError traceback.
+
+    The read end is closed before the command writes anything, so its first write fails."""
+    proc = subprocess.Popen([sys.executable, "-m", "qe_nb.cli", "worklist", str(scored), "--wide"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_fetch_takes_an_overall_timeout_and_a_stall_rule(monkeypatch, capsys):
+    import qe_nb
+
+    seen = {}
+
+    def fake_fetch(name, **kw):
+        seen.update(kw)
+        return "/tmp/x"
+
+    monkeypatch.setattr(qe_nb, "fetch_dataset", fake_fetch)
+    assert main(["fetch", "brats-example", "--timeout", "12.5", "--stall", "3"]) == 0
+    assert seen["timeout"] == 12.5 and seen["stall"] == 3.0
+    assert main(["fetch", "brats-example"]) == 0
+    assert seen["timeout"] == 1800.0 and seen["stall"] == 60.0
