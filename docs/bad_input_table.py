@@ -170,6 +170,41 @@ def manifest_rows(base: Path) -> list[tuple[str, str]]:
     return rows
 
 
+#: Inputs whose handling needs a server, a signal or a changed file between two runs: the
+#: message is asserted by the linked test (run them to see it), not reproduced by this script.
+HOSTILE_ROWS: list[tuple[str, str, str]] = [
+    ("a case folder whose name is not UTF-8 (`lat\\xe9n`)",
+     "scored and saved; the name is escaped in the NetCDF (`lat%E9n`, attr `name_escape`) and restored by `load_scores`; the cache works",
+     "tests/test_cache_keys.py::test_non_utf8_case_folder_is_scored_saved_and_restored"),
+    ("a candidate replaced by same-size content, its mtime restored (`touch -r`)",
+     "recomputed, never served from the cache (the key holds size, mtime_ns, ctime_ns, device and inode)",
+     "tests/test_cache_keys.py::test_files_key_notices_same_size_content_with_mtime_restored"),
+    ("a scores file whose `quality` lacks its `metric` coordinate",
+     "``scores file '…q.nc': `quality` has dims ('case', 'label', 'm'); expected ('case', 'label', 'metric'). …``",
+     "tests/test_cache_keys.py::test_load_scores_refuses_quality_without_metric"),
+    ("`qe-nb worklist s.nc | head -1`", "the first line, exit 0, no BrokenPipeError",
+     "tests/test_cli.py::test_worklist_into_a_closed_pipe_is_not_an_error"),
+    ("a server that sends one byte every few seconds",
+     "`data set 'hostile': file 'sub/trickle': download stopped: … was still downloading when the overall timeout ran out (N bytes received); nothing was kept. …`",
+     "tests/test_fetch_limits.py::test_trickling_server_stops_at_the_overall_timeout"),
+    ("an endless stream for a 16-byte file", "`… sent more than the 16 bytes allowed; nothing was kept. …`",
+     "tests/test_fetch_limits.py::test_endless_stream_stops_at_the_manifest_size"),
+    ("SIGTERM during a download", "exit 143, no file left in the cache",
+     "tests/test_fetch_limits.py::test_sigterm_during_a_download_leaves_nothing"),
+    ("a 474-byte YAML alias bomb",
+     "`m.yml: YAML aliases expand the manifest to more than 100,000 values (it holds 41 as written); …` in under 1 s",
+     "tests/test_manifest.py::test_yaml_alias_bomb_is_refused_at_once"),
+    ("manifest `path: \".\"`", "``dataset 'mine', files[0]: `path` '.' must name a file inside the data set's folder …``",
+     "tests/test_manifest.py::test_remote_file_path_must_name_a_file"),
+    ("manifest files `x` and `x/y`", "`file 'x/y': lies inside 'x', which is listed as a file …`",
+     "tests/test_manifest.py::test_remote_files_that_nest_in_each_other_are_refused"),
+    ("`QE_NB_DATA_URL=file:///etc/`",
+     "`QE_NB_DATA_URL must be an http:// or https:// URL; got 'file:///etc/'. Fix it or unset it.`",
+     "tests/test_manifest.py::test_data_url_environment_is_checked_like_base_url"),
+    ("YAML merge keys (`<<:`)", "accepted", "tests/test_manifest.py::test_yaml_merge_keys_work"),
+]
+
+
 def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="qe_nb-bad-input-"))
     try:
@@ -180,6 +215,11 @@ def main() -> None:
              "Made by `docs/bad_input_table.py`; every row is also a test in `tests/` that asserts the message.",
              "", "| input | what the user sees |", "| --- | --- |"]
     lines += [f"| {what} | {seen} |" for what, seen in rows]
+    lines += ["", "## Hostile inputs", "",
+              "Inputs that need a server, a signal or a file changed between two runs; each row's "
+              "message is asserted by its test.", "",
+              "| input | what the user sees | test |", "| --- | --- | --- |"]
+    lines += [f"| {what} | {seen} | `{test}` |" for what, seen, test in HOSTILE_ROWS]
     text = "\n".join(lines) + "\n"
     (REPO / "docs" / "bad-input.md").write_text(text, encoding="utf-8")
     print(text)
