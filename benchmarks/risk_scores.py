@@ -66,8 +66,13 @@ ALPHA_SCORES = ("alarm_count", "soft_count")
 
 def score_cohort(ensemble: xr.Dataset, *, n_jobs: int, similarity: str = "fusion") -> xr.Dataset:
     """Score with everything the risk scores need (pairwise, volumes, STAPLE)."""
-    return qe_nb.score(ensemble, fusion="mav", metrics=METRICS, n_jobs=n_jobs, progress=False,
-                       similarity=similarity, pairwise=True, staple_performance=True)
+    scores = qe_nb.score(ensemble, fusion="mav", metrics=METRICS, n_jobs=n_jobs, progress=False,
+                         similarity=similarity, pairwise=True, staple_performance=True)
+    failed = [f"{c}: {e}" for c, e in zip(scores["case"].values, scores["error"].values) if e]
+    if failed:  # left out of the evaluation (NaN); say so rather than shrink n silently
+        print(f"WARNING {len(failed)} case(s) of {ensemble.attrs.get('root')} could not be scored, e.g. "
+              f"{failed[0]}", flush=True)
+    return scores
 
 
 def entropy_alpha(scores: xr.Dataset, pool: str) -> float:
