@@ -238,3 +238,26 @@ def test_metric_coords_units():
     assert metric_coords(["hd95", "abs_volume_diff"])["units"][1].tolist() == ["mm", "mm3"]
     with pytest.raises(InputError, match="`units` must be one of"):
         metric_coords(["dice"], units="inch")
+
+
+def test_staple_estimates_cap_the_em_iterations(monkeypatch):
+    """SimpleITK's STAPLE runs unbounded by default (62,328 iterations, > 200 s, on a near-empty
+    structure of a synthetic glioma case): the estimates must cap it."""
+    import SimpleITK as sitk
+
+    from qe_nb.core import members
+
+    calls = []
+    real = sitk.STAPLEImageFilter
+
+    class Recording(real):
+        def SetMaximumIterations(self, n):  # noqa: N802 (SimpleITK's name)
+            calls.append(n)
+            return super().SetMaximumIterations(n)
+
+    monkeypatch.setattr(sitk, "STAPLEImageFilter", Recording)
+    m = np.zeros((3, 8, 8), bool)
+    m[:, 2:6, 2:6] = True
+    m[2, 2:6, 2] = False
+    assert members.staple_estimates(m)[:, 0].round(3).tolist() == [1.0, 1.0, 0.75]
+    assert calls == [members.STAPLE_MAX_ITERATIONS] and 0 < members.STAPLE_MAX_ITERATIONS <= 1000
