@@ -14,21 +14,10 @@ from qe_nb.core.case import check_metrics, score_arrays
 from qe_nb.exceptions import GeometryError, InputError, LabelError, LabelValueWarning, QeNbError
 
 from .conftest import BRATS_ALGORITHMS
+from .test_scoring import _blob, _write
 
 SPACING = (2.0, 1.0, 0.75)  # exact in the float32 of a NIfTI header, so files and arrays agree
 METRICS = ("dice", "hd95", "hd", "assd", "nsd")
-
-
-def _write(arr, path, spacing=SPACING):
-    img = sitk.GetImageFromArray(np.asarray(arr))
-    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path))
-
-
-def _blob(shape, center, radius):
-    zz, yy, xx = np.indices(shape)
-    return ((zz - center[0]) ** 2 + (yy - center[1]) ** 2 + (xx - center[2]) ** 2) <= radius**2
 
 
 def _glioma(shape, center, rng):
@@ -52,9 +41,9 @@ def case(rng):
 def _score_files(maps, reference, tmp_path, *, fusion="mav", labels="brats-regions"):
     root = tmp_path / "cohort"
     for name, m in maps.items():
-        _write(m, root / "c0" / f"{name}.nii.gz")
+        _write(m, root / "c0" / f"{name}.nii.gz", SPACING)
     if reference is not None:
-        _write(reference, root / "c0" / "reference.nii.gz")
+        _write(reference, root / "c0" / "reference.nii.gz", SPACING)
     ens = qe_nb.open_ensemble(root, masks="{case}/{algorithm}.nii.gz", labels=labels,
                               reference=None if reference is None else "{case}/reference.nii.gz")
     return qe_nb.score(ens, fusion=fusion, metrics=METRICS, progress=False, n_jobs=1).sel(case="c0")
