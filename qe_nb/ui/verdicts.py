@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from qe_nb.core.verdicts import VERDICTS
 from qe_nb.exceptions import InputError
 
 __all__ = [
@@ -28,8 +29,6 @@ __all__ = [
     "VerdictStore",
 ]
 
-VERDICTS: tuple[str, ...] = ("accept", "needs correction", "reject")
-"""The verdicts a reviewer can record, in the order of the app's buttons."""
 
 VERDICT_COLUMNS: tuple[str, ...] = ("case", "verdict", "note", "recorded_at")
 """The columns of the verdict CSV file (one row per case)."""
