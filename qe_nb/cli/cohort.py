@@ -1,77 +1,26 @@
-"""The ``qe-nb`` command: batch runs over folders of segmentations.
-
-``qe-nb demo``      synthetic glioma cohort -> scores -> calibrated alpha -> tables, worklist, figures
-``qe-nb score``     a folder of segmentations (NIfTI, MHA, NRRD; 2-D PNG, TIFF, BMP) -> scores.nc
-``qe-nb sweep``     the alpha sweep of a scores file (the paper's Tables 1-2)
-``qe-nb worklist``  cases sorted by risk at a given alpha
-``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums
-``qe-nb app``       serve the triage app (worklist, case viewer, verdicts) with Voila
-``qe-nb report``    one self-contained HTML report of a scored run, to share
-"""
+"""The cohort commands of ``qe-nb``: demo, score, sweep, worklist, report and fetch."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
+from qe_nb.cli.common import (
+    PAPER_ALPHAS,
+    POOL_HELP,
+    POOLS,
+    CommandError,
+    float_list,
+    format_table,
+    say,
+    write_csv,
+)
 from qe_nb.exceptions import QeNbError
 
-POOLS = ("algorithm", "all")
-POOL_HELP = ("thresholds per member, as in the paper (algorithm, the default), or one per label and "
-             "metric over all members (all), for cohorts whose member identity is not stable: crowd "
-             "workers, readers in arbitrary order")
-
-PAPER_ALPHAS = (-3.0, -2.0, -1.0, -0.75, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 3.0)
-
-
-class CommandError(Exception):
-    """A failure the command reports in one line (exit status 2)."""
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _print(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def _write_csv(path, table) -> None:
-    """Write a DataFrame to CSV atomically (a crash never leaves a half-written file)."""
-    from qe_nb.data.images import atomic_write
-
-    with atomic_write(path, mode="w", newline="") as fh:
-        table.to_csv(fh, index=False)
-
-
-def _format_table(df, float_format="{:.2f}") -> str:
-    from qe_nb.ui.terminal import format_table
-
-    return format_table(df, float_format)
-
-
-def _negative_values(argv: list[str]) -> list[str]:
-    """``--alphas -1,0,1`` as ``--alphas=-1,0,1``: argparse takes a value that starts with "-"
-    and is not a plain negative number for an option ("expected one argument")."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        value = argv[i + 1] if i + 1 < len(argv) else ""
-        if argv[i] in ("--alphas", "--alpha") and value[:1] == "-" and (value[1:2].isdigit() or value[1:2] == "."):
-            out.append(f"{argv[i]}={argv[i + 1]}")
-            i += 2
-            continue
-        out.append(argv[i])
-        i += 1
-    return out
+__all__ = ["add_commands"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,14 +34,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    _print(f"qe-nb demo: a synthetic glioma cohort of {args.cases} cases x {args.algorithms} algorithms "
+    say(f"qe-nb demo: a synthetic glioma cohort of {args.cases} cases x {args.algorithms} algorithms "
            f"(seed {args.seed}) in {out / 'cohort'}")
     ensemble = qe_nb.synthetic_cohort(
         out / "cohort", kind="glioma", n_cases=args.cases, n_algorithms=args.algorithms,
         seed=args.seed, overwrite=True, progress=not args.quiet,
     )
     t1 = time.perf_counter()
-    _print(f"  written in {t1 - t0:.1f} s; scoring (majority-vote fusion, Dice + HD95, BraTS regions) ...")
+    say(f"  written in {t1 - t0:.1f} s; scoring (majority-vote fusion, Dice + HD95, BraTS regions) ...")
     scores = qe_nb.score(ensemble, fusion="mav", metrics=("dice", "hd95"), n_jobs=args.jobs,
                          progress=not args.quiet)
     t2 = time.perf_counter()
@@ -102,45 +51,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # ground truth.
     scores = qe_nb.settle_alpha(scores, objective="entropy", label_mean=True)
     qe_nb.save_scores(scores, out / "scores.nc")
-    _print(f"  scored in {t2 - t1:.1f} s -> {out / 'scores.nc'}")
+    say(f"  scored in {t2 - t1:.1f} s -> {out / 'scores.nc'}")
     run = qe_nb.run_alpha(scores)
     similarity = label_mean(scores["similarity"])
     quality = case_quality(scores["quality"], "dice", skipna=True)
     alpha = float(run.alpha)
-    _print(_wrap(f"  the run's alpha, stored with the scores: {run.text}"))
-    _print()
-    _print(f"Alpha sweep (the paper's Table 1 layout; entropy-calibrated alpha = {alpha:.2f}):")
+    say(_wrap(f"  the run's alpha, stored with the scores: {run.text}"))
+    say()
+    say(f"Alpha sweep (the paper's Table 1 layout; entropy-calibrated alpha = {alpha:.2f}):")
     with warnings.catch_warnings():
         # r is undefined where every case has the same count; the table shows NA, as the paper does.
         warnings.simplefilter("ignore", qe_nb.UndefinedValueWarning)
         table = qe_nb.sweep_table(similarity, alphas=sorted(set(PAPER_ALPHAS) | {round(alpha, 2)}),
                                   quality=quality)
-    _print(_format_table(table))
-    _print()
-    _print(f"Thresholds per algorithm at alpha = {alpha:.2f} (the paper's Table 3):")
-    _print(qe_nb.threshold_table(similarity, alpha).to_string(float_format=lambda v: f"{v:.4f}"))
-    _print()
+    say(format_table(table))
+    say()
+    say(f"Thresholds per algorithm at alpha = {alpha:.2f} (the paper's Table 3):")
+    say(qe_nb.threshold_table(similarity, alpha).to_string(float_format=lambda v: f"{v:.4f}"))
+    say()
     for label, a in (("the paper's alpha", 0.1), ("the calibrated alpha", alpha)):
         risk = qe_nb.risk(qe_nb.alarms(similarity, a))
         r = pearson_r(risk.values, quality.sel(case=risk.case).values)
-        _print(f"Pearson r between alarm count and the fusion's true Dice at {label} {a:.2f}: {r:.2f}")
-    _print("(the paper, 68 real glioma cases at alpha 0.1: r = -0.72)")
+        say(f"Pearson r between alarm count and the fusion's true Dice at {label} {a:.2f}: {r:.2f}")
+    say("(the paper, 68 real glioma cases at alpha 0.1: r = -0.72)")
     # `risk` is now the calibrated alpha's, which the figures show.
     worklist = qe_nb.worklist(similarity, alpha, quality=quality)
-    _write_csv(out / "worklist.csv", worklist)
-    _print()
-    _print(f"Top of the worklist (all {len(worklist)} cases in {out / 'worklist.csv'}):")
+    write_csv(out / "worklist.csv", worklist)
+    say()
+    say(f"Top of the worklist (all {len(worklist)} cases in {out / 'worklist.csv'}):")
     from qe_nb.ui.terminal import fit_reasons
 
     short = qe_nb.worklist(similarity, alpha, quality=quality, max_reasons=2, top=args.top)
     cols = [c for c in ("case", "risk", "quality", "reasons") if c in short.columns]
-    _print(_format_table(fit_reasons(short[cols])))
+    say(format_table(fit_reasons(short[cols])))
     written = _write_demo_figures(out, scores, alpha, similarity, table)
     if written:
-        _print()
-        _print("Figures: " + ", ".join(str(p) for p in written))
-    _print()
-    _print(f"Done in {time.perf_counter() - t0:.1f} s.")
+        say()
+        say("Figures: " + ", ".join(str(p) for p in written))
+    say()
+    say(f"Done in {time.perf_counter() - t0:.1f} s.")
     return 0
 
 
@@ -177,7 +126,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     ensemble = qe_nb.open_ensemble(
         args.root, masks=args.masks, reference=args.reference, images=args.images, labels=args.labels,
     )
-    _print(f"{ensemble.sizes['case']} cases x {ensemble.sizes['algorithm']} algorithms "
+    say(f"{ensemble.sizes['case']} cases x {ensemble.sizes['algorithm']} algorithms "
            f"({', '.join(map(str, ensemble.algorithm.values))}); structures: "
            f"{ensemble.attrs.get('label_scheme_text', '')}"
            + (" (inferred)" if int(ensemble.attrs.get("labels_inferred", 0)) else ""))
@@ -200,18 +149,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     scores = _settle(scores)
     qe_nb.save_scores(scores, args.out)
     failed = [(str(c), str(e)) for c, e in zip(scores.case.values, scores["error"].values) if str(e)]
-    _print(f"wrote {args.out}: {scores.sizes['case'] - len(failed)} cases scored"
+    say(f"wrote {args.out}: {scores.sizes['case'] - len(failed)} cases scored"
            + (f", {len(failed)} failed" if failed else ""))
-    _print(_wrap(f"the run's alpha: {qe_nb.run_alpha(scores).text}"))
+    say(_wrap(f"the run's alpha: {qe_nb.run_alpha(scores).text}"))
     status = 0
     if failed:
-        _print("failed cases:")
+        say("failed cases:")
         for case, err in failed:
-            _print(f"  {case}: {err}")
+            say(f"  {case}: {err}")
         status = 1
     missing = qe_nb.missing_summary(scores)
     if missing:
-        _print(_wrap("missing: " + missing))
+        say(_wrap("missing: " + missing))
         if not args.allow_missing:
             print("qe-nb score: error: candidate files are missing (listed above); add the files, fix "
                   "--masks, or pass --allow-missing to accept scores with those members absent",
@@ -228,7 +177,7 @@ def _settle(scores):
     try:
         return qe_nb.settle_alpha(scores)
     except QeNbError as exc:  # e.g. every case failed: nothing to calibrate on
-        _print(f"no alpha stored with the scores: {exc}")
+        say(f"no alpha stored with the scores: {exc}")
         return scores
 
 
@@ -277,19 +226,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     quality = _quality_for(scores)
     table = qe_nb.sweep_table(sim, alphas=args.alphas or PAPER_ALPHAS, quality=quality, pool=run.pool,
                               mad_scale=run.mad_scale)
-    _print(_wrap(f"the run's alpha: {text}"))
+    say(_wrap(f"the run's alpha: {text}"))
     if args.wide:
-        _print(_format_table(table))
+        say(format_table(table))
     else:
         from qe_nb.ui.terminal import compact_sweep
 
         shown = compact_sweep(table)
-        _print(_format_table(shown))
+        say(format_table(shown))
         if shown.shape[1] < table.shape[1]:
-            _print("(columns Na: the number of cases with N alarms, binned; --wide shows every count, "
+            say("(columns Na: the number of cases with N alarms, binned; --wide shows every count, "
                    "--csv writes them)")
     if args.csv:
-        _write_csv(args.csv, table)
+        write_csv(args.csv, table)
     return 0
 
 
@@ -299,15 +248,15 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
     scores = qe_nb.load_scores(args.scores)
     run, alpha, text = _run_alpha(scores, args)
     if args.alpha is None and not run.stored and run.method == "entropy":
-        _print(f"alpha calibrated by entropy: {float(run.alpha):.2f}")
-    _print(_wrap(f"worklist at {text}"))
+        say(f"alpha calibrated by entropy: {float(run.alpha):.2f}")
+    say(_wrap(f"worklist at {text}"))
     missing = scores["missing"] if "missing" in scores else None
     sim = run.similarity(scores)
     table = qe_nb.worklist(sim, alpha, quality=_quality_for(scores), pool=run.pool, mad_scale=run.mad_scale,
                            missing=missing)
     if args.csv:
-        _write_csv(args.csv, table)
-        _print(f"wrote {args.csv} ({len(table)} cases)")
+        write_csv(args.csv, table)
+        say(f"wrote {args.csv} ({len(table)} cases)")
     shown = table.head(args.top) if args.top else table
     if not args.wide:
         from qe_nb.ui.terminal import fit_reasons
@@ -317,7 +266,7 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
                                top=len(shown))
         # the per-metric counts are in the CSV; the terminal gives their room to the reasons
         shown = fit_reasons(short.drop(columns=[c for c in short.columns if str(c).startswith("n_alarms:")]))
-    _print(_format_table(shown))
+    say(format_table(shown))
     return 0
 
 
@@ -337,7 +286,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = write_report(args.scores, args.out, ensemble=ensemble, verdicts=args.verdicts, top=args.top,
                         label_mean=True if args.label_mean else None, pool=args.pool)
     size = path.stat().st_size
-    _print(f"wrote {path} ({size / 1e6:.2f} MB, one self-contained HTML file; "
+    say(f"wrote {path} ({size / 1e6:.2f} MB, one self-contained HTML file; "
            f"{time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -348,64 +297,13 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     path = qe_nb.fetch_dataset(args.name, manifest=args.manifest, cache=args.cache,
                                base_url=args.base_url, progress=not args.quiet,
                                timeout=args.timeout, stall=args.stall)
-    _print(str(path))
+    say(str(path))
     return 0
 
 
-def _check_app_inputs(args: argparse.Namespace) -> None:
-    """Read the scores and match the cohort's patterns now, so that a wrong pattern is a
-    one-line error here, before the server starts, and not a failure in the page."""
-    import qe_nb
 
-    given = [f"--{k}" for k in ("masks", "reference", "images", "labels") if getattr(args, k)]
-    if given and not args.ensemble:
-        raise CommandError(f"{', '.join(given)} describe the cohort's files: give its folder with "
-                           "--ensemble ROOT too (or leave them out to serve the worklist only)")
-    qe_nb.load_scores(args.scores)
-    if args.ensemble:
-        qe_nb.open_ensemble(args.ensemble, masks=args.masks or "{case}/{algorithm}.nii.gz",
-                            reference=args.reference, images=args.images, labels=args.labels)
-
-
-def _cmd_app(args: argparse.Namespace) -> int:
-    import importlib.util
-    import os
-    import subprocess
-
-    from qe_nb.ui.triage_app import voila_command
-
-    if importlib.util.find_spec("voila") is None:
-        raise CommandError('the triage app needs Voila: pip install "qe-nb[browser]"')
-    _check_app_inputs(args)
-    argv, env = voila_command(
-        args.scores, ensemble_root=args.ensemble, masks=args.masks, reference=args.reference,
-        images=args.images, labels=args.labels, verdicts=args.verdicts, alpha=args.alpha,
-        label_mean=args.label_mean, rows=args.rows, pool=args.pool, port=args.port,
-        open_browser=args.browser,
-    )
-    _print(f"qe-nb app: serving the triage app on http://127.0.0.1:{args.port}/ (Ctrl+C to stop)")
-    if os.name != "posix":  # pragma: no cover - Windows
-        return subprocess.call(argv, env=env)
-    # become Voila, so that a SIGTERM to this process reaches Voila and shuts its kernels down
-    sys.stdout.flush()
-    os.execve(argv[0], argv, env)
-    return 0  # not reached: execve does not return
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="qe-nb",
-        description="Unsupervised quality estimation for segmentation ensembles (Kofler et al. 2021).",
-    )
-    from qe_nb import __version__
-
-    parser.add_argument("--version", action="version", version=f"qe-nb {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register demo, score, sweep, worklist, report and fetch."""
     p = sub.add_parser("demo", help="run the whole method on a synthetic glioma cohort",
                        description="Make a synthetic glioma cohort with ground truth, score it, calibrate "
                        "alpha by entropy, print the alpha sweep (Table 1), the thresholds (Table 3) and the "
@@ -461,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the alpha sweep of a scores file in the layout of the paper's "
                        "Tables 1-2 (r columns only when the scores hold a reference).")
     p.add_argument("scores", help="a scores file written by `qe-nb score`")
-    p.add_argument("--alphas", type=_float_list, default=None,
+    p.add_argument("--alphas", type=float_list, default=None,
                    help="comma-separated alphas, e.g. -1,0,0.1,1 (default: the paper's)")
     p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
     p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
@@ -520,60 +418,3 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop a download when no byte arrives for this many seconds (default 60)")
     p.set_defaults(func=_cmd_fetch)
 
-    p = sub.add_parser("app", help="serve the triage app (worklist, case viewer, verdicts) with Voila",
-                       description="Serve notebooks/triage_app.ipynb with Voila on 127.0.0.1: the worklist "
-                       "sorted by risk, alpha (preset to the calibrated value), the case viewer and a "
-                       "verdict per case, saved at once to a CSV beside the scores.")
-    p.add_argument("scores", help="a scores file written by `qe-nb score`")
-    p.add_argument("--ensemble", default=None, help="the cohort folder (enables the case viewer)")
-    p.add_argument("--masks", default=None,
-                   help="pattern of candidate files, with {case} and {algorithm} (default: {case}/{algorithm}.nii.gz)")
-    p.add_argument("--reference", default=None, help="pattern of reference files, with {case}")
-    p.add_argument("--images", default=None,
-                   help="pattern of image files, with {case} (and {modality} when a case has several)")
-    p.add_argument("--labels", default=None, help="label scheme (default: inferred from the files)")
-    p.add_argument("--verdicts", default=None, help="verdict CSV file (default: SCORES.verdicts.csv beside the scores)")
-    p.add_argument("--alpha", type=float, default=None, help="initial alpha (default: calibrated)")
-    p.add_argument("--label-mean", action="store_true", help="one value per algorithm and metric (mean over labels)")
-    p.add_argument("--rows", type=int, default=None, help="worklist rows shown (default: 30)")
-    p.add_argument("--pool", default="algorithm", choices=POOLS, help=POOL_HELP)
-    p.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default: %(default)s)")
-    p.add_argument("--browser", action="store_true", help="open a web browser")
-    p.set_defaults(func=_cmd_app)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``qe-nb`` command; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(_negative_values(list(sys.argv[1:] if argv is None else argv)))
-    for stream in (sys.stdout, sys.stderr):
-        # a case folder whose name is not valid UTF-8 prints escaped, never as an encoding error
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
-
-    def show_warning(message, category, filename, lineno, file=None, line=None):
-        print(f"qe-nb {args.command}: warning: {message}", file=sys.stderr)
-
-    previous = warnings.showwarning
-    warnings.showwarning = show_warning
-    try:
-        return int(args.func(args) or 0)
-    except (QeNbError, CommandError, FileNotFoundError, PermissionError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"qe-nb {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"qe-nb {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        # the reader left (`qe-nb worklist s.nc | head -1`): not an error; point stdout at
-        # /dev/null so that flushing it at exit does not raise a second time
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        warnings.showwarning = previous
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

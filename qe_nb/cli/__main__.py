@@ -1,0 +1,8 @@
+"""``python -m qe_nb.cli`` runs the ``qe-nb`` command."""
+
+import sys
+
+from qe_nb.cli import main
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
