@@ -1,0 +1,310 @@
+"""qe-nb watch (issue 16): each new case assessed once, when complete; a killed watcher resumes.
+
+The completeness rules are tested with a fake model and a fake store (both here, in the tests
+only) and a fake clock; the end-to-end tests use a real model fitted on a synthetic reference
+cohort and the real SQLite store, in process (``--once``) and as a subprocess killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from qe_nb.exceptions import EnsembleError, ImageReadError, InputError
+from qe_nb.pipeline.watch import FolderWatcher, assessment_row
+
+MEMBERS = ("netA", "netB", "netC")
+
+
+# ---------------------------------------------------------------------------- fakes (tests only)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeModel:
+    """Risk = the number of expected files present; every assess call is counted."""
+
+    algorithms = MEMBERS
+    label_scheme = "binary"
+    content_hash = "fake-model-hash"
+
+    def __init__(self, *, fail: BaseException | None = None, during=None) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+        self.during = during
+
+    def assess(self, ensemble: xr.Dataset, *, cases=None) -> xr.Dataset:
+        cases = [str(c) for c in ensemble["case"].values]
+        self.calls.extend(cases)
+        assert [str(a) for a in ensemble["algorithm"].values] == list(MEMBERS)
+        if self.during is not None:
+            self.during(cases[0])
+        if self.fail is not None:
+            raise self.fail
+        present = (np.asarray(ensemble["mask"].values) != "").astype(float)  # case x algorithm
+        sim = np.broadcast_to(present[:, :, None, None], (len(cases), len(MEMBERS), 1, 1))
+        alarms = sim < 1
+        return xr.Dataset(
+            {
+                "similarity": (("case", "algorithm", "label", "metric"), np.where(alarms, np.nan, 0.9)),
+                "alarms": (("case", "algorithm", "label", "metric"), alarms),
+                "risk": (("case",), alarms.sum(axis=(1, 2, 3)).astype(float)),
+                "reasons": (("case",), np.array(["" if not a.any() else "netX missing" for a in alarms], object)),
+                "percentile": (("case",), np.full(len(cases), 50.0)),
+                "error": (("case",), np.array([""] * len(cases), object)),
+            },
+            coords={"case": cases, "algorithm": list(MEMBERS), "label": ["lesion"], "metric": ["dice"]},
+        )
+
+
+class FakeStore:
+    """The two ReviewStore methods the watcher uses, with the (case, model_hash) uniqueness."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], dict] = {}
+
+    def record_assessment(self, case, *, model_hash, risk, alarms, reasons, error, result=None, source=""):
+        if (case, model_hash) in self.rows:
+            return False
+        self.rows[case, model_hash] = dict(risk=risk, alarms=alarms, reasons=reasons, error=error,
+                                           result=result, source=source)
+        return True
+
+    def assessed_cases(self, model_hash=None):
+        return {c for c, h in self.rows if model_hash is None or h == model_hash}
+
+
+def write_case(root: Path, case: str, members=MEMBERS, payload: bytes = b"x" * 10) -> None:
+    (root / case).mkdir(parents=True, exist_ok=True)
+    for m in members:
+        (root / case / f"{m}.nii.gz").write_bytes(payload)
+
+
+def watcher(root: Path, model=None, store=None, **kw) -> tuple[FolderWatcher, FakeModel, FakeStore, FakeClock]:
+    model = model or FakeModel()
+    store = store if store is not None else FakeStore()
+    clock = FakeClock()
+    lines: list[str] = []
+    w = FolderWatcher(root, model, store, settle=3.0, clock=clock, log=lines.append, **kw)
+    w.lines = lines  # type: ignore[attr-defined]
+    return w, model, store, clock
+
+
+# ---------------------------------------------------------------------------- completeness
+
+
+def test_half_written_case_is_not_assessed_until_complete_and_settled(tmp_path):
+    write_case(tmp_path, "case-01", members=MEMBERS[:2])
+    w, model, store, clock = watcher(tmp_path)
+    assert w.scan() == []
+    clock.tick(60)
+    assert w.scan() == [], "two of three members, however long unchanged, are not a complete case"
+    assert w.pending == ["case-01"]
+    write_case(tmp_path, "case-01", members=MEMBERS[2:])
+    assert w.scan() == [], "the last file just arrived"
+    clock.tick(2.9)
+    assert w.scan() == []
+    clock.tick(0.2)
+    assert w.scan() == ["case-01"]
+    row = w.assess("case-01")
+    assert row["recorded"] and row["risk"] == 0.0 and row["error"] == ""
+    assert model.calls == ["case-01"]
+    assert sorted(row["result"]["files"]) == list(MEMBERS) and row["result"]["missing"] == []
+
+
+def test_a_file_still_changing_is_not_assessed(tmp_path):
+    write_case(tmp_path, "c1")
+    w, model, store, clock = watcher(tmp_path)
+    w.scan()
+    for size in range(11, 16):  # the writer appends every 2 s: never 3 s unchanged
+        clock.tick(2.0)
+        (tmp_path / "c1" / "netB.nii.gz").write_bytes(b"x" * size)
+        assert w.scan() == []
+    clock.tick(3.0)
+    assert w.scan() == ["c1"]
+
+
+def test_a_file_replaced_by_one_of_the_same_size_restarts_the_wait(tmp_path):
+    write_case(tmp_path, "c1")
+    w, model, store, clock = watcher(tmp_path)
+    w.scan()
+    clock.tick(2.5)
+    tmp = tmp_path / "c1" / ".netA.nii.gz.part"
+    tmp.write_bytes(b"y" * 10)
+    os.replace(tmp, tmp_path / "c1" / "netA.nii.gz")  # same size, another inode
+    assert w.scan() == []
+    clock.tick(1.0)
+    assert w.scan() == [], "the settle time counts from the replacement"
+    clock.tick(2.5)
+    assert w.scan() == ["c1"]
+
+
+def test_a_complete_case_is_assessed_once_also_by_a_restarted_watcher(tmp_path):
+    for case in ("a", "b"):
+        write_case(tmp_path, case)
+    store = FakeStore()
+    model = FakeModel()
+    summary = FolderWatcher(tmp_path, model, store, settle=0.0, log=lambda s: None).run(once=True)
+    assert summary.assessed == ["a", "b"] and model.calls == ["a", "b"]
+    # a second pass and a new watcher on the same store (a restart): nothing assessed again
+    w = FolderWatcher(tmp_path, model, store, settle=0.0, log=lambda s: None)
+    assert w.scan() == [] and w.run(once=True).assessed == []
+    write_case(tmp_path, "c")
+    assert w.run(once=True).assessed == ["c"]
+    assert model.calls == ["a", "b", "c"]
+    assert sorted(store.assessed_cases("fake-model-hash")) == ["a", "b", "c"]
+
+
+def test_once_waits_one_settle_for_cases_it_sees_for_the_first_time(tmp_path):
+    write_case(tmp_path, "a")
+    model, store = FakeModel(), FakeStore()
+    summary = FolderWatcher(tmp_path, model, store, settle=0.3, log=lambda s: None).run(once=True)
+    assert summary.assessed == ["a"] and summary.pending == []
+
+
+def test_other_files_are_ignored_and_missing_columns_filled(tmp_path):
+    write_case(tmp_path, "a")
+    (tmp_path / "a" / "reference.nii.gz").write_bytes(b"r")
+    (tmp_path / "a" / "netZ.nii.gz").write_bytes(b"z")  # a member the model does not know
+    (tmp_path / "a" / ".netA.nii.gz.part").write_bytes(b"p")
+    write_case(tmp_path, "b", members=["netA"])
+    w, model, store, clock = watcher(tmp_path)
+    w.scan()
+    clock.tick(5)
+    assert w.scan() == ["a"]
+    assert w.assess("a")["risk"] == 0.0
+
+
+def test_a_case_missing_a_member_is_assessed_after_missing_after(tmp_path):
+    write_case(tmp_path, "a", members=["netA", "netC"])
+    w, model, store, clock = watcher(tmp_path, missing_after=30.0)
+    w.scan()
+    clock.tick(10)
+    assert w.scan() == []
+    clock.tick(25)
+    assert w.scan() == ["a"]
+    row = w.assess("a")
+    assert row["result"]["missing"] == ["netB"] and row["risk"] == 1.0
+    w._say("a", row)
+    assert w.lines[-1].startswith("assessed a (without netB): risk 1")
+
+
+def test_files_changed_during_the_assessment_are_not_recorded(tmp_path):
+    write_case(tmp_path, "a")
+
+    def rewrite(case):
+        if len(model.calls) == 1:
+            (tmp_path / case / "netC.nii.gz").write_bytes(b"longer than before")
+
+    model = FakeModel(during=rewrite)
+    w, _, store, clock = watcher(tmp_path, model=model)
+    w.scan()
+    clock.tick(3)
+    assert w.scan() == ["a"]
+    assert w.assess("a") is None and store.rows == {}
+    assert "changed while it was assessed" in w.lines[-1]
+    assert w.scan() == []
+    clock.tick(3)
+    assert w.scan() == ["a"] and w.assess("a")["recorded"]
+    assert model.calls == ["a", "a"] and len(store.rows) == 1
+
+
+def test_a_case_that_fails_is_recorded_with_its_error_and_not_retried(tmp_path):
+    write_case(tmp_path, "bad")
+    model = FakeModel(fail=ImageReadError("case 'bad', algorithm 'netB': not a NIfTI file"))
+    w, _, store, clock = watcher(tmp_path, model=model)
+    w.scan()
+    clock.tick(3)
+    row = w.assess(w.scan()[0])
+    assert row["recorded"] and row["risk"] is None and row["alarms"] is None
+    assert "netB" in row["error"] and "not a NIfTI file" in row["error"]
+    stored = store.rows["bad", "fake-model-hash"]
+    assert stored["error"] == row["error"] and stored["result"]["files"]
+    write_case(tmp_path, "bad", payload=b"fixed")  # fixing the files does not assess it again
+    clock.tick(10)
+    assert w.scan() == [] and model.calls == ["bad"]
+
+
+def test_a_model_that_refuses_the_settings_stops_the_watcher(tmp_path):
+    write_case(tmp_path, "a")
+    model = FakeModel(fail=InputError("the ensemble's labels 'brats' differ from the model's 'binary'"))
+    w, _, store, clock = watcher(tmp_path, model=model)
+    w.scan()
+    clock.tick(3)
+    with pytest.raises(InputError, match="differ from the model"):
+        w.assess(w.scan()[0])
+    assert store.rows == {}
+
+
+def test_a_case_recorded_by_another_watcher_meanwhile_is_not_recorded_twice(tmp_path):
+    write_case(tmp_path, "a")
+    store = FakeStore()
+    w, model, _, clock = watcher(tmp_path, store=store)
+    w.scan()
+    clock.tick(3)
+    assert w.scan() == ["a"]
+    store.record_assessment("a", model_hash="fake-model-hash", risk=0.0, alarms=0, reasons="", error="")
+    row = w.assess("a")
+    assert row["recorded"] is False and len(store.rows) == 1
+
+
+def test_empty_folder_bad_pattern_and_missing_folder(tmp_path):
+    w, model, store, clock = watcher(tmp_path)
+    assert w.scan() == [] and w.pending == []
+    with pytest.raises(EnsembleError, match="no {algorithm}"):
+        FolderWatcher(tmp_path, FakeModel(), FakeStore(), masks="{case}/seg.nii.gz")
+    with pytest.raises(EnsembleError, match="does not exist"):
+        FolderWatcher(tmp_path / "nowhere", FakeModel(), FakeStore())
+    with pytest.raises(InputError, match="`settle` must be a number of seconds >= 0; got -1"):
+        FolderWatcher(tmp_path, FakeModel(), FakeStore(), settle=-1)
+    with pytest.raises(InputError, match="`interval` must be a positive number"):
+        w.run(interval=0)
+
+
+def test_two_files_for_one_candidate_are_logged_once_and_do_not_stop_the_watcher(tmp_path):
+    w, model, store, clock = watcher(tmp_path, masks="{case}/{algorithm}")
+    write_case(tmp_path, "a")
+    (tmp_path / "a" / "netA.nii").write_bytes(b"dup")
+    assert w.scan() == [] and w.scan() == []
+    assert len(w.lines) == 1 and "two files map to" in w.lines[0]
+    (tmp_path / "a" / "netA.nii").unlink()
+    w.scan()
+    clock.tick(3)
+    assert w.scan() == ["a"]
+
+
+def test_stop_event_ends_the_loop(tmp_path):
+    write_case(tmp_path, "a")
+    stop = threading.Event()
+    w = FolderWatcher(tmp_path, FakeModel(), FakeStore(), settle=0.0, log=lambda s: None)
+    thread = threading.Thread(target=lambda: setattr(thread, "summary", w.run(interval=0.05, stop=stop)))
+    thread.start()
+    stop.set()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+def test_assessment_row_words_and_json_values():
+    model = FakeModel()
+    ens = xr.Dataset({"mask": (("case", "algorithm"), np.array([["p", "", "p"]], object))},
+                     coords={"case": ["c"], "algorithm": list(MEMBERS)})
+    row = assessment_row(model.assess(ens), "c")
+    assert row["risk"] == 1.0 and row["alarms"] == 1 and row["error"] == ""
+    assert row["result"]["similarity"]["netB"]["lesion"]["dice"] is None
+    assert row["result"]["similarity"]["netA"]["lesion"]["dice"] == 0.9
+    assert row["result"]["alarm"]["netB"]["lesion"]["dice"] is True
+    assert row["result"]["percentile"] == 50.0
