@@ -22,10 +22,15 @@ from qe_nb.core.checks import (
     GROUP_DIMS,
     check_alphas,
     check_by,
-    check_objective,
     check_quality,
 )
 from qe_nb.core.statistics import count_entropy, entropy_rows, pearson_rows
+from qe_nb.core.verdict_performance import (
+    VERDICT_OBJECTIVE,
+    VerdictAUROC,
+    check_calibration_objective,
+    verdict_objective,
+)
 from qe_nb.exceptions import InputError, UndefinedValueWarning
 
 __all__ = [
@@ -320,13 +325,16 @@ class _Objective:
         return out
 
 
-def _best(cands: np.ndarray, values: np.ndarray) -> tuple[float, float] | None:
-    """The candidate with the largest value (ties: smallest |alpha|, then smallest alpha)."""
+def _best(cands: np.ndarray, values: np.ndarray, second: np.ndarray | None = None) -> tuple[float, float] | None:
+    """The candidate with the largest value (ties: the largest ``second`` if given, then the
+    smallest |alpha|, then the smallest alpha)."""
     clean = np.where(np.isnan(values), -np.inf, values)
     top = clean.max()
     if not np.isfinite(top):
         return None
     tied = np.flatnonzero(clean >= top - _TIE)
+    if second is not None:
+        tied = tied[second[tied] >= second[tied].max() - _TIE]
     pick = tied[np.lexsort((cands[tied], np.abs(cands[tied])))[0]]
     return float(cands[pick]), float(values[pick])
 
@@ -336,10 +344,12 @@ def _optimise_1d(
     cells: np.ndarray,
     base: np.ndarray,
     grid: np.ndarray | None,
-    objective: _Objective,
+    objective: _Objective | VerdictAUROC,
+    tiebreak: _Objective | None = None,
 ) -> tuple[float, float] | None:
     """Best single alpha for the ``cells`` (bool over algorithm, label, metric), the alarms of
-    every other cell held fixed in ``base`` (counts per case).
+    every other cell held fixed in ``base`` (counts per case); ties of the objective go to the
+    largest ``tiebreak`` objective when given.
 
     With ``grid`` None every distinct alarm pattern over [-3, 3] is visited: the alarm of a
     finite value ``v`` flips at ``alpha = (median - v) / MAD``, so between two such
@@ -379,7 +389,8 @@ def _optimise_1d(
             break
         idx = idx - down + up
     values = objective.values(base, ev_case, idx, n_cand)
-    return _best(cands, values)
+    second = None if tiebreak is None else tiebreak.values(base, ev_case, idx, n_cand)
+    return _best(cands, values, second)
 
 
 def calibrate(
@@ -391,6 +402,7 @@ def calibrate(
     alphas: Sequence[float] | None = None,
     mad_scale: float | str = 1.0,
     pool: str = "algorithm",
+    verdicts: object | None = None,
 ) -> float | xr.DataArray:
     """Choose alpha automatically: globally, or per algorithm, label and/or metric.
 
@@ -398,8 +410,9 @@ def calibrate(
     ----------
     similarity : xarray.DataArray
         Fusion-vs-candidate scores, dims ``(case, algorithm, label, metric)`` in any order.
-    objective : {"entropy", "pearson", "combined"}, default "entropy"
-        What to maximise (see Notes). ``"entropy"`` needs no ground truth.
+    objective : {"entropy", "pearson", "combined", "verdicts"}, default "entropy"
+        What to maximise (see Notes). ``"entropy"`` needs no ground truth; ``"verdicts"``
+        learns from reviewers' verdicts instead.
     quality : xarray.DataArray, optional
         A quality measure over ``case`` (e.g. the fusion's true Dice); required by
         ``"pearson"`` and ``"combined"``. Cases with non-finite quality are left out of r.
@@ -414,6 +427,10 @@ def calibrate(
     pool : {"algorithm", "all"}, default "algorithm"
         See :func:`qe_nb.thresholds`; pass the same value to :func:`qe_nb.alarms` with the
         alpha found.
+    verdicts : ReviewStore-like or pandas.DataFrame, optional
+        Required by (and only used with) ``"verdicts"``: a :class:`qe_nb.ReviewStore` (anything
+        with ``current()``) or a DataFrame with the columns ``case`` and ``verdict``. Verdicts
+        on cases outside the cube are left out with a warning naming them.
 
     Returns
     -------
@@ -426,13 +443,16 @@ def calibrate(
     ------
     InputError
         For an unknown objective, ``by`` outside (algorithm, label, metric), a missing
-        ``quality`` where the objective needs it, or any error of :func:`sweep`.
+        ``quality`` or ``verdicts`` where the objective needs it (or one given where it does
+        not), malformed verdicts, or any error of :func:`sweep`.
 
     Warns
     -----
     UndefinedValueWarning
-        When r is undefined for every alpha searched (constant count or quality); alpha 0.0
-        (the paper's default) is returned then.
+        When r (or, for ``"verdicts"``, the AUROC: the reviewed cases must hold both classes)
+        is undefined for every alpha searched; alpha 0.0 (the paper's default) is returned then.
+    QeNbWarning
+        For verdicts on cases outside the cube (``"verdicts"``).
     UnreliableThresholdWarning
         See :func:`qe_nb.thresholds`.
 
@@ -444,17 +464,24 @@ def calibrate(
     - ``pearson``: ``-r``, r the Pearson correlation of the total alarm count with quality
       (the most negative r wins);
     - ``combined``: ``H / ln(max_count + 1) - r``, the entropy normalised to [0, 1] by its
-      largest possible value plus the negated r in [-1, 1], equal weights.
+      largest possible value plus the negated r in [-1, 1], equal weights;
+    - ``verdicts``: the AUROC of the total alarm count (the risk) for a positive verdict
+      ("reject" or "needs correction") against "accept", over the reviewed cases of the cube
+      (:func:`qe_nb.verdict_performance`); only these cases' labels count, the thresholds
+      still come from every case. The AUROC takes few distinct values, so ties are common:
+      among the alphas with the best AUROC the one whose alarm counts have the largest
+      entropy wins (it spreads the unreviewed cases most, the ``"entropy"`` objective's
+      choice within the tie), then the smallest ``|alpha|``.
 
     The alarm counts, hence every objective, are piecewise constant in alpha: the alarm of a
     finite value ``v`` of a group flips at ``alpha = (median - v) / MAD``. The default search
     evaluates one point inside every piece over [-3, 3] (the midpoints between consecutive
     breakpoints) plus a 0.01 grid, so it finds the global optimum over [-3, 3] and is at
-    least as good as any grid there. Ties go to the smallest ``|alpha|``, then the smaller
-    alpha. With ``by``, coordinate ascent starts from the global optimum and optimises one
-    group's alpha at a time, exactly as above with the others held fixed, in the order of
-    the groups, until a pass brings no improvement; the objective never decreases. The
-    result is deterministic.
+    least as good as any grid there. Ties go to the smallest ``|alpha|`` (after the
+    entropy for ``"verdicts"``), then the smaller alpha. With ``by``, coordinate ascent
+    starts from the global optimum and optimises one group's alpha at a time, exactly as
+    above with the others held fixed, in the order of the groups, until a pass brings no
+    improvement; the objective never decreases. The result is deterministic.
 
     References
     ----------
@@ -472,10 +499,18 @@ def calibrate(
     0.0
     """
     rob = robust_cube(similarity, mad_scale, pool=pool)
-    objective = check_objective(objective)
+    objective = check_calibration_objective(objective)
     by = check_by(by)
     grid = None if alphas is None else np.sort(check_alphas(alphas))
-    if objective != "entropy" and quality is None:
+    if (objective == VERDICT_OBJECTIVE) != (verdicts is not None) or (
+        objective == VERDICT_OBJECTIVE and quality is not None
+    ):
+        raise InputError(
+            "`verdicts` goes with objective='verdicts' alone, which needs it and no `quality`; got "
+            f"objective={objective!r}, verdicts {'None' if verdicts is None else 'given'}, quality "
+            f"{'None' if quality is None else 'given'}."
+        )
+    if objective not in ("entropy", VERDICT_OBJECTIVE) and quality is None:
         raise InputError(
             f"`objective={objective!r}` needs `quality` (a DataArray over case, e.g. the "
             "fusion's true Dice); got None. Use objective='entropy' when no ground truth exists."
@@ -485,15 +520,20 @@ def calibrate(
     n_cases = rob.signed.shape[0]
     group_shape = rob.mad.shape
     max_count = int(np.prod(group_shape))
-    target = _Objective(objective, q, max_count)
+    if objective == VERDICT_OBJECTIVE:
+        target = verdict_objective(rob.similarity.indexes["case"], verdicts, max_count)
+        tiebreak = _Objective("entropy", None, max_count)
+        undefined = ("the AUROC of the alarm count for a positive verdict", target.undefined_reason)
+    else:
+        target, tiebreak = _Objective(objective, q, max_count), None
+        undefined = ("Pearson r of the alarm count with `quality`", "a constant alarm count or a constant quality")
 
     zero = np.zeros(n_cases, dtype=np.int64)
     everything = np.ones(group_shape, dtype=bool)
-    found = _optimise_1d(rob, everything, zero, grid, target)
+    found = _optimise_1d(rob, everything, zero, grid, target, tiebreak)
     if found is None:
         warnings.warn(
-            "Pearson r of the alarm count with `quality` is undefined for every alpha searched "
-            "(a constant alarm count or a constant quality); returning alpha = 0.0.",
+            f"{undefined[0]} is undefined for every alpha searched ({undefined[1]}); returning alpha = 0.0.",
             UndefinedValueWarning,
             stacklevel=2,
         )
@@ -515,7 +555,7 @@ def calibrate(
                 cells = group_of == g
                 flags = rob.alarm_values(alpha_g[group_of])
                 others = flags[:, ~cells].sum(axis=1)
-                step = _optimise_1d(rob, cells, others, grid, target)
+                step = _optimise_1d(rob, cells, others, grid, target, tiebreak)
                 if step is not None and step[1] >= best - _TIE:
                     alpha_g[g], best = step[0], max(best, step[1])
             if best <= previous + _TIE:
