@@ -15,7 +15,10 @@ A pattern is a path relative to ``root`` with placeholders ``{case}``, ``{algori
     "{algorithm}/{case}.nii.gz"           one folder per algorithm (nnU-Net prediction folders)
     "{case}_{algorithm}.nii.gz"           flat
     "{case}/segmentation/{algorithm}"     any image suffix (.nii.gz, .nii, .nrrd, .nhdr, .mha, .mhd,
-                                          .png, .tif, .tiff, .bmp, .jpg, .jpeg)
+                                          .png, .tif, .tiff, .bmp, .jpg, .jpeg; not .dcm)
+    "{case}/{algorithm}.dcm"              DICOM SEG files (segment numbers as labels, on the source
+                                          series' grid; needs ``qe-nb[dicom]``). Name the suffix:
+                                          CT or MR slices beside the masks are not candidates.
     "{case}/crowd-{algorithm}.png"        2-D masks (PNG, TIFF, BMP; 0/255 masks are binary)
 
 Rules, applied to the path relative to ``root`` with ``/`` separators:

@@ -27,6 +27,13 @@ from qe_nb.core.labels import (
     parse_label_values,
     structure_masks,
 )
+from qe_nb.data.dicom_seg import (
+    embed_slices,
+    file_grid,
+    is_dicom,
+    place_segmentations,
+    read_segmentation,
+)
 from qe_nb.data.images import (
     Geometry,
     check_geometry,
@@ -122,7 +129,9 @@ def _missing(ensemble: xr.Dataset, argument: str, where: str, **values: str) -> 
 def read_label_map(path: str, *, case: str, role: str) -> tuple[np.ndarray, Geometry]:
     """Read one label map and check its values (whole, non-negative, not too large).
 
-    The array may be a read-only view (see :func:`~qe_nb.data.images.read_image_view`).
+    The array may be a read-only view (see :func:`~qe_nb.data.images.read_image_view`). A
+    DICOM SEG (``.dcm``, or no suffix and a DICOM preamble) gives its segment numbers, on the
+    source series' grid (see :mod:`qe_nb.data.dicom_seg`).
 
     Raises
     ------
@@ -131,7 +140,10 @@ def read_label_map(path: str, *, case: str, role: str) -> tuple[np.ndarray, Geom
     LabelError
         Naming the case, the role (``"algorithm 'x'"``), the file and the bad values.
     """
-    array, geometry = read_image_view(path, case=case, role=role, mask=True)  # copied by the callers
+    if is_dicom(path):
+        array, geometry = read_segmentation(path, case=case, role=role)
+    else:
+        array, geometry = read_image_view(path, case=case, role=role, mask=True)  # copied by the callers
     try:
         return check_label_map(array, name="label_map"), geometry
     except LabelError as exc:
@@ -274,16 +286,23 @@ def read_label_maps(
         raise InputError(f"case {case!r}: `ensemble` selects no algorithm.")
     arrays: dict[str, np.ndarray] = {}
     geometries: dict[str, Geometry] = {}
+    segmentations: list[str] = []  # read from DICOM SEG files
     for algorithm in algorithms:
         role = f"algorithm {algorithm!r}"
         path = _cell(ensemble, "mask", case=case, algorithm=algorithm)
         if not path:
             raise _missing(ensemble, "masks", f"case {case!r}, {role}", case=case, algorithm=algorithm)
         arrays[algorithm], geometries[algorithm] = read_label_map(path, case=case, role=role)
+        if is_dicom(path):
+            segmentations.append(algorithm)
         first_name, first = next(iter(geometries.items()))
         if geometries[algorithm].ndim != first.ndim:
             raise _ndim_error(path, geometries[algorithm], first, case=case, role=role,
                               other="the case's first candidate", first_name=first_name)
+    if segmentations:  # sparse SEGs cover only their frames' slices: put them on the case's grid
+        reference = _cell(ensemble, "reference", case=case) if "reference" in ensemble.data_vars else ""
+        also = [file_grid(reference)] if reference and len(segmentations) == len(algorithms) else []
+        place_segmentations(arrays, geometries, segmentations, also=[g for g in also if g is not None])
     geometry = _align(
         arrays, geometries, case=case, role="algorithm", check=check_geometry, resample=resample
     )
@@ -476,8 +495,11 @@ def read_reference(
     if not path:
         return None
     array, own = read_label_map(path, case=case, role="reference")
-    return _against(array, own, _target_geometry(geometry), case=case, role="reference",
-                    resample=resample, path=path)
+    target = _target_geometry(geometry)
+    if target is not None and is_dicom(path):
+        placed = embed_slices(array, own, target)  # a sparse SEG covers only its frames' slices
+        array, own = (array, own) if placed is None else (placed, target)
+    return _against(array, own, target, case=case, role="reference", resample=resample, path=path)
 
 
 def load_images(
