@@ -44,3 +44,8 @@ def brats_candidates(brats_case_dir) -> dict[str, np.ndarray]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+# --- review store (issue 17): the session's PostgreSQL server, shared by the store test modules.
+# Defined in tests/pg_server.py; imported here so that one server serves every module.
+from .pg_server import postgres_server  # noqa: E402,F401

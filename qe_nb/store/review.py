@@ -23,7 +23,13 @@ from qe_nb.data.files import atomic_write
 from qe_nb.store import csv_import
 from qe_nb.store.engine import WRITE, open_engine
 from qe_nb.store.errors import StoreError
-from qe_nb.store.schema import ASSESSMENTS_TABLE, PRESENCE_TABLE, VERDICTS_TABLE, check_version, ensure_schema
+from qe_nb.store.schema import (
+    ASSESSMENTS_TABLE,
+    PRESENCE_TABLE,
+    VERDICTS_TABLE,
+    check_version,
+    ensure_schema,
+)
 from qe_nb.store.values import (
     VERDICT_LOG_COLUMNS,
     assessment_frame,
