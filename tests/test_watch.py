@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -39,7 +40,7 @@ class FakeModel:
     """Risk = the number of expected files present; every assess call is counted."""
 
     algorithms = MEMBERS
-    label_scheme = "binary"
+    scheme = "binary"
     content_hash = "fake-model-hash"
 
     def __init__(self, *, fail: BaseException | None = None, during=None) -> None:
@@ -239,6 +240,26 @@ def test_a_case_that_fails_is_recorded_with_its_error_and_not_retried(tmp_path):
     assert w.scan() == [] and model.calls == ["bad"]
 
 
+def test_warnings_of_the_scoring_are_logged_with_the_case_and_kept_in_the_row(tmp_path):
+    import warnings
+
+    from qe_nb.exceptions import LabelValueWarning
+
+    write_case(tmp_path, "a")
+    def warn(case):
+        warnings.warn("1 file holds label values [7]", LabelValueWarning, stacklevel=2)
+
+    model = FakeModel(during=warn)
+    w, _, store, clock = watcher(tmp_path, model=model)
+    w.scan()
+    clock.tick(3)
+    row = w.assess(w.scan()[0])
+    w._say("a", row)
+    assert row["result"]["warnings"] == ["1 file holds label values [7]"]
+    assert w.lines == ["watch: a: warning: 1 file holds label values [7]", "assessed a: risk 0, no alarm"]
+    assert store.rows["a", "fake-model-hash"]["result"]["warnings"] == row["result"]["warnings"]
+
+
 def test_a_model_that_refuses_the_settings_stops_the_watcher(tmp_path):
     write_case(tmp_path, "a")
     model = FakeModel(fail=InputError("the ensemble's labels 'brats' differ from the model's 'binary'"))
@@ -308,3 +329,174 @@ def test_assessment_row_words_and_json_values():
     assert row["result"]["similarity"]["netA"]["lesion"]["dice"] == 0.9
     assert row["result"]["alarm"]["netB"]["lesion"]["dice"] is True
     assert row["result"]["percentile"] == 50.0
+
+
+# ---------------------------------------------------------------------------- end to end: real model and store
+
+FEED_CASES = 30
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory):
+    """A model fitted on 20 synthetic lung cases, and 30 new cases (another seed) to feed in."""
+    import qe_nb
+    from qe_nb.pipeline.model import fit
+
+    root = tmp_path_factory.mktemp("watch")
+    shape = dict(kind="lung", n_algorithms=3, shape=(16, 32, 32), images=False)
+    reference = qe_nb.synthetic_cohort(root / "reference", n_cases=20, seed=1, **shape)
+    model = fit(qe_nb.score(reference, progress=False, n_jobs=1), alpha=0.5)
+    model_path = model.save(root / "model.json")
+    new = qe_nb.synthetic_cohort(root / "new", n_cases=FEED_CASES, seed=2, **shape)
+    return {"model": model, "model_path": Path(model_path), "new": new, "source": root / "new"}
+
+
+def feed_case(source: Path, folder: Path, case: str, *, slow: bool = False) -> None:
+    """Copy one case's candidates (and its reference, which the watcher must ignore) into ``folder``:
+    each file written under a hidden name and renamed into place, or (``slow``) written in two halves."""
+    import time
+
+    (folder / case).mkdir(parents=True, exist_ok=True)
+    for file in sorted((source / case).iterdir()):
+        data = file.read_bytes()
+        target = folder / case / file.name
+        if slow:
+            with open(target, "wb") as fh:
+                fh.write(data[: len(data) // 2])
+                fh.flush()
+                time.sleep(0.05)
+                fh.write(data[len(data) // 2:])
+        else:
+            part = folder / case / f".{file.name}.part"
+            part.write_bytes(data)
+            os.replace(part, target)
+
+
+def _assessed_lines(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"^assessed (\S+?)(?: \(without [^)]*\))?: ", text, flags=re.M)
+
+
+def test_watch_once_records_what_the_model_says_and_a_second_run_adds_nothing(cohorts, tmp_path, capsys):
+    from qe_nb.cli import main
+    from qe_nb.store.review import ReviewStore
+
+    folder, db = tmp_path / "incoming", tmp_path / "qe-nb.db"
+    cases = [str(c) for c in cohorts["new"]["case"].values]
+    for case in cases[:10]:
+        feed_case(cohorts["source"], folder, case)
+    feed_case(cohorts["source"], folder, cases[10])
+    (folder / cases[10] / "RAN.nii.gz").write_bytes(b"not an image")  # a bad file: recorded with its error
+    argv = ["watch", str(folder), "--model", str(cohorts["model_path"]), "--db", str(db), "--settle", "0.2",
+            "--once"]
+    assert main(argv) == 1  # a case was recorded with an error
+    err = capsys.readouterr().err
+    assert sorted(_assessed_lines(err)) == cases[:11]
+    assert "done; 11 case(s) assessed (1 with an error)" in err
+
+    model = cohorts["model"]
+    expected = model.assess(cohorts["new"], cases=cases[:10])
+    with ReviewStore(db) as store:
+        rows = store.assessments(model.content_hash).set_index("case")
+    assert sorted(rows.index) == cases[:11]
+    bad = rows.loc[cases[10]]
+    assert "RAN" in bad["error"] and pd.isna(bad["alarms"]) and pd.isna(bad["risk"])
+    for case in cases[:10]:
+        row = rows.loc[case]
+        assert row["error"] == ""
+        assert row["risk"] == float(expected["risk"].sel(case=case))
+        assert row["alarms"] == int(expected["alarms"].sel(case=case).sum())
+        assert row["reasons"] == str(expected["reasons"].sel(case=case).values)
+        assert row["source"] == str(folder)
+        label = str(expected["label"].values[0])
+        dice = expected["similarity"].sel(case=case, algorithm="ADA", label=label, metric="dice")
+        assert row["result"]["similarity"]["ADA"][label]["dice"] == pytest.approx(float(dice))
+
+    assert main(argv) == 0, "nothing new: the error case is not retried"
+    err = capsys.readouterr().err
+    assert _assessed_lines(err) == [] and "11 case(s) already assessed" in err
+    with ReviewStore(db) as store:
+        assert len(store.assessments(model.content_hash)) == 11
+
+
+@pytest.mark.slow
+def test_watch_killed_with_sigkill_and_restarted_assesses_every_case_once(cohorts, tmp_path):
+    """The issue's must-show: SIGKILL halfway through 30 arriving cases, restart: 30 assessments, none twice."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qe_nb.store.review import ReviewStore
+
+    folder, db = tmp_path / "incoming", tmp_path / "qe-nb.db"
+    folder.mkdir()
+    model = cohorts["model"]
+    cases = [str(c) for c in cohorts["new"]["case"].values]
+    assert len(cases) == FEED_CASES
+    argv = [sys.executable, "-m", "qe_nb", "watch", str(folder), "--model", str(cohorts["model_path"]),
+            "--db", str(db), "--settle", "1", "--interval", "0.2"]
+
+    def start(name: str) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / f"{name}.stderr"
+        with open(log, "w") as fh:
+            return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=fh, cwd=tmp_path), log
+
+    def recorded() -> set[str]:
+        if not db.exists():
+            return set()
+        with ReviewStore(db) as store:
+            return store.assessed_cases(model.content_hash)
+
+    def feed() -> None:
+        for i, case in enumerate(cases):
+            feed_case(cohorts["source"], folder, case, slow=i % 3 == 0)
+            time.sleep(0.3)
+
+    feeder = threading.Thread(target=feed)
+    t0 = time.monotonic()
+    first, first_log = start("first")
+    feeder.start()
+    try:
+        while len(recorded()) < FEED_CASES // 2:
+            assert first.poll() is None, first_log.read_text()
+            assert time.monotonic() - t0 < 300, f"the watcher recorded only {len(recorded())} cases"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        before = recorded()
+        fed_at_kill = sum((folder / c).is_dir() for c in cases)
+        second, second_log = start("second")
+        feeder.join(timeout=120)
+        while len(recorded()) < FEED_CASES:
+            assert second.poll() is None, second_log.read_text()
+            assert time.monotonic() - t0 < 300, f"only {len(recorded())} cases recorded after the restart"
+            time.sleep(0.1)
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0, second_log.read_text()
+    finally:
+        for process in (first, locals().get("second")):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        feeder.join(timeout=120)
+
+    with ReviewStore(db) as store:
+        rows = store.assessments(model.content_hash)
+    first_lines, second_lines = _assessed_lines(first_log.read_text()), _assessed_lines(second_log.read_text())
+    print(f"\nwatch kill test: {fed_at_kill} of {FEED_CASES} cases had arrived and {len(before)} were recorded "
+          f"when the watcher was killed (SIGKILL); the restarted watcher assessed {len(second_lines)}; rows "
+          f"{len(rows)}, distinct cases {rows['case'].nunique()}, errors {int((rows['error'] != '').sum())}; "
+          f"{time.monotonic() - t0:.1f} s")
+    assert 0 < len(before) < FEED_CASES and fed_at_kill < FEED_CASES, "the kill did not fall halfway"
+    assert len(rows) == FEED_CASES and rows["case"].nunique() == FEED_CASES
+    assert sorted(rows["case"]) == cases, "none missing"
+    assert (rows["error"] == "").all() and rows["risk"].notna().all()
+    assert set(first_lines) <= before, "a case the first watcher announced is in the store"
+    assert sorted(second_lines) == sorted(set(cases) - before), "the restart assessed exactly the others"
+    assert len(second_lines) == len(set(second_lines))
+    assert "already in the store" not in second_log.read_text()
+    assert "stopped; " in second_log.read_text()
+    expected = model.assess(cohorts["new"])
+    assert rows.set_index("case")["risk"].sort_index().tolist() == expected["risk"].sortby("case").values.tolist()

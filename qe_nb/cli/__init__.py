@@ -7,6 +7,7 @@
 ``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums
 ``qe-nb app``       serve the triage app (worklist, case viewer, verdicts) with Voila
 ``qe-nb report``    one self-contained HTML report of a scored run, to share
+``qe-nb watch``     assess each new case of a folder once, when complete, into a review database
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from qe_nb.cli import app, cohort
+from qe_nb.cli import app, cohort, watch
 from qe_nb.cli.common import CommandError, negative_values
 from qe_nb.exceptions import QeNbError
 
@@ -25,7 +26,7 @@ __all__ = ["build_parser", "main"]
 
 # each command module has `add_commands(sub)` and registers its sub-commands there; a new command
 # is a new module in qe_nb/cli/ added here, in the order `qe-nb --help` lists them
-COMMAND_MODULES = (cohort, app)
+COMMAND_MODULES = (cohort, app, watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,7 +36,8 @@ Each recorded row holds ``risk`` (the model's risk of the case), ``alarms`` (the
 alarming member x structure x metric cells), ``reasons`` (the worklist's words), ``error`` and a
 ``result`` dict: ``percentile`` (the risk's percentile in the reference cohort), ``similarity``
 and ``alarm`` ({algorithm: {label: {metric: value}}}; a NaN similarity is ``None``, an infinite
-one the string ``"inf"``), ``missing`` (members without a file) and ``files`` ({algorithm:
+one the string ``"inf"``), ``missing`` (members without a file), ``warnings`` (what the scoring warned, e.g. label values
+the scheme does not use) and ``files`` ({algorithm:
 [path relative to the folder, size, mtime_ns]}), so drift can be computed from the store alone.
 """
 
@@ -218,7 +219,7 @@ class FolderWatcher:
         self.store = store
         self.masks = masks
         self.members = [str(a) for a in model.algorithms]
-        self.labels = labels if labels is not None else model.label_scheme
+        self.labels = labels if labels is not None else model.scheme
         self.model_hash = str(model.content_hash)
         self.settle = float(settle)
         self.missing_after = None if missing_after is None else float(missing_after)
@@ -342,12 +343,17 @@ class FolderWatcher:
         """
         before = self._seen[case][0]
         try:
-            assessed = self.model.assess(self._one_case(case))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assessed = self.model.assess(self._one_case(case))
             row = assessment_row(assessed, case)
         except InputError:
             raise
         except (QeNbError, OSError, MemoryError) as exc:
+            caught = []
             row = {"risk": None, "alarms": None, "reasons": "", "error": f"case {case!r}: {exc}", "result": {}}
+        if not row["error"]:  # a failed case's warning ("1 of 1 cases failed") only repeats its error
+            row["result"]["warnings"] = [str(w.message) for w in caught]
         after = self._signature(case)
         if after != before:
             self._seen[case] = (after, self.clock())
@@ -364,6 +370,8 @@ class FolderWatcher:
         return row
 
     def _say(self, case: str, row: dict[str, Any]) -> None:
+        for text in row["result"].get("warnings", ()):
+            self.log(f"watch: {case}: warning: {text}")
         if not row["recorded"]:
             self.log(f"watch: {case} was already in the store for this model (another watcher?); not recorded again")
         elif row["error"]:
