@@ -520,6 +520,7 @@ def calibrate(
     n_cases = rob.signed.shape[0]
     group_shape = rob.mad.shape
     max_count = int(np.prod(group_shape))
+    target: _Objective | VerdictAUROC
     if objective == VERDICT_OBJECTIVE:
         target = verdict_objective(rob.similarity.indexes["case"], verdicts, max_count)
         tiebreak = _Objective("entropy", None, max_count)

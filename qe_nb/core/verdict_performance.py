@@ -12,6 +12,7 @@ a failed segmentation the risk should have put at the top of the worklist.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Sequence
@@ -140,7 +141,7 @@ def _risk_series(risk: xr.DataArray | pd.Series) -> pd.Series:
         cases = risk["case"].values if "case" in risk.coords else np.arange(risk.size)
         values = risk.values
     elif isinstance(risk, pd.Series):
-        cases, values = risk.index.values, risk.values
+        cases, values = risk.index.values, np.asarray(risk.to_numpy())
     else:
         raise InputError(f"`risk` must be a DataArray over case or a pandas Series; got {type(risk).__name__}.")
     if not (np.issubdtype(np.asarray(values).dtype, np.number) or np.asarray(values).dtype == bool):
@@ -182,7 +183,7 @@ def _bootstrap(
     unreviewed ones are each drawn with replacement, their numbers kept."""
     rng = np.random.default_rng(seed)
     n_rev, n_unrev = level_rev.size, int(unrev_counts.sum())
-    p_unrev = unrev_counts / n_unrev if n_unrev else None
+    p_unrev = unrev_counts / max(n_unrev, 1)
     auc = np.empty(n_boot)
     prec = np.empty(n_boot)
     step = max(1, _BLOCK // max(n_rev, n_levels, 1))
@@ -202,8 +203,8 @@ def _bootstrap(
     return auc, prec
 
 
-def _note(result: dict, n_undefined: int, n_boot: int) -> str:
-    n_rev, n, k = result["n_reviewed"], result["n_cases"], result["n_reviewed"]
+def _note(result: VerdictPerformance, n_undefined: int) -> str:
+    n_rev, n, k = result.n_reviewed, result.n_cases, result.n_reviewed
     if n and n_rev == n:
         parts = [
             f"Every one of the {n} cases with a risk was reviewed: no selection bias from which cases got a "
@@ -220,7 +221,7 @@ def _note(result: dict, n_undefined: int, n_boot: int) -> str:
             "the AUROC can be optimistic. Reviewing a few cases drawn at random from the whole cohort measures it "
             "without this bias."
         ]
-    sel = result["selection_auroc"]
+    sel = result.selection_auroc
     if math.isfinite(sel) and n_rev < n:
         parts.append(
             f"Here the risk separates reviewed from unreviewed cases with AUROC {sel:.2f} (0.5: reviewed cases "
@@ -230,29 +231,29 @@ def _note(result: dict, n_undefined: int, n_boot: int) -> str:
         parts.append(
             f"Precision at the reviewed share: of the top {k} cases by risk ({k / n:.0%} of the cohort, the share "
             f"reviewed; cases tied at the cut share the places left), the fraction of the reviewed ones with a "
-            f"positive verdict, {_fmt(result['precision'])}, against {_fmt(result['prevalence'])} among all "
+            f"positive verdict, {_fmt(result.precision)}, against {_fmt(result.prevalence)} among all "
             "reviewed cases. The two are equal when every case was reviewed, and when the reviewed cases are "
             "exactly the top of the worklist (then it is the worklist's hit rate, which the cases below the cut "
             "cannot confirm)."
         )
-    if not math.isfinite(result["auroc"]):
+    if not math.isfinite(result.auroc):
         parts.append(
-            f"AUROC undefined: the reviewed cases hold {result['n_positive']} positive and "
-            f"{n_rev - result['n_positive']} negative verdict(s); it needs at least one of each."
+            f"AUROC undefined: the reviewed cases hold {result.n_positive} positive and "
+            f"{n_rev - result.n_positive} negative verdict(s); it needs at least one of each."
         )
     elif n_undefined:
         parts.append(
-            f"{n_undefined} of {n_boot} bootstrap resamples held a single class and were left out of the AUROC "
+            f"{n_undefined} of {result.n_boot} bootstrap resamples held a single class and were left out of the AUROC "
             "interval."
         )
-    if result["not_in_risk"]:
+    if result.not_in_risk:
         parts.append(
-            f"{len(result['not_in_risk'])} verdict(s) are on cases without a risk and were left out: "
-            f"{_listed(result['not_in_risk'])}."
+            f"{len(result.not_in_risk)} verdict(s) are on cases without a risk and were left out: "
+            f"{_listed(result.not_in_risk)}."
         )
-    if result["unscored"]:
+    if result.unscored:
         parts.append(
-            f"{len(result['unscored'])} case(s) have a NaN risk and were left out: {_listed(result['unscored'])}."
+            f"{len(result.unscored)} case(s) have a NaN risk and were left out: {_listed(result.unscored)}."
         )
     return " ".join(parts)
 
@@ -348,14 +349,14 @@ def verdict_performance(
     verdict = np.array([by_case.get(c, "") for c in scored.index], dtype=object)
     reviewed = verdict != ""
     is_pos = np.isin(verdict, positive)
-    values = scored.values
+    values = scored.to_numpy(dtype=np.float64)
     n, n_rev, n_pos = values.size, int(reviewed.sum()), int(is_pos.sum())
 
     auroc = float(auroc_rows(values[reviewed], is_pos[reviewed])) if n_rev else math.nan
     levels, level_of = np.unique(values, return_inverse=True)
     n_levels = levels.size
-    counts = [np.bincount(level_of[mask], minlength=n_levels)[::-1] for mask in (np.ones(n, bool), reviewed, is_pos)]
-    precision = float(_precision_at(*counts, n_rev))
+    total, rev, hits = (np.bincount(level_of[m], minlength=n_levels)[::-1] for m in (np.ones(n, bool), reviewed, is_pos))
+    precision = float(_precision_at(total, rev, hits, n_rev))
     auroc_ci = precision_ci = (math.nan, math.nan)
     n_undefined = 0
     if n_boot and n_rev:
@@ -364,24 +365,25 @@ def verdict_performance(
         n_undefined = int(np.isnan(auc_s).sum())
         auroc_ci = percentile_interval(auc_s, level=level)
         precision_ci = percentile_interval(prec_s, level=level)
-    result = {
-        "auroc": auroc,
-        "auroc_ci": auroc_ci,
-        "precision": precision,
-        "precision_ci": precision_ci,
-        "prevalence": n_pos / n_rev if n_rev else math.nan,
-        "selection_auroc": float(auroc_rows(values, reviewed)) if n else math.nan,
-        "n_reviewed": n_rev,
-        "n_positive": n_pos,
-        "n_cases": n,
-        "positive": positive,
-        "not_in_risk": not_in_risk,
-        "unscored": unscored,
-        "level": float(level),
-        "n_boot": int(n_boot),
-        "seed": int(seed),
-    }
-    return VerdictPerformance(**result, note=_note(result, n_undefined if math.isfinite(auroc) else 0, n_boot))
+    result = VerdictPerformance(
+        auroc=auroc,
+        auroc_ci=auroc_ci,
+        precision=precision,
+        precision_ci=precision_ci,
+        prevalence=n_pos / n_rev if n_rev else math.nan,
+        selection_auroc=float(auroc_rows(values, reviewed)) if n else math.nan,
+        n_reviewed=n_rev,
+        n_positive=n_pos,
+        n_cases=n,
+        positive=positive,
+        not_in_risk=not_in_risk,
+        unscored=unscored,
+        level=float(level),
+        n_boot=int(n_boot),
+        seed=int(seed),
+        note="",
+    )
+    return dataclasses.replace(result, note=_note(result, n_undefined if math.isfinite(auroc) else 0))
 
 
 # ------------------------------------------------------------------ calibrate(objective="verdicts")
