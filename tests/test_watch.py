@@ -8,6 +8,7 @@ cohort and the real SQLite store, in process (``--once``) and as a subprocess ki
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -413,6 +414,10 @@ def test_watch_once_records_what_the_model_says_and_a_second_run_adds_nothing(co
         dice = expected["similarity"].sel(case=case, algorithm="ADA", label=label, metric="dice")
         assert row["result"]["similarity"]["ADA"][label]["dice"] == pytest.approx(float(dice))
 
+    with sqlite3.connect(db) as con:  # the triage app (and sqlite3) can read it while the watcher writes
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("SELECT count(*) FROM qe_nb_assessments").fetchone()[0] == 11
+
     assert main(argv) == 0, "nothing new: the error case is not retried"
     err = capsys.readouterr().err
     assert _assessed_lines(err) == [] and "11 case(s) already assessed" in err
@@ -449,8 +454,12 @@ def test_watch_killed_with_sigkill_and_restarted_assesses_every_case_once(cohort
         with ReviewStore(db) as store:
             return store.assessed_cases(model.content_hash)
 
+    killed = threading.Event()
+
     def feed() -> None:
         for i, case in enumerate(cases):
+            if i == 2 * FEED_CASES // 3:
+                killed.wait(timeout=300)  # the rest arrive after the kill, however slow the machine
             feed_case(cohorts["source"], folder, case, slow=i % 3 == 0)
             time.sleep(0.3)
 
@@ -467,6 +476,7 @@ def test_watch_killed_with_sigkill_and_restarted_assesses_every_case_once(cohort
         first.wait(timeout=30)
         before = recorded()
         fed_at_kill = sum((folder / c).is_dir() for c in cases)
+        killed.set()
         second, second_log = start("second")
         feeder.join(timeout=120)
         while len(recorded()) < FEED_CASES:
@@ -480,10 +490,12 @@ def test_watch_killed_with_sigkill_and_restarted_assesses_every_case_once(cohort
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+        killed.set()
         feeder.join(timeout=120)
 
     with ReviewStore(db) as store:
         rows = store.assessments(model.content_hash)
+        assert store.integrity_check() == "ok"
     first_lines, second_lines = _assessed_lines(first_log.read_text()), _assessed_lines(second_log.read_text())
     print(f"\nwatch kill test: {fed_at_kill} of {FEED_CASES} cases had arrived and {len(before)} were recorded "
           f"when the watcher was killed (SIGKILL); the restarted watcher assessed {len(second_lines)}; rows "

@@ -317,8 +317,7 @@ class FolderWatcher:
         index = [str(c) for c in ens["case"].values].index(case)
         one = ens.isel(case=[index])
         if [str(a) for a in one["algorithm"].values] != self.members:
-            one = one.reindex(algorithm=self.members, fill_value="")
-            one = one.assign_coords(algorithm=np.array(self.members, dtype=object))
+            one = one.reindex(algorithm=self.members, fill_value="")  # other algorithms out, absent members ""
         return one
 
     def assess(self, case: str) -> dict[str, Any] | None:
