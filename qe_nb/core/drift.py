@@ -2,20 +2,21 @@
 
 :func:`drift_table` compares assessments of new cases (``QualityModel.assess``) with the
 reference summary of a frozen model, per member (any alarm of the member in a case) and per
-member x label x metric: the alarm rate against the reference rate with a one-sided binomial
-test, and the shift of the median similarity in reference-MAD units.
+member x label x metric: the alarm rate against the reference rate with one-sided exact tests
+(Fisher's, and the binomial test against the reference rate), and the shift of the median similarity in reference-MAD units.
 
 The rule of the ``drifted`` flag (documented here once):
 
-1. The null rate of a row is the upper end of the 95 % Clopper-Pearson interval of its
-   reference rate (``k_ref`` alarms in ``n_ref`` reference cases), so that a reference rate
-   estimated from few cases does not make chance look like drift.
-2. ``p`` is ``scipy.stats.binomtest(k, n, null_rate, alternative="greater")``: ``k`` alarms in
-   the ``n`` recent cases that could be scored (failed cases are left out and counted).
-3. The p-values of every row of the table are adjusted with Holm's step-down method (a
-   family-wise error guard over members, labels and metrics together).
-4. A row is ``drifted`` when its Holm-adjusted p is at most ``level`` (default 0.01). A member
-   is flagged when any of its rows is.
+1. ``p`` is the one-sided Fisher exact test (``scipy.stats.fisher_exact``, alternative
+   "greater") of ``k`` alarms in the ``n`` recent cases that could be scored (failed cases are
+   left out and counted) against ``k_ref`` alarms in the ``n_ref`` reference cases: the reference
+   rate is itself an estimate from a few dozen cases, and a test that took it as exact would
+   call chance drift. ``p_binomial`` (``scipy.stats.binomtest(k, n, reference_rate,
+   alternative="greater")``, the reference rate taken as exact) is shown beside it.
+2. The p-values of every row of the table are adjusted with Holm's step-down method (a
+   family-wise error guard over members, labels and metrics together): ``p_holm``.
+3. A row is ``drifted`` when ``p_holm`` is at most ``level`` (default 0.01). A member is
+   flagged when any of its rows is.
 
 Only more alarms count as drift: a member that alarms less often than in the reference is not
 flagged (its median shift still shows it).
@@ -37,7 +38,7 @@ from qe_nb.exceptions import InputError
 __all__ = ["drift_table", "holm", "DRIFT_COLUMNS"]
 
 DRIFT_COLUMNS = ("algorithm", "label", "metric", "n_cases", "n_alarms", "alarm_rate", "reference_rate",
-                 "null_rate", "p_value", "p_holm", "median_shift_mad", "drifted", "words")
+                 "p_value", "p_binomial", "p_holm", "median_shift_mad", "drifted", "words")
 """The columns of :func:`drift_table`."""
 
 _DISPLAY = {"dice": "Dice", "jaccard": "Jaccard", "nsd": "NSD"}
@@ -61,13 +62,12 @@ def holm(p_values: np.ndarray) -> np.ndarray:
 
 
 def _test(k: int, n: int, k_ref: int, n_ref: int) -> tuple[float, float]:
-    """(null rate, one-sided p) for k alarms in n cases against k_ref in n_ref reference cases."""
+    """(Fisher's one-sided p, the binomial p against the reference rate) for k of n vs k_ref of n_ref."""
     if n_ref == 0 or n == 0:
-        return math.nan, 1.0
-    null = float(scipy.stats.binomtest(k_ref, n_ref).proportion_ci(0.95, method="exact").high)
-    if null >= 1.0:
         return 1.0, 1.0
-    return null, float(scipy.stats.binomtest(k, n, null, alternative="greater").pvalue)
+    fisher = scipy.stats.fisher_exact([[k, n - k], [k_ref, n_ref - k_ref]], alternative="greater").pvalue
+    binomial = scipy.stats.binomtest(k, n, k_ref / n_ref, alternative="greater").pvalue
+    return float(fisher), float(binomial)
 
 
 def _p_text(p: float) -> str:
@@ -171,10 +171,10 @@ def drift_table(
     adjusted = holm(np.array([t[1] for t in tests]))
     drifted = adjusted <= level
     records = []
-    for (alg, lab, met, k, rate, s, what), (null, p_value), p_h, flag in zip(rows, tests, adjusted, drifted):
+    for (alg, lab, met, k, rate, s, what), (p_value, p_binomial), p_h, flag in zip(rows, tests, adjusted, drifted):
         words = (f"{alg}: {what}alarm rate {k / n:.2f} over the last {n} cases vs {rate:.2f} in the reference, "
                  f"{_p_text(p_h)}" + ("" if math.isnan(s) or not what else f", median {s:+.1f} MAD"))
-        records.append((alg, lab, met, n, k, k / n, rate, null, p_value, p_h, s, bool(flag), words))
+        records.append((alg, lab, met, n, k, k / n, rate, p_value, p_binomial, p_h, s, bool(flag), words))
     table = pd.DataFrame.from_records(records, columns=list(DRIFT_COLUMNS))
     table.attrs = {"n_cases": n, "n_failed": int(failed.sum()), "level": float(level),
                    "flagged_members": sorted(set(table.loc[table["drifted"], "algorithm"]))}

@@ -138,7 +138,7 @@ class QualityModel:
                 "metrics": list(self.metrics),
                 "higher_is_better": [bool(b) for b in metric_directions(self.thresholds)],
                 "algorithms": list(self.algorithms),
-                "labels": dict(self.labels),
+                "labels": [{"name": k, "values": v} for k, v in self.labels.items()],
                 "label_scheme": self.label_scheme,
                 "nsd_tolerance_mm": float(self.nsd_tolerance),
                 "similarity_mode": self.similarity_mode,

@@ -128,15 +128,18 @@ def parts_from_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """
     s, c, r = data["settings"], data["calibration"], data["reference"]
     algorithms = _strings(s["algorithms"], "settings.algorithms")
-    labels = s["labels"]
-    if not isinstance(labels, dict) or not labels or not all(isinstance(v, str) for v in labels.values()):
-        raise TypeError("settings.labels must map structure names to label values text")
-    label_names = list(labels)
+    pairs = s["labels"]
+    if not isinstance(pairs, list) or not pairs or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) and isinstance(p.get("values"), str) for p in pairs):
+        raise TypeError('settings.labels must be a list of {"name": ..., "values": ...} objects')
+    labels = {p["name"]: p["values"] for p in pairs}
+    label_names = _strings([p["name"] for p in pairs], "settings.labels' names")
     metrics = _strings(s["metrics"], "settings.metrics")
     better = s["higher_is_better"]
     if not isinstance(better, list) or len(better) != len(metrics) or not all(isinstance(b, bool) for b in better):
         raise TypeError("settings.higher_is_better must hold one true/false per metric")
-    coords = {"algorithm": algorithms, "label": label_names, "metric": metrics,
+    coords = {"algorithm": np.array(algorithms, dtype=object), "label": np.array(label_names, dtype=object),
+              "metric": np.array(metrics),
               "higher_is_better": ("metric", np.array(better, bool))}
 
     def grid(nested: Any, name: str, dtype: Any = float) -> xr.DataArray:

@@ -156,7 +156,7 @@ def _score_catalogue(model: QualityModel, ensemble: xr.Dataset, *, cases: Sequen
     if differences:
         raise InputError(
             "the catalogue does not match the model: " + "; ".join(differences)
-            + ". Open it with the model's labels (open_ensemble(..., labels=model.labels)) and members."
+            + ". Open it with the model's labels (open_ensemble(..., labels=model.scheme)) and members."
         )
     return score(ensemble.sel(algorithm=list(model.algorithms)), fusion=model.fusion, metrics=model.metrics,
                  nsd_tolerance=model.nsd_tolerance, similarity=model.similarity_mode, cases=cases, n_jobs=n_jobs,
