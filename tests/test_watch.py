@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 
 from qe_nb.exceptions import EnsembleError, ImageReadError, InputError
-from qe_nb.pipeline.watch import FolderWatcher, assessment_row
+from qe_nb.pipeline.watch import FolderWatcher, assessment_row, stored_assessments
 
 MEMBERS = ("netA", "netB", "netC")
 
@@ -332,6 +332,48 @@ def test_assessment_row_words_and_json_values():
     assert row["result"]["percentile"] == 50.0
 
 
+def test_two_watchers_on_one_database_record_each_case_once(tmp_path):
+    """Two watchers (two connections to one SQLite file) racing over the same ten cases."""
+    from qe_nb.store.review import ReviewStore
+
+    folder = tmp_path / "in"
+    for i in range(10):
+        write_case(folder, f"c{i}")
+    models, summaries = [FakeModel(), FakeModel()], []
+
+    def run(model):
+        with ReviewStore(tmp_path / "qe-nb.db") as store:
+            summaries.append(FolderWatcher(folder, model, store, settle=0.0, log=lambda s: None).run(once=True))
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    with ReviewStore(tmp_path / "qe-nb.db") as store:
+        rows = store.assessments("fake-model-hash")
+    assert sorted(rows["case"]) == [f"c{i}" for i in range(10)]
+    recorded = [c for s in summaries for c in s.assessed]
+    assert sorted(recorded) == sorted(rows["case"]), "each case recorded by exactly one of the two"
+    assert len(models[0].calls) + len(models[1].calls) == len(recorded) + sum(len(s.already) for s in summaries)
+
+
+def test_stored_assessments_refuses_rows_of_another_model():
+    class Model:
+        thresholds = xr.DataArray(np.zeros((1, 1, 1)), dims=("algorithm", "label", "metric"),
+                                  coords={"algorithm": ["netA"], "label": ["lesion"], "metric": ["dice"]})
+
+    rows = pd.DataFrame({"case": ["a"], "risk": [0.0], "reasons": [""], "error": [""],
+                         "result": [{"similarity": {"netQ": {"lesion": {"dice": 0.9}}}}]})
+    with pytest.raises(InputError, match="case 'a': its stored similarity lacks 'netA'"):
+        stored_assessments(rows, Model())
+    with pytest.raises(InputError, match="must be ReviewStore.assessments"):
+        stored_assessments(rows.drop(columns="result"), Model())
+    rows["result"] = [{"similarity": {"netA": {"lesion": {"dice": "inf"}}}, "alarm": {"netA": {"lesion": {"dice": True}}}}]
+    out = stored_assessments(rows, Model())
+    assert float(out["similarity"].squeeze()) == np.inf and bool(out["alarms"].squeeze())
+
+
 # ---------------------------------------------------------------------------- end to end: real model and store
 
 FEED_CASES = 30
@@ -413,6 +455,12 @@ def test_watch_once_records_what_the_model_says_and_a_second_run_adds_nothing(co
         label = str(expected["label"].values[0])
         dice = expected["similarity"].sel(case=case, algorithm="ADA", label=label, metric="dice")
         assert row["result"]["similarity"]["ADA"][label]["dice"] == pytest.approx(float(dice))
+
+    # drift from the store alone equals drift from model.assess (the error case is left out of both)
+    stored = stored_assessments(rows.reset_index(), model)
+    assert [str(c) for c in stored["case"].values] == sorted(cases[:11])
+    pd.testing.assert_frame_equal(model.drift(stored), model.drift(expected))
+    np.testing.assert_array_equal(stored["alarms"].sel(case=cases[:10]).values, expected["alarms"].values)
 
     with sqlite3.connect(db) as con:  # the triage app (and sqlite3) can read it while the watcher writes
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -55,12 +55,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from qe_nb.data.ensemble import open_ensemble
 from qe_nb.exceptions import EnsembleError, InputError, QeNbError, QeNbWarning
 
-__all__ = ["DEFAULT_MASKS", "FolderWatcher", "WatchSummary", "watch_folder", "assessment_row"]
+__all__ = ["DEFAULT_MASKS", "FolderWatcher", "WatchSummary", "watch_folder", "assessment_row", "stored_assessments"]
 
 DEFAULT_MASKS = "{case}/{algorithm}.nii.gz"
 """The masks pattern of ``qe-nb watch`` without ``--masks``: one folder per case."""
@@ -169,6 +170,76 @@ def assessment_row(assessed: xr.Dataset, case: str) -> dict[str, Any]:
         "error": error,
         "result": result,
     }
+
+
+def _from_json(value: Any) -> float:
+    if value is None:
+        return math.nan
+    return float(value)  # numbers, and "inf" / "-inf"
+
+
+def stored_assessments(rows: pd.DataFrame, model: Any) -> xr.Dataset:
+    """The watcher's rows of a store as :meth:`QualityModel.assess` would return them, for ``model.drift``.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        ``ReviewStore.assessments(model.content_hash)`` (oldest first): the ``result`` of each row
+        holds the case's similarity and alarms (:func:`assessment_row`).
+    model : QualityModel
+        The model the rows were assessed with (its members, labels and metrics are the coords).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``case`` in the rows' order: ``similarity`` and ``alarms`` (case, algorithm, label,
+        metric), ``risk``, ``reasons``, ``percentile``, ``error``. A case recorded with an error
+        (no similarity) has NaN similarity and no alarm; ``model.drift`` leaves such cases out.
+
+    Raises
+    ------
+    InputError
+        When ``rows`` lacks the store's columns or a row's result lacks a member, label or metric
+        of the model (rows of another model).
+    """
+    needed = {"case", "risk", "reasons", "error", "result"}
+    if not isinstance(rows, pd.DataFrame) or not needed <= set(rows.columns):
+        raise InputError(f"`rows` must be ReviewStore.assessments(...) with columns {sorted(needed)}; "
+                         f"got {type(rows).__name__}.")
+    thresholds = model.thresholds
+    algorithms, labels, metrics = ([str(v) for v in thresholds[d].values] for d in ("algorithm", "label", "metric"))
+    shape = (len(rows), len(algorithms), len(labels), len(metrics))
+    similarity, alarms = np.full(shape, np.nan), np.zeros(shape, bool)
+    percentile = np.full(len(rows), np.nan)
+    for n, (case, result) in enumerate(zip(rows["case"], rows["result"])):
+        result = result or {}
+        if "percentile" in result:
+            percentile[n] = _from_json(result["percentile"])
+        for name, target, convert in (("similarity", similarity, _from_json), ("alarm", alarms, bool)):
+            if name not in result:
+                continue
+            try:
+                target[n] = [[[convert(result[name][a][lab][m]) for m in metrics] for lab in labels] for a in algorithms]
+            except (KeyError, TypeError) as exc:
+                raise InputError(f"case {case!r}: its stored {name} lacks {exc} of the model's members, labels "
+                                 "and metrics; were the rows assessed with another model?") from None
+    dims = ("case", "algorithm", "label", "metric")
+    coords = {"case": np.array([str(c) for c in rows["case"]], dtype=object),
+              **{d: thresholds[d] for d in ("algorithm", "label", "metric")}}
+    for name, coord in thresholds.coords.items():
+        if name not in coords:
+            coords[name] = coord
+    return xr.Dataset(
+        {
+            "similarity": (dims, similarity),
+            "alarms": (dims, alarms),
+            "risk": ("case", pd.to_numeric(rows["risk"], errors="coerce").to_numpy(float)),
+            "reasons": ("case", np.array([str(r) for r in rows["reasons"]], dtype=object)),
+            "percentile": ("case", percentile),
+            "error": ("case", np.array([str(e) for e in rows["error"]], dtype=object)),
+        },
+        coords=coords,
+    )
 
 
 class FolderWatcher:
