@@ -180,7 +180,8 @@ def _bootstrap(
     level_rev: np.ndarray, pos: np.ndarray, unrev_counts: np.ndarray, n_levels: int, n_boot: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """AUROC and precision over ``n_boot`` stratified resamples: the reviewed cases and the
-    unreviewed ones are each drawn with replacement, their numbers kept."""
+    unreviewed ones are each drawn with replacement, their numbers kept. The cases are given by
+    their risk level (0 = lowest of ``n_levels``); the unreviewed ones only as counts per level."""
     rng = np.random.default_rng(seed)
     n_rev, n_unrev = level_rev.size, int(unrev_counts.sum())
     p_unrev = unrev_counts / max(n_unrev, 1)
@@ -360,8 +361,15 @@ def verdict_performance(
     auroc_ci = precision_ci = (math.nan, math.nan)
     n_undefined = 0
     if n_boot and n_rev:
-        unrev = np.bincount(level_of[~reviewed], minlength=n_levels)
-        auc_s, prec_s = _bootstrap(level_of[reviewed], is_pos[reviewed], unrev, n_levels, int(n_boot), int(seed))
+        # runs of risk levels without a reviewed case merge into one: the reviewed counts above
+        # any cut stay the same, and a multinomial over the merged levels is the merged multinomial
+        has_rev = rev[::-1] > 0
+        group = np.cumsum(np.r_[True, has_rev[1:] | has_rev[:-1]]) - 1
+        n_groups = int(group[-1]) + 1
+        unrev = np.bincount(group[level_of[~reviewed]], minlength=n_groups)
+        auc_s, prec_s = _bootstrap(
+            group[level_of[reviewed]], is_pos[reviewed], unrev, n_groups, int(n_boot), int(seed)
+        )
         n_undefined = int(np.isnan(auc_s).sum())
         auroc_ci = percentile_interval(auc_s, level=level)
         precision_ci = percentile_interval(prec_s, level=level)
