@@ -8,6 +8,7 @@ segmentations of it with ``highdicom.seg.Segmentation``; the grid SimpleITK give
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -347,3 +348,63 @@ def test_seg_cohort_scores_as_its_nifti_twin(tmp_path, orientation, spacing, rto
             np.testing.assert_array_equal(seg.sel(metric="dice").values, other.sel(metric="dice").values)
     # the scores are not trivial: the candidates differ
     assert np.nanmin(scores["seg"]["similarity"].sel(metric="dice").values) < 0.95
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg-cohort")
+    _cohort(root, AXIAL, (2.5, 0.75, 0.625), n_cases=2, algorithms=("netA", "netB", "netC"))
+    return root
+
+
+def test_cli_scores_a_seg_cohort(small_cohort, tmp_path, capsys):
+    from qe_nb.cli import main
+
+    cubes = {}
+    for kind, suffix in (("seg", "dcm"), ("nifti", "nii.gz")):
+        out = tmp_path / f"{kind}.nc"
+        status = main(["score", str(small_cohort / kind), "--masks", "{case}/{algorithm}." + suffix,
+                       "--reference", "{case}/reference." + suffix, "--labels", "brats2023",
+                       "--metrics", "dice,hd95,nsd", "--out", str(out), "--quiet", "--jobs", "1"])
+        assert status == 0, capsys.readouterr().err
+        cubes[kind] = qe_nb.load_scores(out)["similarity"]
+    assert cubes["seg"].shape == (2, 3, 3, 3)
+    np.testing.assert_array_equal(cubes["seg"].values, cubes["nifti"].values)
+
+
+def test_labels_are_inferred_from_segment_numbers(small_cohort):
+    schemes = {}
+    for kind, suffix in (("seg", "dcm"), ("nifti", "nii.gz")):
+        with pytest.warns(qe_nb.exceptions.QeNbWarning):
+            ens = qe_nb.open_ensemble(small_cohort / kind, masks="{case}/{algorithm}." + suffix,
+                                      reference="{case}/reference." + suffix)
+        schemes[kind] = (ens.attrs["label_scheme"], list(ens["label_values"].values))
+    assert schemes["seg"] == schemes["nifti"]
+    assert "1,2,3" in schemes["seg"][1]
+
+
+def test_a_bad_seg_fails_its_case_only(small_cohort, tmp_path):
+    shutil.copytree(small_cohort / "seg", tmp_path / "seg")
+    ct = sorted((small_cohort / "ct" / "case1").iterdir())[0]
+    shutil.copy(ct, tmp_path / "seg" / "case1" / "netB.dcm")
+    kwargs = dict(metrics=("dice", "hd95"), n_jobs=1, progress=False)
+    ens = qe_nb.open_ensemble(tmp_path / "seg", masks="{case}/{algorithm}.dcm", reference="{case}/reference.dcm",
+                              labels=LABELS)
+    scores = qe_nb.score(ens, **kwargs)
+    error = str(scores["error"].sel(case="case1").values)
+    assert "not a segmentation" in error and "netB" in error and "case1" in error
+    assert not str(scores["error"].sel(case="case0").values)
+    twin = qe_nb.score(qe_nb.open_ensemble(small_cohort / "nifti", masks="{case}/{algorithm}.nii.gz",
+                                           reference="{case}/reference.nii.gz", labels=LABELS), **kwargs)
+    np.testing.assert_array_equal(scores["similarity"].sel(case="case0").values,
+                                  twin["similarity"].sel(case="case0").values)
+    assert np.isnan(scores["similarity"].sel(case="case1").values).all()
+
+
+def test_voxel_limit_applies_before_decoding(axial, tmp_path):
+    from qe_nb.data.limits import voxel_limit
+
+    path = write_seg(tmp_path / "a.dcm", axial[0], label_map(np.random.default_rng(9)), sparse=True)
+    with voxel_limit(1000):
+        text = _message(path)
+    assert "voxels" in text and "QE_NB_MAX_VOXELS" in text

@@ -35,6 +35,7 @@ import SimpleITK as sitk
 
 from qe_nb.data.files import PathLike, image_suffix
 from qe_nb.data.geometry import Geometry, geometry_of, where
+from qe_nb.data.limits import SizeRefused, check_voxels
 from qe_nb.data.nifti import sitk_readable
 from qe_nb.exceptions import ImageReadError, QeNbError
 
@@ -164,8 +165,18 @@ def read_segmentation(
         seg = highdicom.seg.Segmentation.from_dataset(dataset, copy=False)
     except Exception as exc:  # highdicom raises AttributeError/ValueError/KeyError on broken SEGs
         raise fail(f"it is a truncated or malformed DICOM SEG ({type(exc).__name__}: {exc})") from None
-    if int(getattr(seg, "NumberOfFrames", 0) or 0) == 0:
+    frames = int(getattr(seg, "NumberOfFrames", 0) or 0)
+    if frames == 0:
         raise fail("the DICOM SEG holds no frames")
+    try:
+        check_voxels((frames, int(seg.Rows), int(seg.Columns)))
+        extent = seg.get_volume_geometry(allow_missing_positions=True)  # before it is allocated
+        if extent is not None:
+            check_voxels(tuple(extent.spatial_shape), what="its frames span")
+    except SizeRefused as exc:
+        raise fail(str(exc)) from None
+    except (RuntimeError, ValueError, AttributeError, KeyError, IndexError, TypeError):
+        pass  # an irregular or broken SEG: left to get_volume, whose error is turned into words below
     volume = _volume(seg, fail)
     return _label_map(volume, fail)
 
