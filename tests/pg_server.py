@@ -14,6 +14,7 @@ Without the binaries the PostgreSQL tests skip with the reason, unless
 from __future__ import annotations
 
 import glob
+import importlib.util
 import itertools
 import os
 import pwd
@@ -57,7 +58,9 @@ def find_pg_bin() -> Path | None:
 
 
 def missing_requirement() -> str | None:
-    """Why a PostgreSQL server cannot be started here, in one line, or None."""
+    """Why a PostgreSQL server cannot be started or reached here, in one line, or None."""
+    if importlib.util.find_spec("pg8000") is None:
+        return "the PostgreSQL driver pg8000 is not installed (pip install -e '.[postgres]')"
     if find_pg_bin() is None:
         return (f"no PostgreSQL server binaries (initdb, pg_ctl, postgres) in {PG_BIN_GLOB} "
                 "(apt-get install postgresql)")

@@ -117,6 +117,21 @@ def test_current_is_the_latest_verdict_per_case_and_the_log_keeps_every_verdict(
     assert current["id"].tolist() == expected["id"].tolist()
 
 
+@pytest.mark.parametrize("statement", [
+    "UPDATE qe_nb_verdicts SET verdict = 'accept'",
+    "DELETE FROM qe_nb_verdicts",
+])
+def test_the_database_refuses_to_change_or_delete_a_recorded_verdict(store_url, statement):
+    with ReviewStore(store_url) as store:
+        store.record("c1", "reject", reviewer="ana")
+    engine = _engine(store_url)
+    with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as conn:
+        conn.execute(sa.text(statement))
+    engine.dispose()
+    with ReviewStore(store_url) as store:
+        assert store.history()[["case", "verdict"]].values.tolist() == [["c1", "reject"]]
+
+
 @pytest.mark.parametrize("text", TRICKY)
 def test_strings_are_stored_verbatim(store_url, text):
     with ReviewStore(store_url) as store:
@@ -156,6 +171,26 @@ def test_bad_arguments_raise_input_error_and_write_nothing(store, kwargs, match)
     with pytest.raises(InputError, match=match):
         store.record(case, verdict, **args)
     assert store.history().empty
+
+
+def test_two_sessions_open_at_once_keep_each_others_verdicts(store_url):
+    """The issue's first finding: with the CSV file, B (opened before A wrote) overwrote A's verdict."""
+    with ReviewStore(store_url) as a, ReviewStore(store_url) as b:
+        a.record("case-1", "accept", reviewer="ana")
+        b.record("case-2", "reject", reviewer="ben")
+        assert a.current()["case"].tolist() == ["case-1", "case-2"]
+        assert b.current()["reviewer"].tolist() == ["ana", "ben"]
+
+
+def test_threads_sharing_one_store_lose_nothing(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(k: int) -> list[int]:
+        return [store.record(f"t{k}-{i}", "accept", reviewer=f"r{k}")["id"] for i in range(25)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = [i for chunk in pool.map(write, range(8)) for i in chunk]
+    assert len(set(ids)) == 200 and sorted(store.history()["id"]) == sorted(ids)
 
 
 def test_every_verdict_of_the_vocabulary_is_accepted(store):
@@ -294,6 +329,13 @@ def test_import_csv_refuses_a_broken_file_and_adds_nothing(store, tmp_path, cont
         store.import_csv(path)
     assert str(path) in str(raised.value)
     assert store.history().empty
+
+
+@pytest.mark.parametrize("content", ["", "case,verdict,note,recorded_at\n"])
+def test_import_csv_of_an_empty_file_adds_nothing(store, tmp_path, content):
+    path = tmp_path / "empty.verdicts.csv"
+    path.write_text(content)
+    assert store.import_csv(path) == 0 and store.history().empty
 
 
 def test_import_csv_of_a_missing_file_is_an_input_error(store, tmp_path):

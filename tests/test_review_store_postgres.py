@@ -7,6 +7,7 @@ PostgreSQL-specific paths of :class:`qe_nb.ReviewStore`.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -62,6 +63,8 @@ def test_the_store_shares_a_database_with_other_tables(postgres_server):
 
 
 def test_a_server_that_does_not_answer_is_a_store_error_naming_it():
+    if importlib.util.find_spec("pg8000") is None:
+        pg_server.unavailable("the PostgreSQL driver pg8000 is not installed (pip install -e '.[postgres]')")
     port = pg_server.free_port()  # nothing listens there
     with pytest.raises(StoreError, match=rf"127\.0\.0\.1:{port}/reviews.*could not open") as raised:
         ReviewStore(f"postgresql://someone:secret-pw@127.0.0.1:{port}/reviews", timeout=5)
@@ -75,6 +78,7 @@ def test_a_postgres_url_without_a_database_is_an_input_error():
 
 def test_missing_binaries_skip_or_fail_when_postgres_is_required(monkeypatch, tmp_path):
     monkeypatch.setattr(pg_server, "PG_BIN_GLOB", str(tmp_path / "no-postgresql" / "*" / "bin"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # as if pg8000 were there
     reason = pg_server.missing_requirement()
     assert reason and "no PostgreSQL server binaries" in reason and "apt-get install postgresql" in reason
     monkeypatch.delenv("QE_NB_REQUIRE_POSTGRES", raising=False)
@@ -94,3 +98,10 @@ def test_the_newest_installed_version_is_chosen(monkeypatch, tmp_path):
             (folder / name).chmod(0o755)
     monkeypatch.setattr(pg_server, "PG_BIN_GLOB", str(tmp_path / "*" / "bin"))
     assert pg_server.find_pg_bin() == tmp_path / "15" / "bin"
+
+
+def test_without_pg8000_a_postgres_url_is_a_store_error_saying_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pg8000" else real(name, *a))
+    with pytest.raises(StoreError, match=r"pg8000 driver, which is not installed \(pip install 'qe-nb\[postgres\]'\)"):
+        ReviewStore("postgresql://me:secret@127.0.0.1:5432/reviews")

@@ -21,6 +21,7 @@ SQLite settings, set on every new connection:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,8 @@ def open_engine(path_or_url: str | os.PathLike, *, timeout: float = 30.0) -> tup
     InputError
         For a URL of another database, a malformed URL or a non-positive timeout.
     StoreError
-        For a SQLite path that is a directory or whose folder does not exist.
+        For a SQLite path that is a directory or whose folder does not exist, or a PostgreSQL URL
+        without the pg8000 driver installed.
 
     Examples
     --------
@@ -139,8 +141,6 @@ def open_engine(path_or_url: str | os.PathLike, *, timeout: float = 30.0) -> tup
     >>> backend, url.startswith("sqlite:///")
     ('sqlite', True)
     >>> engine.dispose()
-    >>> open_engine("postgresql://me:secret@db.example:5432/reviews")[1:]
-    ('postgresql+pg8000://me:***@db.example:5432/reviews', 'postgresql')
     """
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise InputError(f"`timeout` must be a positive number of seconds; got {timeout!r}.")
@@ -150,5 +150,9 @@ def open_engine(path_or_url: str | os.PathLike, *, timeout: float = 30.0) -> tup
         engine = create_engine(url, connect_args={"timeout": float(timeout)})
         _configure_sqlite(engine, float(timeout))
         return engine, display, "sqlite"
+    if importlib.util.find_spec("pg8000") is None:
+        raise StoreError(f"review database {display!r}: PostgreSQL needs the pg8000 driver, which is not "
+                         "installed (pip install 'qe-nb[postgres]').")
+    # pg8000's timeout bounds connecting and also any single statement (a socket timeout)
     engine = create_engine(url, connect_args={"timeout": float(timeout)}, pool_pre_ping=True)
     return engine, display, "postgresql"

@@ -134,9 +134,33 @@ PRESENCE_TABLE = Table(
 )
 
 
+APPEND_ONLY_MESSAGE = "qe_nb_verdicts is append-only: a verdict is never changed or deleted"
+
+
+def _append_only(conn: Connection) -> None:
+    """Triggers that make the database itself refuse an UPDATE or DELETE of a recorded verdict."""
+    if conn.dialect.name == "sqlite":
+        for operation in ("UPDATE", "DELETE"):
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS qe_nb_verdicts_no_{operation.lower()} BEFORE {operation} "
+                f"ON qe_nb_verdicts BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+            )
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION qe_nb_verdicts_append_only() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $$ BEGIN RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}'; END $$"
+        )
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS qe_nb_verdicts_append_only ON qe_nb_verdicts")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER qe_nb_verdicts_append_only BEFORE UPDATE OR DELETE ON qe_nb_verdicts "
+            "FOR EACH ROW EXECUTE PROCEDURE qe_nb_verdicts_append_only()"
+        )
+
+
 def _create_version_1(conn: Connection) -> None:
     for table in (VERDICTS_TABLE, ASSESSMENTS_TABLE, PRESENCE_TABLE):
         table.create(conn, checkfirst=True)
+    _append_only(conn)
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _create_version_1}
