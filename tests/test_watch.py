@@ -191,6 +191,26 @@ def test_other_files_are_ignored_and_missing_columns_filled(tmp_path):
     assert w.assess("a")["risk"] == 0.0
 
 
+def test_one_folder_per_algorithm_and_long_reasons_shortened_in_the_log(tmp_path):
+    for member in MEMBERS[:2]:
+        (tmp_path / member).mkdir()
+        (tmp_path / member / "c1.nii.gz").write_bytes(b"m")
+    w, model, store, clock = watcher(tmp_path, masks="{algorithm}/{case}.nii.gz")
+    w.scan()
+    clock.tick(5)
+    assert w.scan() == [] and w.pending == ["c1"]
+    (tmp_path / "netC").mkdir()
+    (tmp_path / "netC" / "c1.nii.gz").write_bytes(b"m")
+    w.scan()
+    clock.tick(5)
+    assert w.scan() == ["c1"]
+    row = w.assess("c1")
+    assert row["result"]["files"]["netC"][0] == os.path.join("netC", "c1.nii.gz")
+    row["reasons"] = "a; b; c; d; e"
+    w._say("c1", row)
+    assert w.lines[-1] == "assessed c1: risk 0, a; b; c; +2 more"
+
+
 def test_a_case_missing_a_member_is_assessed_after_missing_after(tmp_path):
     write_case(tmp_path, "a", members=["netA", "netC"])
     w, model, store, clock = watcher(tmp_path, missing_after=30.0)
@@ -471,6 +491,19 @@ def test_watch_once_records_what_the_model_says_and_a_second_run_adds_nothing(co
     assert _assessed_lines(err) == [] and "11 case(s) already assessed" in err
     with ReviewStore(db) as store:
         assert len(store.assessments(model.content_hash)) == 11
+
+
+def test_watch_with_labels_other_than_the_models_stops_with_the_difference(cohorts, tmp_path, capsys):
+    from qe_nb.cli import main
+
+    folder = tmp_path / "in"
+    feed_case(cohorts["source"], folder, str(cohorts["new"]["case"].values[0]))
+    argv = ["watch", str(folder), "--model", str(cohorts["model_path"]), "--db", str(tmp_path / "q.db"),
+            "--settle", "0", "--once", "--labels", "brats"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "qe-nb watch: error: the catalogue does not match the model" in err
+    assert "assessed" not in err.split("error:")[-1]
 
 
 @pytest.mark.slow

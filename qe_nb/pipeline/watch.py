@@ -449,7 +449,9 @@ class FolderWatcher:
         else:
             missing = row["result"].get("missing") or []
             note = f" (without {', '.join(missing)})" if missing else ""
-            self.log(f"assessed {case}{note}: risk {row['risk']:g}, {row['reasons'] or 'no alarm'}")
+            words = row["reasons"].split("; ") if row["reasons"] else ["no alarm"]
+            more = f"; +{len(words) - 3} more" if len(words) > 3 else ""  # the store keeps them all
+            self.log(f"assessed {case}{note}: risk {row['risk']:g}, {'; '.join(words[:3])}{more}")
 
     # ------------------------------------------------------------------ the loop
 
