@@ -12,6 +12,7 @@ import xarray as xr
 
 import qe_nb
 from qe_nb.exceptions import InputError
+from qe_nb.store import ReviewStore
 from qe_nb.ui.triage_app import (
     VERDICT_COLUMNS,
     VERDICTS,
@@ -19,6 +20,7 @@ from qe_nb.ui.triage_app import (
     VerdictStore,
     alarm_colour,
     app_from_environment,
+    default_database_path,
     default_verdicts_path,
     read_verdicts,
     record_verdict,
@@ -150,11 +152,15 @@ def test_alarm_colour_darkens_with_count():
 # ------------------------------------------------------------------------------- the app
 
 
-@pytest.fixture
-def app(tmp_path):
+def _app(scores=None, **kwargs) -> TriageApp:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qe_nb.QeNbWarning)
-        return TriageApp(fake_scores(), verdicts=tmp_path / "v.csv", alpha=0.0, rows=5)
+        return TriageApp(fake_scores() if scores is None else scores, **kwargs)
+
+
+@pytest.fixture
+def app(tmp_path):
+    return _app(verdicts=tmp_path / "reviews.db", alpha=0.0, rows=5, reviewer="ana")
 
 
 def _worklist(scores, alpha):
@@ -168,7 +174,7 @@ def _worklist(scores, alpha):
 def test_alpha_change_worklist_equals_core(app, alpha):
     app.alpha_slider.value = alpha
     expected = _worklist(app.scores, alpha)
-    pd.testing.assert_frame_equal(app.worklist.drop(columns="verdict"), expected)
+    pd.testing.assert_frame_equal(app.worklist.drop(columns=["verdict", "reviewer"]), expected)
     shown = [b.description.removeprefix("▶ ") for b in app.row_buttons]
     assert shown == expected["case"].head(5).tolist()
     n = int(qe_nb.alarms(app.similarity, alpha).sum())
@@ -179,15 +185,16 @@ def test_alpha_change_worklist_equals_core(app, alpha):
 def test_calibrated_preset(tmp_path):
     scores = fake_scores()
     quality = scores["quality"].sel(metric="dice").mean("label")
+    app = _app(scores, verdicts=tmp_path / "reviews.db")
+    no_truth = _app(scores.drop_vars("quality"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qe_nb.QeNbWarning)
-        app = TriageApp(scores, verdicts=tmp_path / "v.csv")
         pearson = qe_nb.calibrate(scores["similarity"], objective="pearson", quality=quality)
-        no_truth = TriageApp(scores.drop_vars("quality"))
         entropy = qe_nb.calibrate(scores["similarity"], objective="entropy")
     assert (app.calibration_objective, app.calibrated_alpha, app.alpha) == ("pearson", pearson, pearson)
     assert (no_truth.calibration_objective, no_truth.calibrated_alpha) == ("entropy", entropy)
-    assert no_truth.store.path is None and "quality" not in no_truth.worklist
+    assert "qe_nb-reviews-" in no_truth.store.url  # a Dataset: a database for this session only
+    assert "quality" not in no_truth.worklist
     app.alpha_slider.value = 2.0
     app.preset_button.click()
     assert app.alpha == pytest.approx(pearson)
@@ -198,14 +205,14 @@ def test_label_mean_and_notes(tmp_path):
     scores["similarity"][:, 0, :, 0] = 0.9  # MAD 0: a note, not a stderr warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        app = TriageApp(scores, alpha=0.0, label_mean=True)
+        app = TriageApp(scores, alpha=0.0, label_mean=True, verdicts=tmp_path / "r.db")
     assert list(app.similarity["label"].values) == ["mean"]
     assert app.max_count == 3 * 1 * 2
     assert any("MAD of 0" in n for n in app.notes)
     assert "note(s) on the thresholds" in app.notes_html.value
 
 
-def test_record_shows_and_saves(app, tmp_path):
+def test_record_shows_and_saves_with_who_and_when(app, tmp_path):
     top = app.worklist["case"].iloc[0]
     app.row_buttons[0].click()
     assert app.case == top and app.row_buttons[0].description == f"▶ {top}"
@@ -213,19 +220,164 @@ def test_record_shows_and_saves(app, tmp_path):
     assert "case viewer is off" in app.viewer_box.children[0].value
     app.note_text.value = "rim missed"
     app.verdict_buttons["needs correction"].click()
-    assert read_verdicts(tmp_path / "v.csv")[["case", "verdict", "note"]].values.tolist() == [
-        [top, "needs correction", "rim missed"]]
-    assert "needs correction" in app.row_infos[0].value
-    assert "verdict: <b class='qe-verdict-value'>needs correction</b> (rim missed)" in app.case_header.value
-    assert app.worklist.set_index("case").loc[top, "verdict"] == "needs correction"
-    # a new app on the same file shows it
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
-        again = TriageApp(app.scores, verdicts=tmp_path / "v.csv", alpha=0.0, rows=5)
+    history = ReviewStore(tmp_path / "reviews.db").history()
+    assert history[["case", "verdict", "note", "reviewer"]].values.tolist() == [
+        [top, "needs correction", "rim missed", "ana"]]
+    assert history["alpha"].tolist() == [0.0] and history["seconds"].iloc[0] >= 0
+    assert "saved: " + top in app.verdict_status.value and "by ana" in app.verdict_status.value
+    assert "needs correction" in app.row_infos[0].value and "ana" in app.row_infos[0].value
+    header = app.verdict_panel.case_header.value
+    assert "verdict: <b class='qe-verdict-value'>needs correction</b> (rim missed)" in header
+    assert "by ana, " in header and " UTC" in header
+    assert "<td class='qe-history-reviewer'>ana</td>" in app.verdict_panel.history.value
+    assert app.worklist.set_index("case").loc[top, ["verdict", "reviewer"]].tolist() == ["needs correction", "ana"]
+    # a later verdict by someone else: the current one changes, the history keeps both
+    again = _app(app.scores, verdicts=tmp_path / "reviews.db", alpha=0.0, rows=5, reviewer="ben")
     assert again.verdicts["verdict"].tolist() == ["needs correction"]
     assert "needs correction" in again.row_infos[0].value
     again.select(top)
     assert again.note_text.value == "rim missed"
+    again.record("accept", note="")
+    assert again.verdicts[["verdict", "reviewer"]].values.tolist() == [["accept", "ben"]]
+    assert again.verdict_panel.history.value.count("<tr><td>") == 2
+    assert [r["reviewer"] for r in again.store.history(top).to_dict("records")] == ["ana", "ben"]
+
+
+def test_a_reviewer_is_required_before_a_verdict(tmp_path):
+    app = _app(verdicts=tmp_path / "reviews.db", alpha=0.0, rows=5)
+    hint = app.verdict_panel.hint
+    assert app.reviewer == "" and "enter your name" in hint.value
+    app.row_buttons[0].click()
+    assert all(b.disabled for b in app.verdict_buttons.values())  # a case, but no name
+    with pytest.raises(InputError, match="who is reviewing"):
+        app.record("accept")
+    assert len(app.store.history()) == 0
+    app.verdict_panel.reviewer_text.value = "  Dr. Ana  "  # as typed in the page
+    assert app.reviewer == "Dr. Ana" and hint.value == ""
+    assert not any(b.disabled for b in app.verdict_buttons.values())
+    app.verdict_buttons["accept"].click()
+    assert app.store.history()["reviewer"].tolist() == ["Dr. Ana"]
+    app.set_reviewer("")
+    assert all(b.disabled for b in app.verdict_buttons.values())
+
+
+def test_two_reviewers_see_each_other_after_a_reload(tmp_path):
+    db = tmp_path / "reviews.db"
+    ana = _app(verdicts=db, alpha=0.0, rows=12, reviewer="ana", refresh=0)
+    ben = _app(verdicts=db, alpha=0.0, rows=12, reviewer="ben", refresh=0)
+    cases = ana.worklist["case"].tolist()
+    ana.select(cases[0])
+    ben.select(cases[1])
+    ana.record("reject", note="ana's")
+    ben.record("accept", note="ben's")
+    row = {c: i for i, c in enumerate(cases)}
+    assert "accept" not in ana.row_infos[row[cases[1]]].value  # not read yet
+    ana.reload()
+    ben.desk.refresh_button.click()
+    for app in (ana, ben):
+        assert "reject" in app.row_infos[row[cases[0]]].value and "ana" in app.row_infos[row[cases[0]]].value
+        assert "accept" in app.row_infos[row[cases[1]]].value and "ben" in app.row_infos[row[cases[1]]].value
+        assert "2 reviewed" in app.worklist_view.caption.value
+    # presence: each sees the case the other has open
+    assert "open by ben" in ana.row_infos[row[cases[1]]].value
+    assert "open by ana" in ben.row_infos[row[cases[0]]].value
+    assert "open by" not in ana.row_infos[row[cases[0]]].value  # one's own case is not marked
+    assert "read " in ana.desk.refresh_note.value
+
+
+def test_periodic_refresh_in_the_kernels_event_loop(tmp_path):
+    """In a kernel (an asyncio loop runs) the app reads the database every `refresh` seconds."""
+    import asyncio
+
+    db = tmp_path / "reviews.db"
+
+    async def session():
+        app = _app(verdicts=db, alpha=0.0, rows=12, reviewer="ana", refresh=0.1)
+        assert app.timer is not None
+        top = app.worklist["case"].iloc[0]
+        ReviewStore(db).record(top, "reject", reviewer="ben")  # another reviewer, another process
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if "reject" in app.row_infos[0].value:
+                break
+        app.close()
+        return app
+
+    app = asyncio.run(session())
+    assert "reject" in app.row_infos[0].value and "ben" in app.row_infos[0].value
+    assert app.timer is None
+    assert _app(verdicts=db, refresh=5).timer is None  # no loop running: nothing to run on
+
+
+def test_a_failed_save_is_shown_and_kept_until_a_retry_saves_it(app, monkeypatch):
+    from qe_nb.store import StoreError
+
+    top = app.worklist["case"].iloc[0]
+    app.select(top)
+    app.note_text.value = "rim missed"
+    real = app.store.record
+    monkeypatch.setattr(app.store, "record", lambda *a, **k: (_ for _ in ()).throw(
+        StoreError("could not write to the database 'x.db': disk I/O error")))
+    app.verdict_buttons["reject"].click()  # the button does not raise; the page says it
+    status = app.verdict_status.value
+    assert "not saved" in status and "color:#b00000" in status and "disk I/O error" in status
+    assert "saved: " not in status
+    assert app.session.pending["verdict"] == "reject" and app.session.pending["case"] == top
+    assert app.verdict_panel.retry_button.layout.display is None  # shown
+    assert "reject" not in app.row_infos[0].value
+    with pytest.raises(StoreError, match="disk I/O error"):
+        app.record("reject")
+    # the panel keeps the note when the case is opened again
+    app.select(app.worklist["case"].iloc[1])
+    app.select(top)
+    assert app.note_text.value == "rim missed"
+    monkeypatch.setattr(app.store, "record", real)
+    app.verdict_panel.retry_button.click()
+    assert "saved: " + top in app.verdict_status.value and app.session.pending is None
+    assert app.verdict_panel.retry_button.layout.display == "none"
+    assert app.store.history()[["case", "verdict", "note"]].values.tolist() == [[top, "reject", "rim missed"]]
+    assert "reject" in app.row_infos[0].value
+
+
+def test_a_failed_read_is_shown_and_the_last_read_kept(app, monkeypatch):
+    from qe_nb.store import StoreError
+
+    app.record("reject", case=app.worklist["case"].iloc[0])
+    monkeypatch.setattr(app.store, "current", lambda: (_ for _ in ()).throw(StoreError("database is gone")))
+    app.reload()
+    assert "could not read the verdicts" in app.verdict_status.value and "database is gone" in app.verdict_status.value
+    assert "reject" in app.row_infos[0].value
+
+
+def test_old_verdict_csv_is_imported_once(tmp_path):
+    scores_path = qe_nb.save_scores(fake_scores(), tmp_path / "scores.nc")
+    old = tmp_path / "scores.verdicts.csv"
+    write_verdicts(old, record_verdict(read_verdicts(old), "c03", "reject", note="old", recorded_at="2025-01-02T03:04:05+00:00"))
+    first = _app(scores_path, alpha=0.0)
+    assert first.imported == 1 and first.store.url.endswith("scores.reviews.db")
+    assert (tmp_path / "scores.reviews.db").is_file()
+    second = _app(scores_path, alpha=0.0)
+    assert second.imported == 0
+    assert second.verdicts[["case", "verdict", "note", "reviewer"]].values.tolist() == [["c03", "reject", "old", "imported"]]
+    with pytest.warns(DeprecationWarning, match="imported into it"):
+        third = TriageApp(scores_path, verdicts=old, alpha=0.0)
+    assert third.imported == 0 and len(third.store.history()) == 1
+
+
+def test_html_from_files_and_people_is_escaped(tmp_path):
+    """A metric, a case id, a note and a reviewer holding markup are drawn as text."""
+    evil = "<img src=x onerror=alert(1)>"
+    scores = fake_scores()
+    scores = scores.assign_coords(metric=["dice", evil], case=[f"c{i}" for i in range(11)] + [evil])
+    scores = scores.assign_coords(higher_is_better=("metric", [True, False]))
+    app = _app(scores, verdicts=tmp_path / "r.db", alpha=0.0, rows=12, reviewer=evil)
+    app.select(evil)
+    app.record("reject", note=evil)
+    texts = [app.widget.children[0].value, app.verdict_status.value, app.verdict_panel.case_header.value,
+             app.verdict_panel.history.value, *[i.value for i in app.row_infos]]
+    assert any("&lt;img src=x onerror=alert(1)&gt;" in t for t in texts[:1])  # the metric in the header
+    assert all("<img" not in t for t in texts)
+    assert sum("&lt;img" in t for t in texts) >= 5
 
 
 def test_app_errors(app, tmp_path):
@@ -233,7 +385,7 @@ def test_app_errors(app, tmp_path):
         app.select("nope")
     with pytest.raises(InputError, match="no case is open; pass `case=`"):
         app.record("accept")
-    with pytest.raises(InputError, match="Unknown `verdict` 'fine'"):
+    with pytest.raises(InputError, match="Unknown verdict 'fine'"):
         app.record("fine", case="c01")
     with pytest.raises(InputError, match=r"`alpha` must be a finite number; got nan"):
         app.set_alpha(float("nan"))
@@ -249,8 +401,10 @@ def test_app_errors(app, tmp_path):
         TriageApp(tmp_path / "missing.nc")
     bad = tmp_path / "bad.csv"
     bad.write_text("who,what\n", encoding="utf-8")
-    with pytest.raises(InputError, match="lacks the column"):
-        TriageApp(fake_scores(), verdicts=bad)
+    with pytest.raises(InputError, match="bad.csv' lacks the column"):
+        _app(verdicts=tmp_path / "r.db", import_csv=bad)
+    with pytest.raises(InputError):
+        _app(verdicts="mysql://nobody@nowhere/db")
 
 
 # ------------------------------------------------------------------------------- with files
@@ -274,7 +428,7 @@ def test_select_row_opens_viewer_and_alpha_follows(cohort):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", qe_nb.QeNbWarning)
         app = app_from_environment({**cohort["env"], "QE_NB_ALPHA": "0.1"})
-        assert app.store.path == default_verdicts_path(cohort["path"])
+        assert app.store.url == "sqlite:///" + str(default_database_path(cohort["path"]))
         assert app.alpha == 0.1
         second = app.worklist["case"].iloc[1]
         app.row_buttons[1].click()
@@ -302,12 +456,16 @@ def test_app_from_environment_errors(cohort):
 def test_voila_command(cohort, tmp_path):
     argv, env = voila_command(cohort["path"], ensemble_root=cohort["root"] / "cohort", masks="{case}/{algorithm}.nii.gz",
                               alpha=0.25, rows=7, port=9123,
-                              environ={"PATH": "/bin", "QE_NB_IMAGES": "leaked", "QE_NB_LABEL_MEAN": "1"})
-    assert argv[1:3] == ["-m", "voila"] and argv[3].endswith(os.path.join("notebooks", "triage_app.ipynb"))
+                              environ={"PATH": "/bin", "QE_NB_IMAGES": "leaked", "QE_NB_LABEL_MEAN": "1",
+                                       "QE_NB_APP_TOKEN": "leaked", "QE_NB_DB": "leaked.db"})
+    assert argv[1:3] == ["-m", "qe_nb.ui.voila_server"]
+    assert argv[3].endswith(os.path.join("notebooks", "triage_app.ipynb"))
     assert "--Voila.ip=127.0.0.1" in argv and "--port=9123" in argv and "--no-browser" in argv
+    assert "--VoilaConfiguration.show_tracebacks=False" in argv
     assert env["QE_NB_SCORES"] == str(cohort["path"].resolve())
     assert (env["QE_NB_ALPHA"], env["QE_NB_ROWS"], env["PATH"]) == ("0.25", "7", "/bin")
-    assert "QE_NB_IMAGES" not in env and "QE_NB_LABEL_MEAN" not in env  # no leaks from outside
+    for leaked in ("QE_NB_IMAGES", "QE_NB_LABEL_MEAN", "QE_NB_APP_TOKEN", "QE_NB_DB"):
+        assert leaked not in env  # no leaks from outside
     with pytest.raises(InputError, match="scores file .* does not exist; write it with `qe-nb score`"):
         voila_command(tmp_path / "none.nc")
     with pytest.raises(InputError, match="`ensemble_root` .* is not a folder"):
@@ -316,7 +474,40 @@ def test_voila_command(cohort, tmp_path):
         voila_command(cohort["path"], port=70000)
 
 
-def test_cli_app_execs_voila(cohort, monkeypatch, capsys):
+def test_voila_command_for_a_team(cohort, tmp_path):
+    url = "postgresql://qe:secret@db.example:5432/reviews"
+    argv, env = voila_command(cohort["path"], host="0.0.0.0", port=9124, token="t0k", db=url,
+                              verdicts=tmp_path / "old.csv", reviewer=" ana ", refresh=5,
+                              allow_hosts=["reading-room.example"], environ={})
+    assert "--Voila.ip=0.0.0.0" in argv
+    assert not any("t0k" in a for a in argv)  # not on the command line, where `ps` shows it
+    assert env["QE_NB_APP_TOKEN"] == "t0k" and env["QE_NB_APP_ALLOW_HOSTS"] == "reading-room.example"
+    assert env["QE_NB_DB"] == url and env["QE_NB_VERDICTS"] == str((tmp_path / "old.csv").resolve())
+    assert (env["QE_NB_REVIEWER"], env["QE_NB_REFRESH"]) == ("ana", "5.0")
+    _, env = voila_command(cohort["path"], db=tmp_path / "r.db", environ={})
+    assert env["QE_NB_DB"] == str((tmp_path / "r.db").resolve()) and "QE_NB_APP_TOKEN" not in env
+    with pytest.raises(InputError, match="serving on '0.0.0.0' \\(not loopback\\) needs a token"):
+        voila_command(cohort["path"], host="0.0.0.0")
+
+
+def test_app_from_environment_takes_the_database_and_the_reviewer(cohort, tmp_path):
+    from qe_nb.ui.serve import reviewer_from_environment
+
+    env = {**cohort["env"], "QE_NB_DB": str(tmp_path / "team.db"), "QE_NB_REVIEWER": "ana",
+           "QE_NB_REFRESH": "0"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        app = app_from_environment(env)
+        by_url = app_from_environment({**env, "QUERY_STRING": "reviewer=Dr%20Ben&token=x"})
+    assert app.store.url.endswith("team.db") and app.reviewer == "ana" and app.timer is None
+    assert by_url.reviewer == "Dr Ben"
+    assert reviewer_from_environment({"JUPYTERHUB_USER": "carla"}) == "carla"
+    assert reviewer_from_environment({"QUERY_STRING": "reviewer=&token=x"}) == ""
+    with pytest.raises(InputError, match="QE_NB_REFRESH must be a number; got 'often'"):
+        app_from_environment({**env, "QE_NB_REFRESH": "often"})
+
+
+def test_cli_app_execs_voila(cohort, monkeypatch, capsys, tmp_path):
     from qe_nb import cli
 
     calls = []
@@ -327,9 +518,30 @@ def test_cli_app_execs_voila(cohort, monkeypatch, capsys):
     path, argv, env = calls[0]
     assert "--port=9001" in argv and env["QE_NB_ALPHA"] == "0.3"
     assert env["QE_NB_ENSEMBLE_ROOT"] == str((cohort["root"] / "cohort").resolve())
-    assert "http://127.0.0.1:9001/" in capsys.readouterr().out
+    assert "QE_NB_APP_TOKEN" not in env  # loopback: no token unless asked
+    assert "http://127.0.0.1:9001/ " in capsys.readouterr().out
     assert cli.main(["app", str(cohort["root"] / "none.nc")]) == 2
     assert "qe-nb app: error: scores file" in capsys.readouterr().err
+
+
+def test_cli_app_for_a_team_prints_a_new_token(cohort, monkeypatch, capsys, tmp_path):
+    from qe_nb import cli
+
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    assert cli.main(["app", str(cohort["path"]), "--host", "0.0.0.0", "--port", "9002",
+                     "--db", str(tmp_path / "team.db"), "--reviewer", "ana"]) == 0
+    out = capsys.readouterr().out
+    token = calls[0][2]["QE_NB_APP_TOKEN"]
+    assert len(token) >= 40 and f":9002/?token={token} " in out
+    assert calls[0][2]["QE_NB_REVIEWER"] == "ana" and (tmp_path / "team.db").is_file()
+    assert cli.main(["app", str(cohort["path"]), "--host", "0.0.0.0", "--token", "mine"]) == 0
+    assert calls[1][2]["QE_NB_APP_TOKEN"] == "mine" and "?token=..." in capsys.readouterr().out
+    assert cli.main(["app", str(cohort["path"]), "--host", "0.0.0.0", "--token", ""]) == 2
+    assert "needs a token" in capsys.readouterr().err
+    assert cli.main(["app", str(cohort["path"]), "--db", "mysql://x@y/z"]) == 2
+    assert "qe-nb app: error:" in capsys.readouterr().err
+    assert len(calls) == 2
 
 
 def test_notebook_builds_the_app_from_the_environment():

@@ -19,7 +19,8 @@ from qe_nb.exceptions import InputError
 if TYPE_CHECKING:
     from qe_nb.ui.triage_app import TriageApp
 
-__all__ = ["ENVIRONMENT", "app_from_environment", "demo_environment", "app_notebook", "voila_command"]
+__all__ = ["ENVIRONMENT", "app_from_environment", "reviewer_from_environment", "demo_environment",
+           "app_notebook", "database_location", "voila_command"]
 
 ENVIRONMENT: dict[str, str] = {
     "QE_NB_SCORES": "the scores file (required)",
@@ -28,7 +29,12 @@ ENVIRONMENT: dict[str, str] = {
     "QE_NB_REFERENCE": "pattern of reference files, with {case}",
     "QE_NB_IMAGES": "pattern of image files, with {case} and {modality}",
     "QE_NB_LABELS": "label scheme of the cohort",
-    "QE_NB_VERDICTS": "the verdict CSV file (default: beside the scores)",
+    "QE_NB_DB": "the review database: a path (.db) or a URL (sqlite:///..., postgresql://...); "
+                "default SCORES.reviews.db beside the scores",
+    "QE_NB_VERDICTS": "an old verdict CSV file to import into the database once "
+                      "(default: SCORES.verdicts.csv beside the scores, when it exists)",
+    "QE_NB_REVIEWER": "the reviewer's name (default: asked in the page, or ?reviewer=NAME in the URL)",
+    "QE_NB_REFRESH": "seconds between refreshes of the worklist from the database (default 15; 0: off)",
     "QE_NB_ALPHA": "the initial α (default: the calibrated α)",
     "QE_NB_LABEL_MEAN": "1: one value per algorithm and metric (mean over labels)",
     "QE_NB_ROWS": "worklist rows shown",
@@ -53,7 +59,7 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
     Raises
     ------
     InputError
-        When ``QE_NB_SCORES`` is unset, ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` are not numbers, or
+        When ``QE_NB_SCORES`` is unset, ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` / ``QE_NB_REFRESH`` are not numbers, or
         ``QE_NB_POOL`` is neither "algorithm" nor "all".
     """
     from qe_nb.ui.triage_app import TriageApp
@@ -62,6 +68,14 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
     scores = env.get("QE_NB_SCORES", "")
     if not scores:
         raise InputError("QE_NB_SCORES is not set; start the app with `qe-nb app scores.nc`.")
+    numbers = {}
+    for key, kind in (("QE_NB_ALPHA", float), ("QE_NB_ROWS", int), ("QE_NB_REFRESH", float)):
+        text = env.get(key, "")
+        if text:
+            try:
+                numbers[key] = kind(text)
+            except ValueError:
+                raise InputError(f"{key} must be a{'n integer' if kind is int else ' number'}; got {text!r}.") from None
     ensemble = None
     root = env.get("QE_NB_ENSEMBLE_ROOT", "")
     if root:
@@ -72,20 +86,37 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
             reference=env.get("QE_NB_REFERENCE") or None, images=env.get("QE_NB_IMAGES") or None,
             labels=env.get("QE_NB_LABELS") or None,
         )
-    numbers = {}
-    for key, kind in (("QE_NB_ALPHA", float), ("QE_NB_ROWS", int)):
-        text = env.get(key, "")
-        if text:
-            try:
-                numbers[key] = kind(text)
-            except ValueError:
-                raise InputError(f"{key} must be a{'n integer' if kind is int else ' number'}; got {text!r}.") from None
     return TriageApp(
-        scores, ensemble=ensemble, verdicts=env.get("QE_NB_VERDICTS") or None,
+        scores, ensemble=ensemble, verdicts=env.get("QE_NB_DB") or None,
+        import_csv=env.get("QE_NB_VERDICTS") or None, reviewer=reviewer_from_environment(env),
         alpha=numbers.get("QE_NB_ALPHA"), label_mean=_flag(env.get("QE_NB_LABEL_MEAN", "")),
         rows=numbers.get("QE_NB_ROWS", 30), pool=env.get("QE_NB_POOL") or "algorithm",
+        refresh=numbers.get("QE_NB_REFRESH", 15.0),
     )
 
+
+def reviewer_from_environment(environ: Mapping[str, str] | None = None) -> str:
+    """The reviewer's name the server provides, or "" (the page then asks for it).
+
+    In this order: ``reviewer=NAME`` in the page's URL (Voila hands the query string to the
+    notebook as ``QUERY_STRING``), ``QE_NB_REVIEWER`` (``qe-nb app --reviewer``), the Jupyter
+    user (``JUPYTERHUB_USER``, set by JupyterHub).
+
+    Examples
+    --------
+    >>> reviewer_from_environment({"QUERY_STRING": "token=x&reviewer=Dr%20Ada", "QE_NB_REVIEWER": "b"})
+    'Dr Ada'
+    >>> reviewer_from_environment({"QE_NB_REVIEWER": " b "})
+    'b'
+    """
+    from urllib.parse import parse_qs
+
+    env = os.environ if environ is None else environ
+    query = parse_qs(env.get("QUERY_STRING", ""))
+    for value in (*query.get("reviewer", []), env.get("QE_NB_REVIEWER", ""), env.get("JUPYTERHUB_USER", "")):
+        if value and value.strip():
+            return value.strip()
+    return ""
 
 
 
@@ -128,6 +159,21 @@ def app_notebook() -> Path:
     )
 
 
+def database_location(location: str | os.PathLike) -> str:
+    """A review database as the app receives it: a URL (``sqlite:///...``, ``postgresql://...``)
+    unchanged, a path made absolute (the server may run elsewhere than the caller's folder).
+
+    Examples
+    --------
+    >>> database_location("postgresql://qe@db.example/reviews")
+    'postgresql://qe@db.example/reviews'
+    """
+    text = os.fspath(location)
+    if "://" in str(text) or str(text).startswith("sqlite:"):
+        return str(text)
+    return str(Path(text).resolve())
+
+
 def voila_command(
     scores: str | os.PathLike,
     *,
@@ -136,24 +182,45 @@ def voila_command(
     reference: str | None = None,
     images: str | None = None,
     labels: str | None = None,
+    db: str | os.PathLike | None = None,
     verdicts: str | os.PathLike | None = None,
+    reviewer: str | None = None,
     alpha: float | None = None,
     label_mean: bool = False,
     rows: int | None = None,
     pool: str | None = None,
+    refresh: float | None = None,
+    host: str = "127.0.0.1",
     port: int = 8866,
+    token: str | None = None,
+    allow_hosts: tuple[str, ...] | list[str] = (),
     open_browser: bool = False,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """The Voila command line and environment that serve the triage app on 127.0.0.1.
+    """The command line and environment of the Voila server that serves the triage app.
 
     Voila runs the notebook with the server's environment, so the app's settings travel as
-    the ``QE_NB_*`` variables of :data:`ENVIRONMENT`.
+    the ``QE_NB_*`` variables of :data:`ENVIRONMENT`. The server is
+    :mod:`qe_nb.ui.voila_server`: Voila with a token login when ``token`` is given and a
+    ``Host`` / ``Origin`` check (DNS rebinding) on every request.
+
+    Parameters
+    ----------
+    host : str, default "127.0.0.1"
+        The address to listen on; any address other than loopback needs ``token``.
+    token : str, optional
+        The token a browser must bring once (``?token=...``); it travels in the environment
+        (``QE_NB_APP_TOKEN``), not on the command line.
+    allow_hosts : sequence of str
+        Extra host names the ``Host`` check accepts (a DNS alias, a reverse proxy's name).
+    db, verdicts, reviewer, refresh
+        See :class:`qe_nb.ui.triage_app.TriageApp` (``verdicts``, ``import_csv``,
+        ``reviewer``, ``refresh``).
 
     Returns
     -------
     argv : list of str
-        ``python -m voila notebooks/triage_app.ipynb --Voila.ip=127.0.0.1 --port=PORT ...``
+        ``python -m qe_nb.ui.voila_server notebooks/triage_app.ipynb --Voila.ip=HOST --port=PORT ...``
     env : dict
         ``environ`` (default :data:`os.environ`) plus the ``QE_NB_*`` variables; variables of
         settings not given are removed, so an outer environment cannot leak into the app.
@@ -162,9 +229,12 @@ def voila_command(
     ------
     InputError
         When ``scores`` is not a file, ``ensemble_root`` not a folder, ``pool`` not
-        "algorithm" or "all", or ``port`` not in 1..65535.
+        "algorithm" or "all", ``port`` not in 1..65535, or ``host`` is not loopback and no
+        ``token`` is given.
     """
     import sys
+
+    from qe_nb.ui.access import HOSTS_VARIABLE, TOKEN_VARIABLE, token_required
 
     scores_path = Path(os.fspath(scores)).resolve()
     if not scores_path.is_file():
@@ -177,21 +247,30 @@ def voila_command(
         check_pool(pool)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise InputError(f"`port` must be an integer in 1..65535; got {port!r}.")
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in ENVIRONMENT}
+    if token_required(host) and not token:
+        raise InputError(f"serving on {host!r} (not loopback) needs a token; give one or let "
+                         "`qe-nb app` generate it.")
+    hidden = set(ENVIRONMENT) | {TOKEN_VARIABLE, HOSTS_VARIABLE}
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in hidden}
     settings = {
         "QE_NB_SCORES": str(scores_path),
         "QE_NB_ENSEMBLE_ROOT": None if ensemble_root is None else str(Path(os.fspath(ensemble_root)).resolve()),
         "QE_NB_MASKS": masks, "QE_NB_REFERENCE": reference, "QE_NB_IMAGES": images,
         "QE_NB_LABELS": labels,
+        "QE_NB_DB": None if db is None else database_location(db),
         "QE_NB_VERDICTS": None if verdicts is None else str(Path(os.fspath(verdicts)).resolve()),
+        "QE_NB_REVIEWER": reviewer.strip() if reviewer and reviewer.strip() else None,
         "QE_NB_ALPHA": None if alpha is None else repr(float(alpha)),
         "QE_NB_LABEL_MEAN": "1" if label_mean else None,
         "QE_NB_ROWS": None if rows is None else str(int(rows)),
         "QE_NB_POOL": pool,
+        "QE_NB_REFRESH": None if refresh is None else repr(float(refresh)),
+        TOKEN_VARIABLE: token or None,
+        HOSTS_VARIABLE: ",".join(allow_hosts) or None,
     }
     env.update({k: v for k, v in settings.items() if v is not None})
-    argv = [sys.executable, "-m", "voila", str(app_notebook()), "--Voila.ip=127.0.0.1", f"--port={port}",
-            "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=False"]
+    argv = [sys.executable, "-m", "qe_nb.ui.voila_server", str(app_notebook()), f"--Voila.ip={host}",
+            f"--port={port}", "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=False"]
     if not open_browser:
         argv.append("--no-browser")
     return argv, env

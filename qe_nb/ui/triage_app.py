@@ -1,25 +1,32 @@
-"""The triage app: a reading session over the worklist, with a verdict per case.
+"""The triage app: a reading room over the worklist, with a verdict per case and reviewer.
 
-A radiologist opens the worklist (cases sorted by alarm count, coloured by it), sets α (or
-takes the calibrated one), opens the top case in :class:`qe_nb.ui.viewer.CaseViewer` to see
-why it alarmed, and records a verdict -- *accept*, *needs correction* or *reject*, with an
-optional note. Verdicts are written to a CSV file beside the scores at once
-(:mod:`qe_nb.ui.verdicts`), shown in the worklist and read back when the app starts again.
+A radiologist gives their name, opens the worklist (cases sorted by alarm count, coloured by
+it), sets α (or takes the calibrated one), opens the top case in
+:class:`qe_nb.ui.viewer.CaseViewer` to see why it alarmed, and records a verdict -- *accept*,
+*needs correction* or *reject*, with an optional note. Verdicts go at once into a review database
+(:class:`qe_nb.ReviewStore`: ``SCORES.reviews.db`` beside the scores by default, or PostgreSQL),
+with who, when, the α, the scores file and the seconds spent on the case. Several reviewers
+can work at once: each row shows the current verdict with who and when, a case another reviewer
+has open is marked, the open case shows its history, and the worklist refreshes from the database
+(a button, and every ``refresh`` seconds). A verdict that cannot be saved is shown in red and kept
+for a retry.
 
 :class:`TriageApp` composes the views of :mod:`qe_nb.ui.triage_views` --
 :class:`~qe_nb.ui.triage_views.WorklistView`, :class:`~qe_nb.ui.triage_views.VerdictPanel`,
-:class:`~qe_nb.ui.triage_views.NotesView` -- and one shared
-:class:`qe_nb.ui.viewer.CaseViewer`, driven through its public methods (``set_case``,
-``set_alpha``); its arguments are checked and the scores read by
-:func:`qe_nb.ui.app_inputs.load_triage_inputs`. No science happens here: the worklist is :func:`qe_nb.worklist`, the preset α
-is :func:`qe_nb.calibrate`'s. ``qe-nb app`` serves it with Voila (:mod:`qe_nb.ui.serve`).
+:class:`~qe_nb.ui.triage_views.NotesView` -- a :class:`qe_nb.ui.review_session.ReviewSession`
+(the store side) and one shared :class:`qe_nb.ui.viewer.CaseViewer`, driven through its public
+methods (``set_case``, ``set_alpha``); its arguments are checked and the scores read by
+:func:`qe_nb.ui.app_inputs.load_triage_inputs`. No science happens here: the worklist is
+:func:`qe_nb.worklist`, the preset α is :func:`qe_nb.calibrate`'s, the line on how well the risk
+ranks the verdicts is :func:`qe_nb.verdict_performance`'s. ``qe-nb app`` serves it with Voila
+(:mod:`qe_nb.ui.serve`).
 """
 
 from __future__ import annotations
 
 import html
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import xarray as xr
@@ -27,6 +34,7 @@ import xarray as xr
 from qe_nb.exceptions import InputError
 from qe_nb.ui.app_inputs import check_alpha, load_triage_inputs
 from qe_nb.ui.common import WidgetApp, ipywidgets
+from qe_nb.ui.review_session import PeriodicRefresh, ReviewSession
 from qe_nb.ui.serve import (
     ENVIRONMENT,
     app_from_environment,
@@ -34,9 +42,9 @@ from qe_nb.ui.serve import (
     demo_environment,
     voila_command,
 )
+from qe_nb.ui.triage_desk import VerdictDesk, short_error
 from qe_nb.ui.triage_views import (
     NotesView,
-    VerdictPanel,
     WorklistView,
     alarm_colour,
     header_html,
@@ -45,16 +53,23 @@ from qe_nb.ui.verdicts import (
     VERDICT_COLUMNS,
     VERDICTS,
     VerdictStore,
+    default_database_path,
     default_verdicts_path,
+    open_review_store,
     read_verdicts,
     record_verdict,
     write_verdicts,
 )
 
+if TYPE_CHECKING:
+    from qe_nb.store.review import ReviewStore
+
 __all__ = [
     "VERDICTS",
     "VERDICT_COLUMNS",
     "ENVIRONMENT",
+    "default_database_path",
+    "open_review_store",
     "default_verdicts_path",
     "read_verdicts",
     "write_verdicts",
@@ -78,6 +93,8 @@ _CSS = """<style>
 .qe-worklist-info .qe-reasons {display: block; white-space: nowrap; overflow: hidden;
   text-overflow: ellipsis; max-width: 330px; color: #555}
 .qe-verdict-badge {padding: 0 4px; border-radius: 3px; color: white; font-size: 11px}
+.qe-verdict-by, .qe-opened-by {font-size: 11px}
+.qe-history td, .qe-history th {padding: 1px 6px; border-bottom: 1px solid #eee; text-align: left}
 </style>"""
 
 
@@ -89,8 +106,31 @@ def error_html(exc: BaseException) -> str:
             f"{html.escape(text)}</p>")
 
 
+def _alpha_controls(w: Any, alpha: float, calibrated: float, objective: str, source: str) -> dict[str, Any]:
+    """The α slider, its readout, the calibrated-α button, the alarm summary and the α note."""
+    from qe_nb.core.calibration import ALPHA_RANGE, ALPHA_STEP
+
+    lo, hi = min(ALPHA_RANGE[0], alpha, calibrated), max(ALPHA_RANGE[1], alpha, calibrated)
+    controls = {
+        "alpha_slider": w.FloatSlider(value=alpha, min=lo, max=hi, step=ALPHA_STEP, readout=False,
+                                      continuous_update=False, description="α",
+                                      layout=w.Layout(width="420px")),
+        "alpha_readout": w.HTML(),
+        "preset_button": w.Button(description=f"calibrated α = {calibrated:.2f} ({objective})",
+                                  tooltip="set α to qe_nb.calibrate(...) of these scores",
+                                  layout=w.Layout(width="auto")),
+        "summary": w.HTML(),
+        "alpha_note": w.HTML(f"<span style='color:#555'>{html.escape(source)}</span>"),
+    }
+    for name, css in (("alpha_slider", "qe-alpha-slider"), ("alpha_readout", "qe-alpha-readout"),
+                      ("preset_button", "qe-alpha-preset"), ("summary", "qe-alarm-summary"),
+                      ("alpha_note", "qe-alpha-source")):
+        controls[name].add_class(css)
+    return controls
+
+
 class TriageApp(WidgetApp):
-    """Review the worklist case by case and record a verdict for each.
+    """Review the worklist case by case and record a verdict for each, as one of several reviewers.
 
     Parameters
     ----------
@@ -98,59 +138,64 @@ class TriageApp(WidgetApp):
         The scores cube (:func:`qe_nb.score`) or its file (:func:`qe_nb.save_scores`).
     ensemble : xarray.Dataset, optional
         The catalogue (:func:`qe_nb.open_ensemble`); enables the case viewer.
-    verdicts : str or path-like or VerdictStore, optional
-        Where verdicts are kept. Default: beside the scores file
-        (:func:`default_verdicts_path`), or in memory when ``scores`` is a Dataset.
+    verdicts : ReviewStore or str or path-like, optional
+        The review database: a :class:`qe_nb.ReviewStore`, a SQLite file or a URL
+        (``sqlite:///...``, ``postgresql://...``). Default ``SCORES.reviews.db`` beside the
+        scores file (a temporary database when ``scores`` is a Dataset); see
+        :func:`open_review_store`.
+    import_csv : str or path-like, optional
+        An old verdict CSV to import once; default ``SCORES.verdicts.csv`` beside the scores
+        when it exists.
+    reviewer : str, default ""
+        Who reviews (e.g. from the server); else the app asks, and records nothing until a name
+        is given.
+    refresh : float, default 15
+        Seconds between reads of the database (other reviewers' verdicts) while the app runs in a
+        kernel; 0 turns it off (the refresh button still works).
     alpha : float, optional
-        The initial α; default the run's α stored with the scores (:func:`qe_nb.run_alpha`,
-        written by ``qe-nb score`` and ``qe-nb demo``), else the calibrated α
-        (:attr:`calibrated_alpha`).
+        The initial α; default the run's α stored with the scores (:func:`qe_nb.run_alpha`),
+        else the calibrated α (:attr:`calibrated_alpha`).
     label_mean : bool, default False
-        Average each algorithm's values over the labels first (the paper's MR setting: one
-        Dice and one distance alarm per algorithm).
+        Average each algorithm's values over the labels first (the paper's MR setting).
     quality_metric : str, default "dice"
-        With ground truth (``quality`` in the scores): the metric, averaged over labels, that
-        is shown in the worklist and that the Pearson calibration uses.
+        With ground truth: the metric (mean over labels) shown and used by the Pearson calibration.
     rows : int, default 30
         Worklist rows shown (the top of the list).
     fusion : str, optional
         Fusion of the case viewer; default the scores' ``fusion`` attribute, else "mav".
     pool : {"algorithm", "all"}, default "algorithm"
-        The thresholds: per member, as in the paper, or one per label and metric over all
-        members, for cohorts whose member identity is not stable (crowd workers, readers in
-        arbitrary order); used by the alarms, the worklist, the calibration and the viewer.
+        The thresholds: per member, as in the paper, or pooled over all members.
     dpi : float, default 72
         Resolution of the case overlay.
 
     Attributes
     ----------
     widget : ipywidgets.VBox
-        The app.
     similarity : xarray.DataArray
         The cube the alarms are computed on.
     run_alpha : float or None
-        The α stored with the scores (:func:`qe_nb.run_alpha`) for these ``label_mean`` and
-        ``pool`` settings; the initial α when ``alpha`` is not given. None when none is stored.
+        The α stored with the scores for these ``label_mean`` and ``pool`` settings, or None.
     alpha_source : str
         Where the initial α comes from, in words (shown under the slider).
     calibrated_alpha : float
-        :func:`qe_nb.calibrate` of ``similarity``: objective ``"pearson"`` against the quality
-        when the scores hold ground truth, else ``"entropy"`` (:attr:`calibration_objective`).
-    alpha : float
-        The current α (the slider).
+        :func:`qe_nb.calibrate` of ``similarity`` (objective :attr:`calibration_objective`).
     worklist : pandas.DataFrame
-        ``qe_nb.worklist(similarity, alpha, quality=...)`` plus a ``verdict`` column.
+        ``qe_nb.worklist(similarity, alpha, quality=...)`` plus ``verdict`` and ``reviewer``.
     case : str or None
-        The case open in the viewer.
-    viewer : qe_nb.ui.viewer.CaseViewer or None
-        The case viewer (None without ``ensemble`` or before a case is selected).
-    store : VerdictStore
+        The case open in the viewer (:attr:`viewer`, a CaseViewer or None).
+    store : qe_nb.ReviewStore
+    session, desk : ReviewSession, VerdictDesk
+        The reviewer, the verdicts as last read, a verdict not saved yet; saving and reading them.
+    imported : int
+        Verdicts imported from an old CSV file at start.
 
     Raises
     ------
     InputError
-        For scores that are not a scores cube, an unreadable verdict file, a non-finite
+        For scores that are not a scores cube, an unreadable old verdict file, a non-finite
         ``alpha``, ``rows`` < 1 or an unknown ``pool``.
+    StoreError
+        When the review database cannot be opened.
     ImportError
         Without ipywidgets.
 
@@ -161,13 +206,13 @@ class TriageApp(WidgetApp):
     >>> sim = xr.DataArray(rng.random((6, 2, 1, 1)), dims=("case", "algorithm", "label", "metric"),
     ...                    coords={"case": [f"c{i}" for i in range(6)], "algorithm": ["a", "b"],
     ...                            "label": ["tumor"], "metric": ["dice"]})
-    >>> app = TriageApp(xr.Dataset({"similarity": sim}), alpha=0.0)
+    >>> app = TriageApp(xr.Dataset({"similarity": sim}), alpha=0.0, reviewer="ana")
     >>> import qe_nb
     >>> app.worklist["case"].tolist() == qe_nb.worklist(sim, 0.0)["case"].tolist()
     True
     >>> app.record("reject", case="c3", note="shifted")
-    >>> app.worklist.set_index("case").loc["c3", "verdict"]
-    'reject'
+    >>> app.worklist.set_index("case").loc["c3", ["verdict", "reviewer"]].tolist()
+    ['reject', 'ana']
     """
 
     def __init__(
@@ -175,7 +220,10 @@ class TriageApp(WidgetApp):
         scores: xr.Dataset | str | os.PathLike,
         *,
         ensemble: xr.Dataset | None = None,
-        verdicts: str | os.PathLike | VerdictStore | None = None,
+        verdicts: ReviewStore | str | os.PathLike | None = None,
+        import_csv: str | os.PathLike | None = None,
+        reviewer: str = "",
+        refresh: float = 15.0,
         alpha: float | None = None,
         label_mean: bool = False,
         quality_metric: str = "dice",
@@ -185,7 +233,7 @@ class TriageApp(WidgetApp):
         dpi: float = 72,
     ) -> None:
         w = ipywidgets()
-        from qe_nb.core.calibration import ALPHA_RANGE, ALPHA_STEP, calibrate
+        from qe_nb.core.calibration import calibrate
         from qe_nb.core.checks import check_pool
 
         self.pool = check_pool(pool)
@@ -195,12 +243,10 @@ class TriageApp(WidgetApp):
         self.similarity, self.quality = inputs.similarity, inputs.quality
         self.fusion = fusion or str(self.scores.attrs.get("fusion", "mav"))
         self._dpi = dpi
-        if isinstance(verdicts, VerdictStore):
-            self.store = verdicts
-        elif verdicts is not None:
-            self.store = VerdictStore(verdicts)
-        else:
-            self.store = VerdictStore(default_verdicts_path(self.scores_path) if self.scores_path else None)
+        self.store, self.imported = open_review_store(verdicts, scores_path=self.scores_path,
+                                                      import_csv=import_csv)
+        self.session = ReviewSession(self.store, reviewer=reviewer,
+                                     scores_file=None if self.scores_path is None else str(self.scores_path))
         self.calibration_objective = "pearson" if self.quality is not None else "entropy"
         self.notes_view = NotesView()
         self.notes, self.notes_html = self.notes_view.notes, self.notes_view.html
@@ -216,48 +262,37 @@ class TriageApp(WidgetApp):
         self.case: str | None = None
         self.viewer: Any = None
 
-        # --- controls
-        lo = min(ALPHA_RANGE[0], float(alpha), self.calibrated_alpha)
-        hi = max(ALPHA_RANGE[1], float(alpha), self.calibrated_alpha)
-        self.alpha_slider = w.FloatSlider(value=float(alpha), min=lo, max=hi, step=ALPHA_STEP,
-                                          readout=False, continuous_update=False,
-                                          description="α", layout=w.Layout(width="420px"))
-        self.alpha_slider.add_class("qe-alpha-slider")
-        self.alpha_readout = w.HTML()
-        self.alpha_readout.add_class("qe-alpha-readout")
-        self.preset_button = w.Button(
-            description=f"calibrated α = {self.calibrated_alpha:.2f} ({self.calibration_objective})",
-            tooltip="set α to qe_nb.calibrate(...) of these scores", layout=w.Layout(width="auto"))
-        self.preset_button.add_class("qe-alpha-preset")
-        self.summary = w.HTML()
-        self.summary.add_class("qe-alarm-summary")
-        self.alpha_note = w.HTML(f"<span style='color:#555'>{html.escape(self.alpha_source)}</span>")
-        self.alpha_note.add_class("qe-alpha-source")
-
-        # --- views: the worklist, the verdict panel and (once a case is opened) the viewer
+        # --- controls and views: the worklist, the verdict panel and (once a case is opened) the viewer
+        controls = _alpha_controls(w, float(alpha), self.calibrated_alpha, self.calibration_objective,
+                                   self.alpha_source)
+        for name, widget in controls.items():
+            setattr(self, name, widget)
         self.worklist_view = WorklistView(min(rows, sizes["case"]), max_count=self.max_count,
                                           on_select=self.select)
-        self.verdict_panel = VerdictPanel(on_verdict=self.record)
+        self.desk = VerdictDesk(self.session, alpha=lambda: self.alpha, case=lambda: self.case,
+                                redraw=self._draw)
+        self.verdict_panel = self.desk.panel
         self.viewer_box = w.VBox()
         self.viewer_box.add_class("qe-case-panel")
         right = w.VBox([self.verdict_panel.box, self.viewer_box],
                        layout=w.Layout(flex="1 1 auto", min_width="0", overflow="auto",
                                        margin="0 0 0 12px"))
         self.widget = w.VBox([
-            w.HTML(_CSS + header_html(self.similarity, self.store.path, pool=self.pool)),
+            w.HTML(_CSS + header_html(self.similarity, self.store.url, pool=self.pool)),
             w.HBox([self.alpha_slider, self.alpha_readout, self.preset_button]),
-            self.alpha_note,
-            self.summary,
-            self.worklist_view.legend,
-            self.notes_html,
-            w.HBox([w.VBox([self.worklist_view.caption, self.worklist_view.box],
-                           layout=w.Layout(flex="0 0 484px")), right]),
+            self.alpha_note, self.summary, self.desk.performance, self.worklist_view.legend, self.notes_html,
+            w.HBox([w.VBox([w.HBox([self.worklist_view.caption, self.desk.refresh_button,
+                                    self.desk.refresh_note]),
+                            self.worklist_view.box], layout=w.Layout(flex="0 0 484px")), right]),
         ])
         self.widget.add_class("qe-triage-app")
 
         self.alpha_slider.observe(lambda _: self.refresh(), names="value")
         self.preset_button.on_click(lambda _: self.set_alpha(self.calibrated_alpha))
+        self.desk.reload(draw=False)
         self.refresh()
+        self.timer = PeriodicRefresh.start(self.reload, refresh,
+                                           on_error=lambda exc: self.verdict_panel.problem(short_error(exc)))
 
     def _run_alpha_text(self, given: float | None, label_mean: bool) -> str:
         """Set :attr:`run_alpha` (the α stored with the scores for these settings, or None)
@@ -283,6 +318,11 @@ class TriageApp(WidgetApp):
         return float(self.alpha_slider.value)
 
     @property
+    def reviewer(self) -> str:
+        """Who reviews ("" until a name is given)."""
+        return self.session.reviewer
+
+    @property
     def row_buttons(self) -> list[Any]:
         """The worklist's case buttons, top first."""
         return self.worklist_view.row_buttons
@@ -291,10 +331,6 @@ class TriageApp(WidgetApp):
     def row_infos(self) -> list[Any]:
         """The worklist's row texts, top first."""
         return self.worklist_view.row_infos
-
-    @property
-    def case_header(self) -> Any:
-        return self.verdict_panel.case_header
 
     @property
     def note_text(self) -> Any:
@@ -310,8 +346,8 @@ class TriageApp(WidgetApp):
 
     @property
     def verdicts(self) -> pd.DataFrame:
-        """The recorded verdicts (see :func:`read_verdicts`)."""
-        return self.store.verdicts
+        """The current verdict per case, read from the database now (:meth:`qe_nb.ReviewStore.current`)."""
+        return self.store.current()
 
     def set_alpha(self, alpha: float) -> None:
         """Set α (widening the slider if needed); the worklist and the viewer follow."""
@@ -340,22 +376,41 @@ class TriageApp(WidgetApp):
         else:
             self.viewer_box.children = (ipywidgets().HTML(
                 "<p><i>No ensemble given (qe-nb app --ensemble ROOT): the case viewer is off.</i></p>"),)
-        self.verdict_panel.open(self.store.get(case))
+        self.desk.opened(case)
         self._draw()
+
+    def set_reviewer(self, name: str) -> None:
+        """Who reviews from now on; the verdict buttons work once a name and a case are there."""
+        self.desk.set_reviewer(name)
 
     def record(self, verdict: str, *, note: str | None = None, case: str | None = None) -> None:
-        """Record a verdict for ``case`` (default: the open case) and save it at once.
+        """Record a verdict by :attr:`reviewer` for ``case`` (default: the open case) and save it at once.
 
-        ``note`` defaults to the note field's text.
+        ``note`` defaults to the note field's text. A failed save is shown in red at once and the
+        verdict is kept (``session.pending``) until :meth:`retry` saves it.
+
+        Raises
+        ------
+        InputError
+            Without a case or a reviewer, or for an unknown verdict.
+        StoreError
+            When the database cannot be written.
         """
-        case = self.case if case is None else case
-        if case is None:
-            raise InputError("no case is open; pass `case=` or select a row of the worklist first.")
-        note = self.note_text.value if note is None else note
-        self.store.record(case, verdict, note=note)
-        self.verdict_panel.saved(case, verdict,
-                                 f" to {self.store.path}" if self.store.path else " (in memory)")
-        self._draw()
+        self.desk.record(verdict, note=note, case=case)
+
+    def retry(self) -> None:
+        """Save the verdict that could not be saved (see :meth:`record`)."""
+        self.desk.retry()
+
+    def reload(self) -> None:
+        """Read every reviewer's verdicts (and who has which case open) from the database; redraw."""
+        self.desk.reload()
+
+    def close(self) -> None:
+        """Stop the periodic refresh (the database stays open: :attr:`store`)."""
+        if self.timer is not None:
+            self.timer.stop()
+            self.timer = None
 
     # ---- computing and drawing
 
@@ -369,7 +424,7 @@ class TriageApp(WidgetApp):
         with self.notes_view.noting():
             table = worklist(self.similarity, alpha, quality=self.quality, pool=self.pool)
             counts = risk(alarms(self.similarity, alpha, pool=self.pool))
-        self.worklist = table
+        self.worklist, self._counts = table, counts
         flagged = int((counts.values > 0).sum())
         parts = [f"α = {alpha:.2f}", f"{int(counts.values.sum())} alarms",
                  f"{flagged} of {counts.sizes['case']} cases with ≥ 1 alarm",
@@ -381,13 +436,16 @@ class TriageApp(WidgetApp):
         self._draw()
 
     def _draw(self) -> None:
-        """The worklist rows and the open case's header, with the current verdicts."""
-        verdicts = self.store.as_dict()
+        """The worklist rows, the open case's header and history, with the current verdicts."""
+        current = self.session.current
         table = self.worklist
-        table["verdict"] = [verdicts.get(str(c), "") for c in table["case"]]
-        self.worklist_view.draw(table, verdicts, selected=self.case,
+        table["verdict"] = [str(current.get(str(c), {}).get("verdict", "")) for c in table["case"]]
+        table["reviewer"] = [str(current.get(str(c), {}).get("reviewer", "")) for c in table["case"]]
+        self.worklist_view.draw(table, current, selected=self.case, opened=self.session.opened,
                                 quality_name=None if self.quality is None else str(self.quality.name))
+        self.desk.draw_performance(self._counts, self.notes_view.noting)
         if self.case is not None:
             row = table[table["case"] == self.case].iloc[0]
+            history = self.desk.history(self.case)
             self.verdict_panel.draw_header(self.case, row, len(table), self.alpha,
-                                           self.store.get(self.case))
+                                           current.get(self.case), history)

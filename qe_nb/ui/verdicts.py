@@ -1,27 +1,39 @@
-"""The verdict table of the triage app: one row per case, kept in a CSV file.
+"""Where the triage app keeps verdicts: a review database (:class:`qe_nb.ReviewStore`), and the
+verdict CSV files of earlier versions.
 
-- :func:`read_verdicts`, :func:`write_verdicts`, :func:`record_verdict` -- the verdict table
-  (pure functions over a :class:`pandas.DataFrame`) and its CSV file, written atomically
-  (:func:`qe_nb.data.images.atomic_write`);
-- :class:`VerdictStore` -- that table bound to its file: every change is written at once, so
-  a session can be interrupted without losing work.
+- :func:`default_database_path`, :func:`open_review_store` -- the app's database: given, or
+  ``SCORES.reviews.db`` beside the scores, with an old ``SCORES.verdicts.csv`` imported once;
+- legacy (qe_nb before the review store; kept to read and import old files):
+  :func:`default_verdicts_path`, :func:`read_verdicts`, :func:`write_verdicts`,
+  :func:`record_verdict` -- one row per case in a CSV file, written atomically
+  (:func:`qe_nb.data.images.atomic_write`); :class:`VerdictStore` -- that table bound to its
+  file. Several app sessions at once lose each other's rows in a CSV file: the app no longer
+  writes one.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from qe_nb.core.verdicts import VERDICTS
 from qe_nb.exceptions import InputError
 
+if TYPE_CHECKING:
+    from qe_nb.store.review import ReviewStore
+
 __all__ = [
     "VERDICTS",
     "VERDICT_COLUMNS",
+    "default_database_path",
+    "open_review_store",
     "default_verdicts_path",
     "read_verdicts",
     "write_verdicts",
@@ -33,8 +45,79 @@ __all__ = [
 VERDICT_COLUMNS: tuple[str, ...] = ("case", "verdict", "note", "recorded_at")
 """The columns of the verdict CSV file (one row per case)."""
 
-# ------------------------------------------------------------------------------- verdicts
+# ------------------------------------------------------------------------------- the database
 
+
+def default_database_path(scores_path: str | os.PathLike) -> Path:
+    """The review database beside a scores file: ``scores.nc`` -> ``scores.reviews.db``.
+
+    Examples
+    --------
+    >>> default_database_path("/data/run1/scores.nc").as_posix()
+    '/data/run1/scores.reviews.db'
+    """
+    path = Path(os.fspath(scores_path))
+    return path.with_name(f"{path.stem}.reviews.db")
+
+
+def open_review_store(
+    verdicts: ReviewStore | str | os.PathLike | None,
+    *,
+    scores_path: str | os.PathLike | None = None,
+    import_csv: str | os.PathLike | None = None,
+) -> tuple[ReviewStore, int]:
+    """The triage app's review database, with old CSV verdicts imported; and how many were imported.
+
+    Parameters
+    ----------
+    verdicts : ReviewStore or str or path-like, optional
+        A store; a SQLite file (``.db``) or URL (``sqlite:///...``, ``postgresql://...``); or
+        None: ``SCORES.reviews.db`` beside ``scores_path`` (:func:`default_database_path`), or,
+        without a scores file, a database in a new temporary folder (kept for this session only).
+        A ``.csv`` path (how earlier versions took the verdict file) is imported into the default
+        database instead, with a :class:`DeprecationWarning`.
+    scores_path : str or path-like, optional
+        The scores file the verdicts are about.
+    import_csv : str or path-like, optional
+        An old verdict CSV to import; default ``SCORES.verdicts.csv`` beside the scores when it
+        exists. Importing is idempotent (:meth:`qe_nb.ReviewStore.import_csv`): the same rows are
+        never added twice, so this runs at every start.
+
+    Raises
+    ------
+    InputError
+        For a malformed URL, or a CSV file that is not a verdict file.
+    StoreError
+        When the database cannot be opened or created.
+    """
+    import tempfile
+
+    from qe_nb.store.review import ReviewStore
+
+    if isinstance(verdicts, (str, os.PathLike)) and os.fspath(verdicts).lower().endswith(".csv"):
+        warnings.warn(
+            f"verdicts are kept in a review database now; the CSV file {os.fspath(verdicts)!r} is "
+            "imported into it (give `verdicts=` a .db file or a URL, or `import_csv=` the CSV)",
+            DeprecationWarning, stacklevel=3)
+        import_csv, csv_home = verdicts, Path(os.fspath(verdicts))
+        verdicts = default_database_path(scores_path if scores_path is not None else csv_home)
+    if isinstance(verdicts, ReviewStore):
+        store = verdicts
+    elif verdicts is not None:
+        store = ReviewStore(verdicts)
+    elif scores_path is not None:
+        store = ReviewStore(default_database_path(scores_path))
+    else:  # a database for this session only, removed when the store goes
+        folder = Path(tempfile.mkdtemp(prefix="qe_nb-reviews-"))
+        store = ReviewStore(folder / "reviews.db")
+        weakref.finalize(store, shutil.rmtree, folder, True)
+    if import_csv is None and scores_path is not None:
+        beside = default_verdicts_path(scores_path)
+        import_csv = beside if beside.is_file() else None
+    imported = store.import_csv(import_csv) if import_csv is not None else 0
+    return store, imported
+
+# ------------------------------------------------------------------------------- legacy CSV files
 
 def default_verdicts_path(scores_path: str | os.PathLike) -> Path:
     """The verdict file beside a scores file: ``scores.nc`` -> ``scores.verdicts.csv``.
@@ -207,7 +290,8 @@ def record_verdict(
 
 
 class VerdictStore:
-    """The verdict table bound to its CSV file: every change is written at once.
+    """The verdict table bound to its CSV file: every change is written at once (legacy: the
+    triage app keeps verdicts in a :class:`qe_nb.ReviewStore`; see :func:`open_review_store`).
 
     Parameters
     ----------
