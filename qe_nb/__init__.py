@@ -69,6 +69,16 @@ _API = {
     # ground-truth-free risk scores side by side
     "risk_scores": "core.risk",
     "evaluate_risk": "core.risk",
+    # continuous QA: a frozen calibration, new cases assessed one by one, drift
+    "fit": "pipeline.model",
+    "QualityModel": "pipeline.model",
+    "load_model": "pipeline.model",
+    "drift_table": "core.drift",
+    # the review store (verdicts, assessments) and learning from the verdicts
+    "ReviewStore": "store",
+    "StoreError": "store",
+    "verdict_performance": "core.verdict_performance",
+    "VerdictPerformance": "core.verdict_performance",
     # files -> cohort
     "open_ensemble": "data.ensemble",
     "load_case": "data.loading",
@@ -110,6 +120,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
     from qe_nb.core.alarms import alarms, risk, threshold_table, thresholds
     from qe_nb.core.calibration import alarm_entropy, calibrate, sweep, sweep_table
     from qe_nb.core.case import score_arrays
+    from qe_nb.core.drift import drift_table
     from qe_nb.core.fusion import fuse
     from qe_nb.core.labels import (
         BINARY,
@@ -139,6 +150,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
     from qe_nb.core.risk import evaluate_risk, risk_scores
     from qe_nb.core.run_alpha import RunAlpha, run_alpha, settle_alpha
     from qe_nb.core.triage import triage_performance, worklist
+    from qe_nb.core.verdict_performance import VerdictPerformance, verdict_performance
     from qe_nb.data.ensemble import open_ensemble
     from qe_nb.data.geometry import Geometry
     from qe_nb.data.images import read_image, write_image
@@ -158,7 +170,9 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
         UndefinedValueWarning,
         UnreliableThresholdWarning,
     )
+    from qe_nb.pipeline.model import QualityModel, fit, load_model
     from qe_nb.pipeline.scoring import label_mean, load_scores, missing_summary, save_scores, score
+    from qe_nb.store import ReviewStore, StoreError
 
 # The flat modules of versions before 0.2 (``qe_nb.metrics``, ``qe_nb.widgets``, ...) still
 # import, with a DeprecationWarning that names their new home in the layers.
