@@ -471,7 +471,8 @@ def calibrate(
       still come from every case. The AUROC takes few distinct values, so ties are common:
       among the alphas with the best AUROC the one whose alarm counts have the largest
       entropy wins (it spreads the unreviewed cases most, the ``"entropy"`` objective's
-      choice within the tie), then the smallest ``|alpha|``.
+      choice within the tie), then the smallest ``|alpha|``. The AUROC at the alpha found is
+      measured on the verdicts it was fitted to, hence optimistic: judge it on later verdicts.
 
     The alarm counts, hence every objective, are piecewise constant in alpha: the alarm of a
     finite value ``v`` of a group flips at ``alpha = (median - v) / MAD``. The default search
