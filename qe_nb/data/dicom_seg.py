@@ -113,7 +113,26 @@ def _dataset(p: str, fail):
             f"it is a DICOM {name!r} file, not a segmentation (DICOM SEG, SOP class "
             f"{_SEGMENTATION_STORAGE}); give the masks pattern the SEG files"
         )
+    _check_pixel_data(dataset, fail)
     return dataset
+
+
+def _check_pixel_data(dataset, fail) -> None:
+    """Refuse a SEG cut off before or inside its pixel data (they come last in the file)."""
+    if "PixelData" not in dataset:
+        raise fail("it is truncated: the file ends before its pixel data")
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or getattr(syntax, "is_compressed", True):
+        return  # compressed frames: their sizes are not known in advance
+    try:
+        bits = int(dataset.BitsAllocated)
+        voxels = int(dataset.get("NumberOfFrames", 1) or 1) * int(dataset.Rows) * int(dataset.Columns)
+    except (AttributeError, TypeError, ValueError):
+        return  # left to highdicom, whose error is reported
+    expected = -(-voxels * bits // 8)
+    held = len(dataset.PixelData)
+    if held < expected:
+        raise fail(f"its pixel data are truncated: it holds {held} bytes of them, its header promises {expected}")
 
 
 def read_segmentation(
