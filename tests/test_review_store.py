@@ -495,8 +495,8 @@ _KILLED_WRITER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_after", [25, 60, 140])
-def test_a_writer_killed_mid_write_leaves_a_sound_store_with_every_reported_verdict(store_url, kill_after):
+@pytest.mark.parametrize("kill_after, delay", [(25, 0.0), (60, 0.003), (140, 0.011)])
+def test_a_writer_killed_mid_write_leaves_a_sound_store_with_every_reported_verdict(store_url, kill_after, delay):
     ReviewStore(store_url).close()
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     writer = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, store_url, f"k{kill_after}"],
@@ -506,7 +506,8 @@ def test_a_writer_killed_mid_write_leaves_a_sound_store_with_every_reported_verd
     for line in writer.stdout:
         reported.append(int(line))
         if len(reported) >= kill_after:
-            os.kill(writer.pid, signal.SIGKILL)  # somewhere inside the next record()
+            time.sleep(delay)  # lands at different points of the next record()s
+            os.kill(writer.pid, signal.SIGKILL)
             break
     rest, _ = writer.communicate(timeout=30)
     reported += [int(line) for line in rest.split()]
