@@ -367,3 +367,17 @@ def test_drift_leaves_failed_cases_out_and_checks_its_options(cohort):
         model.drift(out, level=2)
     with pytest.raises(InputError, match=r"lacks 'alarms'"):
         model.drift(out.drop_vars("alarms"))
+
+
+def test_a_catalogue_with_other_files_is_assessed_on_the_models_members(cohort):
+    ens, scores = cohort
+    ref, new = _split(scores)
+    model = fit(ref, 0.1)
+    case = str(new["case"].values[0])
+    with pytest.warns(qe_nb.QeNbWarning, match="takes \\['reference'\\] for algorithms"):
+        everything = qe_nb.open_ensemble(ens.attrs["root"], labels=model.scheme)  # 'reference' caught as a member
+    out = model.assess(everything, cases=[case])
+    assert out["algorithm"].values.tolist() == list(model.algorithms)
+    xr.testing.assert_equal(out["alarms"], model.assess(new, cases=[case])["alarms"])
+    with pytest.raises(InputError, match=r"the catalogue does not match the model: members .*lacking \['unet-a'\]"):
+        model.assess(everything.drop_sel(algorithm="unet-a"), cases=[case])

@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from qe_nb.cli import app, cohort, watch
+from qe_nb.cli import app, cohort, model, watch
 from qe_nb.cli.common import CommandError, negative_values
 from qe_nb.exceptions import QeNbError
 
@@ -26,7 +26,7 @@ __all__ = ["build_parser", "main"]
 
 # each command module has `add_commands(sub)` and registers its sub-commands there; a new command
 # is a new module in qe_nb/cli/ added here, in the order `qe-nb --help` lists them
-COMMAND_MODULES = (cohort, app, watch)
+COMMAND_MODULES = (cohort, model, app, watch)
 
 
 def build_parser() -> argparse.ArgumentParser:

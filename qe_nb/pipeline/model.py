@@ -226,8 +226,8 @@ class QualityModel:
         ----------
         new : xarray.Dataset, mapping, sequence or ndarray
             A catalogue from :func:`qe_nb.open_ensemble` (its cases are scored here with the
-            model's settings; a bad file is recorded in ``error``, the other cases are
-            assessed); a scores Dataset from :func:`qe_nb.score` or :func:`qe_nb.score_arrays`
+            model's settings and members -- files of other algorithms are not read; a bad file
+            is recorded in ``error``, the other cases are assessed); a scores Dataset from :func:`qe_nb.score` or :func:`qe_nb.score_arrays`
             scored with the model's settings; or one case's label maps in memory (a mapping
             member -> map, None for a missing member, or a sequence / array in the model's
             member order), scored with :func:`qe_nb.score_arrays`.

@@ -151,7 +151,11 @@ def _score_catalogue(model: QualityModel, ensemble: xr.Dataset, *, cases: Sequen
                      n_jobs: int | None, progress: bool) -> xr.Dataset:
     from qe_nb.pipeline.scoring import score
 
-    settings = {"algorithms": [str(a) for a in ensemble["algorithm"].values], "labels": label_settings(ensemble)}
+    present = [str(a) for a in ensemble["algorithm"].values]
+    # files of other algorithms (a reference caught by the masks pattern, a member the model does
+    # not know) are not scored; a member of the model without any file is refused
+    settings = {"algorithms": [a for a in present if a in model.algorithms] if set(model.algorithms) <= set(present)
+                else present, "labels": label_settings(ensemble)}
     differences = settings_differences(model, settings)
     if differences:
         raise InputError(
