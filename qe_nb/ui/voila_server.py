@@ -23,7 +23,14 @@ import tornado.web
 from tornado.routing import Matcher, Rule
 from voila.app import Voila
 
-from qe_nb.ui.access import HOSTS_VARIABLE, TOKEN_VARIABLE, is_loopback, refusal, server_names
+from qe_nb.ui.access import (
+    HOSTS_VARIABLE,
+    TOKEN_VARIABLE,
+    is_loopback,
+    refusal,
+    server_names,
+    token_required,
+)
 
 __all__ = ["GuardedVoila", "main"]
 
@@ -66,6 +73,9 @@ class GuardedVoila(Voila):
         token = os.environ.pop(TOKEN_VARIABLE, "")
         if token:
             self.token = token
+        if token_required(self.ip) and not self.token:
+            raise SystemExit(f"qe-nb app: serving on {self.ip!r} (not loopback) needs a token "
+                             f"(set {TOKEN_VARIABLE}; `qe-nb app` makes one)")
         extra = [h for h in os.environ.get(HOSTS_VARIABLE, "").split(",") if h.strip()]
         self.allowed_names = server_names(self.ip, extra)
 
