@@ -183,6 +183,14 @@ def test_segment_without_frames_is_absent(axial, tmp_path):
     np.testing.assert_array_equal(embed_slices(array, own, grid), labels)
 
 
+def test_labelmap_seg_reads_as_binary(axial, tmp_path):
+    source, grid, _ = axial
+    labels = label_map(np.random.default_rng(10))
+    write_seg(tmp_path / "lm.dcm", source, labels, kind="LABELMAP", sparse=True)
+    array, own = read_segmentation(tmp_path / "lm.dcm")
+    np.testing.assert_array_equal(embed_slices(array, own, grid), labels)
+
+
 def test_fractional_seg_with_only_zero_and_maximum_reads(axial, tmp_path):
     source, grid, _ = axial
     labels = label_map(np.random.default_rng(4))

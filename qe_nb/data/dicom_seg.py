@@ -1,7 +1,7 @@
 """Reading DICOM segmentations (SEG) as label maps, on the grid of their source series.
 
-A DICOM SEG stores one binary (or fractional, or label-map) frame per segment and source
-slice; :func:`read_segmentation` turns it into the integer label map that the rest of qe_nb
+A DICOM SEG stores one BINARY (or FRACTIONAL) frame per segment and source slice, or one
+LABELMAP frame per slice (the Label Map Segmentation SOP class); :func:`read_segmentation` turns it into the integer label map that the rest of qe_nb
 reads from NIfTI: each voxel holds the *segment number* of the segment covering it (0 for
 background), on a :class:`~qe_nb.data.geometry.Geometry` built as SimpleITK builds the grid of
 the source series (slices in increasing order along the normal of the image plane, origin at
@@ -56,6 +56,7 @@ their 128-byte preamble is followed by ``DICM``."""
 INSTALL_HINT = 'pip install "qe-nb[dicom]"'
 
 _SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+_LABEL_MAP_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"  # Label Map Segmentation (DICOM 2024)
 _PREAMBLE = 128
 _TOLERANCE = 1e-4  # of grid comparisons, as in qe_nb.data.loading
 
@@ -105,7 +106,7 @@ def _dataset(p: str, fail):
     except Exception as exc:  # pydicom raises many kinds on truncated or corrupt files
         raise fail(f"it is a truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
     sop_class = str(dataset.get("SOPClassUID", ""))
-    if sop_class != _SEGMENTATION_STORAGE:
+    if sop_class not in (_SEGMENTATION_STORAGE, _LABEL_MAP_STORAGE):
         if not sop_class:
             raise fail("it is a truncated or incomplete DICOM file (it has no SOP Class UID)")
         name = pydicom.uid.UID(sop_class).name
