@@ -302,6 +302,14 @@ def test_a_case_recorded_by_another_watcher_meanwhile_is_not_recorded_twice(tmp_
     store.record_assessment("a", model_hash="fake-model-hash", risk=0.0, alarms=0, reasons="", error="")
     row = w.assess("a")
     assert row["recorded"] is False and len(store.rows) == 1
+    w._say("a", row)
+    assert "already in the store for this model (another watcher?)" in w.lines[-1]
+    # a case another watcher recorded before this one found it ready is not assessed at all
+    write_case(tmp_path, "b")
+    w.scan()
+    clock.tick(3)
+    store.record_assessment("b", model_hash="fake-model-hash", risk=0.0, alarms=0, reasons="", error="")
+    assert w.scan() == [] and model.calls == ["a"] and w.pending == []
 
 
 def test_empty_folder_bad_pattern_and_missing_folder(tmp_path):

@@ -323,7 +323,7 @@ class FolderWatcher:
                 warnings.simplefilter("ignore", QeNbWarning)  # e.g. "takes ['reference'] for algorithms"
                 ens = open_ensemble(self.folder, masks=self.masks, labels=self.labels)
         except EnsembleError as exc:
-            if str(exc).startswith("no file under"):
+            if str(exc).startswith("no file under"):  # open_ensemble's words for "nothing matches yet"
                 return None
             if strict:
                 raise
@@ -376,7 +376,10 @@ class FolderWatcher:
                 ready.append(case)
             elif not complete and self.missing_after is not None and quiet >= max(self.settle, self.missing_after):
                 ready.append(case)
-        for case in set(self._seen) - set(self._paths):
+        if ready:  # another watcher on the same database may have recorded some meanwhile
+            self._done |= set(self.store.assessed_cases(self.model_hash))
+            ready = [c for c in ready if c not in self._done]
+        for case in (set(self._seen) - set(self._paths)) | (self._done & set(self._seen)):
             del self._seen[case]  # gone from the folder, or recorded meanwhile
         return ready
 
