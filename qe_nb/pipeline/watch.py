@@ -17,8 +17,9 @@ The rules
   one ``settle`` after the last rename; a slow writer must not pause longer than ``settle``.
   With ``missing_after``, a case whose present files have not changed for that long is assessed
   without the members still missing (their rows are NaN and alarm, as in :func:`qe_nb.score`).
-- **Once.** Cases already in the store for the model's content hash are skipped, at start and as
-  they are recorded; each case is assessed in this process, one at a time, and recorded in one
+- **Once.** Cases already in the store for the model's content hash are skipped (read at the
+  start and again whenever some case is ready, so cases another watcher recorded are not
+  assessed); each case is assessed in this process, one at a time, and recorded in one
   transaction. The store keeps one row per (case, model hash) (a UNIQUE constraint), so a watcher
   killed at any instant and started again assesses the cases it had not recorded and none
   twice; two watchers on one database never record a case twice either.
@@ -27,18 +28,22 @@ The rules
 - **Errors.** A case whose files cannot be used (unreadable, another grid, ...) is recorded like
   any other, with its ``error`` and no risk, and is not retried by this model, even when its
   files change later: an error row is an answer, and retrying would assess the case twice. To
-  assess it again, fix the files and run ``qe-nb assess`` on it (or record with a new model).
+  assess it again, fix the files and assess it with ``model.assess`` (or ``qe-nb assess``).
 - **Stopping.** :meth:`FolderWatcher.run` returns when its ``stop`` event is set (``qe-nb watch``
   sets it on SIGTERM and Ctrl-C) after the case in progress is recorded; ``once=True`` assesses
   what is complete, waiting one ``settle`` to see which cases are still changing, and returns.
+
+Each look at the folder is one :func:`qe_nb.open_ensemble` walk plus a ``stat`` of the expected
+files of the cases not yet assessed (about 0.12 s for 2000 case folders of three files here).
 
 Each recorded row holds ``risk`` (the model's risk of the case), ``alarms`` (the number of
 alarming member x structure x metric cells), ``reasons`` (the worklist's words), ``error`` and a
 ``result`` dict: ``percentile`` (the risk's percentile in the reference cohort), ``similarity``
 and ``alarm`` ({algorithm: {label: {metric: value}}}; a NaN similarity is ``None``, an infinite
-one the string ``"inf"``), ``missing`` (members without a file), ``warnings`` (what the scoring warned, e.g. label values
-the scheme does not use) and ``files`` ({algorithm:
-[path relative to the folder, size, mtime_ns]}), so drift can be computed from the store alone.
+one the string ``"inf"``), ``missing`` (members without a file), ``warnings`` (what the scoring
+warned, e.g. label values the scheme does not use) and ``files`` ({algorithm: [path relative to
+the folder, size, mtime_ns]}). :func:`stored_assessments` turns the rows back into
+``model.assess``'s Dataset, so ``model.drift`` runs on the database alone.
 """
 
 from __future__ import annotations
