@@ -103,6 +103,8 @@ def _dataset(p: str, fail):
         dataset = pydicom.dcmread(p)
     except pydicom.errors.InvalidDicomError:
         raise fail("it is not a DICOM file (no 'DICM' after the 128-byte preamble)") from None
+    except PermissionError:
+        raise fail("permission denied (the file cannot be opened for reading)") from None
     except Exception as exc:  # pydicom raises many kinds on truncated or corrupt files
         raise fail(f"it is a truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
     sop_class = str(dataset.get("SOPClassUID", ""))
