@@ -173,6 +173,18 @@ def manifest_rows(base: Path) -> list[tuple[str, str]]:
 #: Inputs whose handling needs a server, a signal or a changed file between two runs: the
 #: message is asserted by the linked test (run them to see it), not reproduced by this script.
 HOSTILE_ROWS: list[tuple[str, str, str]] = [
+    ("a BINARY DICOM SEG whose segments overlap",
+     "`case 'case-03', algorithm 'alg-b': cannot read '…/ov.dcm': its segments overlap (a voxel belongs to more than one segment), so it has no single label per voxel; …`",
+     "tests/test_dicom_seg.py::test_overlapping_segments_are_refused"),
+    ("a FRACTIONAL (probabilistic) DICOM SEG",
+     "`… cannot read '…/fr.dcm': it is a FRACTIONAL (probabilistic) SEG with values between 0 and the maximum; threshold it into a BINARY SEG first.`",
+     "tests/test_dicom_seg.py::test_probabilistic_fractional_seg_is_refused"),
+    ("a CT slice, a truncated SEG or a text file given as a `.dcm` mask",
+     "`… it is a DICOM 'CT Image Storage' file, not a segmentation (DICOM SEG, …)` / `… it is truncated: the file ends before its pixel data.` / `… it is not a DICOM file (no 'DICM' after the 128-byte preamble).`; only that case fails",
+     "tests/test_dicom_seg.py::test_ct_slice_truncated_junk_and_missing_files"),
+    ("a `.dcm` mask without the `dicom` extra",
+     "`… reading DICOM segmentations needs highdicom and pydicom (…); install them with: pip install \"qe-nb[dicom]\".`",
+     "tests/test_dicom_seg.py::test_missing_extra_names_the_install_command"),
     ("a case folder whose name is not UTF-8 (`lat\\xe9n`)",
      "scored and saved; the name is escaped in the NetCDF (`lat%E9n`, attr `name_escape`) and restored by `load_scores`; the cache works",
      "tests/test_cache_keys.py::test_non_utf8_case_folder_is_scored_saved_and_restored"),
