@@ -74,6 +74,9 @@ _API = {
     "QualityModel": "pipeline.model",
     "load_model": "pipeline.model",
     "drift_table": "core.drift",
+    "watch_folder": "pipeline.watch",
+    "FolderWatcher": "pipeline.watch",
+    "stored_assessments": "pipeline.watch",
     # the review store (verdicts, assessments) and learning from the verdicts
     "ReviewStore": "store",
     "StoreError": "store",
@@ -172,6 +175,7 @@ if TYPE_CHECKING:  # the same names, statically, for type checkers and IDEs
     )
     from qe_nb.pipeline.model import QualityModel, fit, load_model
     from qe_nb.pipeline.scoring import label_mean, load_scores, missing_summary, save_scores, score
+    from qe_nb.pipeline.watch import FolderWatcher, stored_assessments, watch_folder
     from qe_nb.store import ReviewStore, StoreError
 
 # The flat modules of versions before 0.2 (``qe_nb.metrics``, ``qe_nb.widgets``, ...) still
