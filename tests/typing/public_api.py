@@ -38,3 +38,18 @@ def arrays() -> float:
     fused: np.ndarray = qe_nb.fuse([a.astype(np.uint8), b.astype(np.uint8)], method="mav")
     del fused
     return qe_nb.dice(a, b) + qe_nb.hausdorff(a, b, spacing=(1.0, 1.0, 2.0))
+
+
+def continuous_qa(reference: xr.Dataset, root: str, db: str) -> pd.DataFrame:
+    model: qe_nb.QualityModel = qe_nb.fit(reference, 0.1, by="label")
+    model.save("model.json")
+    again: qe_nb.QualityModel = qe_nb.load_model("model.json")
+    new: xr.Dataset = qe_nb.open_ensemble(root, masks="{case}/{algorithm}.nii.gz", labels=again.scheme)
+    assessed: xr.Dataset = again.assess(new, cases=["case-01"])
+    with qe_nb.ReviewStore(db) as store:
+        store.record("case-01", "reject", reviewer="dr-a", note="missed the enhancing tumour")
+        verdicts: pd.DataFrame = store.current()
+        performance: qe_nb.VerdictPerformance = qe_nb.verdict_performance(assessed["risk"], store)
+        history: pd.DataFrame = store.history("case-01")
+    del verdicts, performance, history
+    return again.drift(assessed)
