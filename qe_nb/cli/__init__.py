@@ -1,7 +1,7 @@
 """The ``qe-nb`` command: batch runs over folders of segmentations.
 
 ``qe-nb demo``      synthetic glioma cohort -> scores -> calibrated alpha -> tables, worklist, figures
-``qe-nb score``     a folder of segmentations (NIfTI, MHA, NRRD; 2-D PNG, TIFF, BMP) -> scores.nc
+``qe-nb score``     a folder of segmentations (NIfTI, MHA, NRRD, DICOM SEG; 2-D PNG, TIFF, BMP) -> scores.nc
 ``qe-nb sweep``     the alpha sweep of a scores file (the paper's Tables 1-2)
 ``qe-nb worklist``  cases sorted by risk at a given alpha
 ``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums

@@ -320,7 +320,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a folder of segmentations",
                        description="Fuse each case's candidates, measure each candidate against the fusion "
                        "(and the fusion against the reference, when given) and write the scores cube. "
-                       "3-D images (NIfTI, MHA, NRRD) and 2-D images (PNG, TIFF, BMP, 2-D NIfTI) are read; "
+                       "3-D images (NIfTI, MHA, NRRD, DICOM SEG .dcm) and 2-D images (PNG, TIFF, BMP, 2-D NIfTI) are read; "
                        "masks stored as 0/255 work with --labels binary. Distances are in mm, or in pixels "
                        "(px) for formats that store no spacing (PNG); the scores file says which.",
                        epilog="example (2-D PNG, crowd annotations of a cell image): qe-nb score ROOT "
