@@ -2,58 +2,39 @@
 
 - :class:`ReviewStore` -- one database (a SQLite file, or PostgreSQL for a ``postgresql://`` URL)
   that several reviewers in separate processes write to at once without losing a verdict.
+
+Its parts: :class:`~qe_nb.store.connection.StoreConnection` (opening, transactions, errors,
+closing), :class:`~qe_nb.store.assessments.AssessmentLog` (the assessments); the verdicts and
+presence are here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import func, select
 
 from qe_nb.data.files import atomic_write
 from qe_nb.store import csv_import
-from qe_nb.store.engine import WRITE, open_engine
-from qe_nb.store.errors import StoreError
-from qe_nb.store.schema import (
-    ASSESSMENTS_TABLE,
-    PRESENCE_TABLE,
-    VERDICTS_TABLE,
-    check_version,
-    ensure_schema,
-)
+from qe_nb.store.assessments import AssessmentLog
+from qe_nb.store.connection import now_utc
+from qe_nb.store.schema import PRESENCE_TABLE, VERDICTS_TABLE
 from qe_nb.store.values import (
     VERDICT_LOG_COLUMNS,
-    assessment_frame,
     check_number,
     check_text,
     check_verdict,
-    result_json,
     verdict_frame,
 )
 
 __all__ = ["ReviewStore"]
 
 
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class ReviewStore:
+class ReviewStore(AssessmentLog):
     """Reviewers' verdicts in a database: an append-only log, safe with many writers at once.
 
     Parameters
@@ -61,7 +42,8 @@ class ReviewStore:
     path_or_url : str or path-like, default "qe-nb.db"
         A SQLite file (created when missing) or ``postgresql://user:password@host:port/db``.
     timeout : float, default 30.0
-        Seconds to wait for another writer's lock (SQLite) or for a connection (PostgreSQL).
+        Seconds to wait for another writer's lock (SQLite), or for a connection and at most for
+        any one statement (PostgreSQL).
 
     Attributes
     ----------
@@ -95,48 +77,7 @@ class ReviewStore:
     """
 
     def __init__(self, path_or_url: str | os.PathLike = "qe-nb.db", *, timeout: float = 30.0) -> None:
-        self._engine, self.url, self.backend = open_engine(path_or_url, timeout=timeout)
-        try:
-            with self._read("open the database") as conn:
-                current = check_version(conn, self.url)
-            if not current:
-                with self._guard("create or migrate the tables"):
-                    ensure_schema(self._begin_write, self.url, postgres=self.backend == "postgresql")
-        except BaseException:
-            self._engine.dispose()
-            raise
-
-    def __repr__(self) -> str:
-        return f"ReviewStore({self.url!r})"
-
-    # ------------------------------------------------------------------ connections
-
-    @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except SQLAlchemyError as exc:
-            raise StoreError(f"review database {self.url!r}: could not {what} ({_reason(exc)}).") from exc
-
-    @contextlib.contextmanager
-    def _begin_write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                yield conn
-
-    @contextlib.contextmanager
-    def _write(self, what: str) -> Iterator[Connection]:
-        with self._guard(what), self._begin_write() as conn:
-            yield conn
-
-    @contextlib.contextmanager
-    def _read(self, what: str) -> Iterator[Connection]:
-        with self._guard(what), self._engine.connect() as conn:
-            yield conn
-
-    def _insert(self, table: Any) -> Any:
-        return (pg_insert if self.backend == "postgresql" else sqlite_insert)(table)
+        super().__init__(path_or_url, timeout=timeout)
 
     # ------------------------------------------------------------------ verdicts
 
@@ -175,7 +116,7 @@ class ReviewStore:
             "verdict": check_verdict(verdict),
             "note": check_text(note, "note"),
             "reviewer": check_text(reviewer, "reviewer", empty=False),
-            "recorded_at": _now(),
+            "recorded_at": now_utc(),
             "alpha": check_number(alpha, "alpha"),
             "model": check_text(model, "model", optional=True),
             "scores_file": check_text(scores_file, "scores_file", optional=True),
@@ -249,7 +190,7 @@ class ReviewStore:
     def mark_opened(self, case: str, *, reviewer: str) -> None:
         """Note that ``reviewer`` opened ``case`` now (see :meth:`opened_by_others`)."""
         values = {"case": check_text(case, "case", empty=False),
-                  "reviewer": check_text(reviewer, "reviewer", empty=False), "opened_at": _now()}
+                  "reviewer": check_text(reviewer, "reviewer", empty=False), "opened_at": now_utc()}
         statement = self._insert(PRESENCE_TABLE).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["case", "reviewer"], set_={"opened_at": statement.excluded.opened_at})
@@ -264,96 +205,10 @@ class ReviewStore:
         reviewer = check_text(reviewer, "reviewer", empty=False)
         minutes = check_number(minutes, "minutes", minimum=0.0)
         table = PRESENCE_TABLE
-        since = _now() - timedelta(minutes=0.0 if minutes is None else minutes)
+        since = now_utc() - timedelta(minutes=0.0 if minutes is None else minutes)
         query = (select(table.c.case, table.c.reviewer, table.c.opened_at)
                  .where(table.c.reviewer != reviewer, table.c.opened_at >= since)
                  .order_by(table.c.opened_at))
         with self._read("read who opened which case") as conn:
             rows = conn.execute(query).all()
         return {case: (who, pd.Timestamp(when)) for case, who, when in rows}
-
-    # ------------------------------------------------------------------ assessments
-
-    def record_assessment(self, case: str, *, model_hash: str, risk: float | None, alarms: int | None,
-                          reasons: str, error: str, result: Mapping[str, Any] | None = None,
-                          source: str = "") -> bool:
-        """Store ``qe-nb watch``'s assessment of ``case`` under a model; False when it exists already.
-
-        The pair (case, model_hash) is unique in the database, so of two watchers assessing the
-        same case at once exactly one writes it and the other gets False.
-
-        Parameters
-        ----------
-        case, model_hash : str
-        risk : float or None
-        alarms : int or None
-        reasons, error : str
-            Why the case was flagged; why it could not be assessed ("" when it was).
-        result : mapping, optional
-            Anything else, stored as JSON (numpy values become numbers and lists).
-        source : str, default ""
-            Where the case came from (a folder, a DICOM study).
-
-        Returns
-        -------
-        bool
-            True when the row was written.
-        """
-        values = {
-            "case": check_text(case, "case", empty=False),
-            "model_hash": check_text(model_hash, "model_hash", empty=False),
-            "assessed_at": _now(),
-            "risk": check_number(risk, "risk"),
-            "alarms": check_number(alarms, "alarms", integer=True),
-            "reasons": check_text(reasons, "reasons"),
-            "error": check_text(error, "error"),
-            "source": check_text(source, "source"),
-            "result": result_json(result),
-        }
-        statement = self._insert(ASSESSMENTS_TABLE).values(**values).on_conflict_do_nothing(
-            index_elements=["case", "model_hash"])
-        with self._write(f"record the assessment of case {case!r}") as conn:
-            return conn.execute(statement).rowcount == 1
-
-    def assessed_cases(self, model_hash: str | None = None) -> set[str]:
-        """The cases assessed (under ``model_hash``, or under any model)."""
-        query = select(ASSESSMENTS_TABLE.c.case).distinct()
-        if model_hash is not None:
-            query = query.where(ASSESSMENTS_TABLE.c.model_hash == check_text(model_hash, "model_hash"))
-        with self._read("read the assessments") as conn:
-            return set(conn.execute(query).scalars())
-
-    def assessments(self, model_hash: str | None = None) -> pd.DataFrame:
-        """The assessments (under ``model_hash``, or all), oldest first.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns :data:`~qe_nb.store.values.ASSESSMENT_COLUMNS`: ``assessed_at`` UTC, ``risk``
-            float (NaN for None), ``alarms`` nullable Int64, ``result`` a dict or None.
-        """
-        query = select(ASSESSMENTS_TABLE).order_by(ASSESSMENTS_TABLE.c.id)
-        if model_hash is not None:
-            query = query.where(ASSESSMENTS_TABLE.c.model_hash == check_text(model_hash, "model_hash"))
-        with self._read("read the assessments") as conn:
-            return assessment_frame(row._mapping for row in conn.execute(query))
-
-    # ------------------------------------------------------------------ upkeep
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check`` ("ok" for a sound file); "ok" once PostgreSQL answers."""
-        with self._read("check the database's integrity") as conn:
-            if self.backend != "sqlite":
-                conn.execute(text("SELECT 1"))
-                return "ok"
-            return "\n".join(str(row[0]) for row in conn.exec_driver_sql("PRAGMA integrity_check"))
-
-    def close(self) -> None:
-        """Close the store's connections (it can be used again: a new connection opens when needed)."""
-        self._engine.dispose()
-
-    def __enter__(self) -> ReviewStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
