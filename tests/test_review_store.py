@@ -267,6 +267,33 @@ def test_a_path_that_is_no_database_raises_store_error_naming_it(tmp_path, kind,
     assert str(target) in str(raised.value)
 
 
+@pytest.mark.parametrize("change", ["folder removed", "file moved", "file replaced"])
+def test_a_sqlite_file_gone_while_open_is_an_error_not_a_silent_loss(tmp_path, change):
+    import shutil
+
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    path = folder / "reviews.db"
+    store = ReviewStore(path)
+    store.record("c1", "accept", reviewer="ana")
+    if change == "folder removed":
+        shutil.rmtree(folder)
+    elif change == "file moved":
+        path.rename(tmp_path / "elsewhere.db")
+    else:
+        ReviewStore(tmp_path / "other.db").close()
+        os.replace(tmp_path / "other.db", path)
+    with pytest.raises(StoreError, match="is gone: the file was deleted, moved or replaced.*nothing was written"):
+        store.record("c2", "reject", reviewer="ana")
+    with pytest.raises(StoreError, match="nothing was read"):
+        store.current()
+    if change == "file moved":  # moved back (with its -wal beside it), the store works on as before
+        (tmp_path / "elsewhere.db").rename(path)
+        store.record("c3", "reject", reviewer="ana")
+        assert store.history()["case"].tolist() == ["c1", "c3"]
+    store.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://u:p@host/db", "postgresql://u:p@host:5432", "sqlite://", "", 42])
 def test_a_bad_url_raises_input_error(url):
     with pytest.raises(InputError):

@@ -14,6 +14,9 @@ SQLite settings, set on every new connection:
   verdict is a click a radiologist must not have to repeat and a record of who decided what,
   and commits come at human pace, so the fsync per commit costs nothing that matters.
 - ``foreign_keys=ON``.
+- Every transaction first checks that the file is still the one the connection opened: SQLite
+  would otherwise go on writing into a deleted file (its folder removed, the file moved or
+  replaced) without an error, and those verdicts would be lost unseen.
 - Write transactions start with ``BEGIN IMMEDIATE``: a writer takes the write lock first, so
   two writers never deadlock on a read lock upgrade (which SQLite reports as "database is
   locked" without waiting); read-only transactions use a plain deferred ``BEGIN``.
@@ -37,6 +40,9 @@ __all__ = ["WRITE", "open_engine"]
 
 #: Execution option that makes a SQLite transaction start with ``BEGIN IMMEDIATE``.
 WRITE = "qe_nb_write"
+
+# the (device, inode) of the SQLite file a pooled connection opened, in the connection's info
+_FILE_KEY = "qe_nb_sqlite_file"
 
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+pg8000"}
 
@@ -85,11 +91,19 @@ def _parse(path_or_url: str | os.PathLike) -> URL:
     )
 
 
-def _configure_sqlite(engine: Engine, timeout: float) -> None:
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _configure_sqlite(engine: Engine, timeout: float, path: str, display: str) -> None:
     busy_ms = int(timeout * 1000)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
         # the driver's own transaction handling off: SQLAlchemy's "begin" event below emits BEGIN
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -100,10 +114,18 @@ def _configure_sqlite(engine: Engine, timeout: float) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
+        record.info[_FILE_KEY] = _identity(path)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(WRITE, False)
+        opened = connection.connection.info.get(_FILE_KEY)
+        if opened is not None and _identity(path) != opened:
+            raise StoreError(
+                f"review database {display!r} is gone: the file was deleted, moved or replaced while the "
+                f"store was open, so nothing was {'written' if immediate else 'read'}; restore the file or "
+                "open the store again."
+            )
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
@@ -148,7 +170,7 @@ def open_engine(path_or_url: str | os.PathLike, *, timeout: float = 30.0) -> tup
     display = url.render_as_string(hide_password=True)
     if url.drivername.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": float(timeout)})
-        _configure_sqlite(engine, float(timeout))
+        _configure_sqlite(engine, float(timeout), str(url.database), display)
         return engine, display, "sqlite"
     if importlib.util.find_spec("pg8000") is None:
         raise StoreError(f"review database {display!r}: PostgreSQL needs the pg8000 driver, which is not "
