@@ -386,6 +386,21 @@ def test_export_csv_writes_the_history_atomically_and_imports_back(store, tmp_pa
         pd.testing.assert_frame_equal(copy.history()[columns], store.history()[columns])
 
 
+def test_export_csv_keeps_a_symlink_and_the_files_permissions(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = shared / "verdicts.csv"
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "verdicts.csv"
+    link.symlink_to(real)
+    with ReviewStore(tmp_path / "r.db") as store:
+        store.record("c1", "accept", reviewer="ana")
+        assert store.export_csv(link) == link
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text().startswith("id,case,verdict") and (real.stat().st_mode & 0o777) == 0o600
+
+
 # ----------------------------------------------------------------------------- presence
 
 

@@ -11,6 +11,7 @@ presence are here.
 from __future__ import annotations
 
 import os
+import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -177,12 +178,20 @@ class ReviewStore(AssessmentLog):
         return len(new)
 
     def export_csv(self, path: str | os.PathLike) -> Path:
-        """Write the whole history as CSV (columns of :meth:`history`, ISO 8601 times) atomically."""
+        """Write the whole history as CSV (columns of :meth:`history`, ISO 8601 times) atomically.
+
+        The file appears complete or not at all. A symlink stays a symlink (its target is
+        replaced) and an existing file keeps its permissions. Returns ``path``.
+        """
         frame = self.history()
         frame["recorded_at"] = [t.isoformat() for t in frame["recorded_at"]]
         path = Path(os.fspath(path))
-        with atomic_write(path, "w", newline="") as fh:
+        target = Path(os.path.realpath(path))
+        mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else None
+        with atomic_write(target, "w", newline="") as fh:
             frame[list(VERDICT_LOG_COLUMNS)].to_csv(fh, index=False)
+            if mode is not None:
+                os.chmod(fh.name, mode)
         return path
 
     # ------------------------------------------------------------------ presence
