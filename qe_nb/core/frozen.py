@@ -209,15 +209,19 @@ def apply_thresholds(similarity: xr.DataArray | xr.Dataset, thresholds: xr.DataA
     [False, True, True]
     """
     sim = check_scores(similarity)
-    limits = aligned_thresholds(thresholds, sim)
     sign = np.where(metric_directions(sim), 1.0, -1.0)
-    values = sim.values
+    coords = {d: sim.coords[d].values for d in DIMS}
+    coords["higher_is_better"] = ("metric", sign > 0)
+    flags = _alarm_values(sim.values, aligned_thresholds(thresholds, sim), sign)
+    return xr.DataArray(flags, dims=DIMS, coords=coords, name="alarms")
+
+
+def _alarm_values(values: np.ndarray, limits: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """(case, algorithm, label, metric) alarms: ``s * x < s * t`` or ``x`` not finite."""
     finite = np.isfinite(values)
     with np.errstate(invalid="ignore"):
         below = np.where(finite, values * sign, np.nan) < (limits * sign)[np.newaxis]
-    coords = {d: sim.coords[d].values for d in DIMS}
-    coords["higher_is_better"] = ("metric", sign > 0)
-    return xr.DataArray(below | ~finite, dims=DIMS, coords=coords, name="alarms")
+    return below | ~finite
 
 
 def aligned_thresholds(thresholds: xr.DataArray, sim: xr.DataArray) -> np.ndarray:
@@ -227,6 +231,9 @@ def aligned_thresholds(thresholds: xr.DataArray, sim: xr.DataArray) -> np.ndarra
             "`thresholds` must be a DataArray over (algorithm, label, metric) (qe_nb.thresholds); "
             f"got {getattr(thresholds, 'dims', type(thresholds).__name__)}."
         )
+    if tuple(thresholds.dims) == GROUP_DIMS and all(
+            thresholds.indexes[d].equals(sim.indexes[d]) for d in GROUP_DIMS):
+        return thresholds.values  # already in the cube's order (a model's own assessments)
     try:
         return thresholds.sel({d: sim.indexes[d] for d in GROUP_DIMS}).transpose(*GROUP_DIMS).values
     except KeyError as exc:
@@ -368,22 +375,19 @@ def assess_cube(
         if error is None and "error" in similarity:
             error = similarity["error"]
     sim = check_scores(similarity)
-    flags_da = apply_thresholds(sim, thresholds)
-    flags = flags_da.values
     limits = aligned_thresholds(thresholds, sim)
-    mad = reference["mad"].sel({d: sim.indexes[d] for d in GROUP_DIMS}).transpose(*GROUP_DIMS).values
-    better = metric_directions(sim).tolist()
+    mad = aligned_thresholds(reference["mad"], sim)
+    higher = metric_directions(sim)
+    sign = np.where(higher, 1.0, -1.0)
+    flags = _alarm_values(sim.values, limits, sign)
     cases = [str(c) for c in sim.coords["case"].values]
     gone = missing_flags(missing, sim)
     risk = flags.sum(axis=(1, 2, 3)).astype(np.int64)
-    rows = np.flatnonzero(risk > 0)
-    table = reason_table(sim, flags, limits, better, rows, mad=mad, missing=gone)
+    table = reason_table(sim, flags, limits, higher.tolist(), np.flatnonzero(risk > 0), mad=mad, missing=gone)
     texts = reason_texts(table, cases, max_reasons=None)
     errors = np.full(len(cases), "", dtype=object)
     if error is not None:
         errors = np.array([str(e) for e in error.sel(case=sim.indexes["case"]).values], dtype=object)
-    gone_values = np.zeros(flags.shape[:2], bool) if gone is None else gone
-    case_coord = {"case": sim.coords["case"].values}
     data = {
         "similarity": (DIMS, sim.values, dict(sim.attrs)),
         "alarms": (DIMS, flags, {"long_name": "alarms at the model's frozen thresholds"}),
@@ -392,10 +396,12 @@ def assess_cube(
         "percentile": ("case", risk_percentile(risk, reference["risk"].values),
                        {"long_name": "share of reference cases at most as risky (%)"}),
         "error": ("case", errors, {"long_name": "why the case could not be scored ('' when it was)"}),
-        "missing": (("case", "algorithm"), gone_values, {"long_name": "the candidate has no file"}),
+        "missing": (("case", "algorithm"), np.zeros(flags.shape[:2], bool) if gone is None else gone,
+                    {"long_name": "the candidate has no file"}),
         "threshold": (GROUP_DIMS, limits, {"long_name": "the model's frozen thresholds"}),
     }
-    coords = {**case_coord, **{k: v for k, v in flags_da.coords.items() if k != "case"}}
+    coords: dict[str, Any] = {d: sim.coords[d].values for d in DIMS}
+    coords["higher_is_better"] = ("metric", higher)
     for name, coord in sim.coords.items():
         if name not in coords and coord.dims and set(coord.dims) <= set(DIMS):
             coords[name] = (coord.dims, coord.values)

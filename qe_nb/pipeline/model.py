@@ -75,6 +75,7 @@ class QualityModel:
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_hash", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"QualityModel is read-only; fit a new model instead of setting {name!r}.")
@@ -110,7 +111,9 @@ class QualityModel:
     @property
     def content_hash(self) -> str:
         """sha256 of the model's canonical JSON (the ``content_sha256`` of its file)."""
-        return content_hash(self.to_dict())
+        if self._hash is None:  # the model is read-only: computed once
+            object.__setattr__(self, "_hash", content_hash(self.to_dict()))
+        return self._hash
 
     def __repr__(self) -> str:
         alpha = f"{self.alpha:g}" if not isinstance(self.alpha, xr.DataArray) else f"per {', '.join(self.by)}"
@@ -276,11 +279,15 @@ class QualityModel:
                 + ". Score them with the model's settings (model.assess(catalogue) does) or fit a model on "
                 "scores made like them."
             )
-        scores = scores.sel(algorithm=list(self.algorithms), label=list(self.labels), metric=list(self.metrics))
+        order = {"algorithm": list(self.algorithms), "label": list(self.labels), "metric": list(self.metrics)}
+        keep = [v for v in ("similarity", "missing", "error") if v in scores]
+        scores = scores[keep]
+        if any([str(v) for v in scores[d].values] != want for d, want in order.items()):
+            scores = scores.sel(order)
         out = assess_cube(scores, self.thresholds, self.reference)
         out.attrs = {"model_sha256": self.content_hash, "fusion": self.fusion, "metrics": ",".join(self.metrics),
                      "similarity_mode": self.similarity_mode, "label_scheme_text": self.scheme.describe(),
-                     "alpha_text": repr(self).split(", ")[1], "assessed": _now()}
+                     "assessed": _now()}
         return out
 
     def drift(

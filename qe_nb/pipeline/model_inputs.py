@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from qe_nb.exceptions import InputError
@@ -162,9 +163,64 @@ def _score_catalogue(model: QualityModel, ensemble: xr.Dataset, *, cases: Sequen
             "the catalogue does not match the model: " + "; ".join(differences)
             + ". Open it with the model's labels (open_ensemble(..., labels=model.scheme)) and members."
         )
-    return score(ensemble.sel(algorithm=list(model.algorithms)), fusion=model.fusion, metrics=model.metrics,
-                 nsd_tolerance=model.nsd_tolerance, similarity=model.similarity_mode, cases=cases, n_jobs=n_jobs,
-                 progress=progress)
+    ensemble = ensemble.sel(algorithm=list(model.algorithms))
+    if n_jobs != 1:
+        return score(ensemble, fusion=model.fusion, metrics=model.metrics, nsd_tolerance=model.nsd_tolerance,
+                     similarity=model.similarity_mode, cases=cases, n_jobs=n_jobs, progress=progress)
+    return _score_serial(model, ensemble, cases)
+
+
+def _score_serial(model: QualityModel, ensemble: xr.Dataset, cases: Sequence[str] | None) -> xr.Dataset:
+    """The cases scored here, one by one, by the pipeline's unit of work (no process, no progress bar).
+
+    The lean path of one new case: :func:`qe_nb.pipeline.one_case.score_case_safe` records a case
+    whose files cannot be used in ``error``, as :func:`qe_nb.score` does; a case read in other
+    distance units than the model's is an error of that case.
+    """
+    import warnings
+
+    from qe_nb.exceptions import LabelValueWarning
+    from qe_nb.pipeline.one_case import case_settings, score_case_safe
+    from qe_nb.pipeline.scoring import label_value_summary
+
+    index = {str(c): i for i, c in enumerate(ensemble["case"].values)}
+    wanted = list(index) if cases is None else [str(c) for c in cases]
+    unknown = [c for c in wanted if c not in index]
+    if unknown:
+        raise InputError(f"`cases` names cases not in the ensemble: {unknown[:5]}.")
+    settings = case_settings(ensemble, model.fusion, tuple(model.metrics), model.nsd_tolerance,
+                             similarity=model.similarity_mode)
+    shape = (len(model.algorithms), len(model.labels), len(model.metrics))
+    similarity = np.full((len(wanted), *shape), np.nan)
+    errors, messages = [], []
+    for k, case in enumerate(wanted):
+        result = score_case_safe(ensemble.isel(case=[index[case]]), case, settings, "record")
+        error = result["error"]
+        if not error and result["units"] != model.distance_units:
+            error = (f"case {case!r}: its distances are in {result['units']}, the model's in "
+                     f"{model.distance_units}; a threshold in one unit cannot judge the other.")
+        if not error:
+            similarity[k] = result["similarity"]
+        errors.append(error)
+        messages.extend(result.get("warnings", ()))
+    if messages:
+        warnings.warn(label_value_summary(messages, settings["label_scheme_text"]), LabelValueWarning, stacklevel=4)
+    paths = ensemble["mask"].isel(case=[index[c] for c in wanted]).values
+    return xr.Dataset(
+        {
+            "similarity": (("case", "algorithm", "label", "metric"), similarity),
+            "error": ("case", np.array(errors, dtype=object)),
+            "missing": (("case", "algorithm"), (paths == "") | pd.isna(paths)),
+        },
+        coords={"case": np.array(wanted, dtype=object), "algorithm": np.array(model.algorithms, dtype=object),
+                "label": np.array(list(model.labels), dtype=object),
+                "label_values": ("label", np.array(list(model.labels.values()), dtype=object)),
+                "metric": list(model.metrics),
+                "higher_is_better": ("metric", model.thresholds["higher_is_better"].values)},
+        attrs={"fusion": model.fusion, "similarity_mode": model.similarity_mode,
+               "distance_units": model.distance_units, "nsd_tolerance_mm": float(model.nsd_tolerance),
+               "label_scheme": model.label_scheme},
+    )
 
 
 def _score_maps(model: QualityModel, maps: Any, *, name: str, spacing: Sequence[float]) -> xr.Dataset:
