@@ -145,7 +145,9 @@ def postgres_server() -> Iterator[PostgresServer]:
     reason = missing_requirement()
     if reason:
         unavailable(reason)
-    folder = Path(tempfile.mkdtemp(prefix="qe_nb-pg-"))
+    # under /tmp: the postgres user can reach it (a TMPDIR under /root cannot be), and the socket
+    # path stays short (at most 107 bytes)
+    folder = Path(tempfile.mkdtemp(prefix="qe_nb-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
     server = PostgresServer(folder)
     try:
         server.start()

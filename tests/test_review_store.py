@@ -193,6 +193,26 @@ def test_threads_sharing_one_store_lose_nothing(store):
     assert len(set(ids)) == 200 and sorted(store.history()["id"]) == sorted(ids)
 
 
+def _record_in_forked_child(store: ReviewStore, inherited) -> None:
+    inherited.put(store._engine.pool.checkedin())  # noqa: SLF001 -- the parent's pooled connections
+    store.record("from-the-child", "reject", reviewer="child")
+
+
+def test_a_store_used_in_a_forked_child_opens_its_own_connections(store):
+    store.record("before-fork", "accept", reviewer="parent")  # a pooled connection exists now
+    assert store._engine.pool.checkedin() >= 1  # noqa: SLF001
+    context = multiprocessing.get_context("fork")
+    inherited = context.Queue()
+    child = context.Process(target=_record_in_forked_child, args=(store, inherited))
+    child.start()
+    child.join(timeout=120)
+    assert child.exitcode == 0
+    assert inherited.get(timeout=10) == 0  # the child did not reuse the parent's connection
+    store.record("after-fork", "accept", reviewer="parent")  # the parent's connection still works
+    assert store.history()["case"].tolist() == ["before-fork", "from-the-child", "after-fork"]
+    assert store.integrity_check() == "ok"
+
+
 def test_every_verdict_of_the_vocabulary_is_accepted(store):
     for i, verdict in enumerate(VERDICTS):
         store.record(f"c{i}", verdict, reviewer="ana")

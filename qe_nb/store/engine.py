@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,20 @@ def _configure_sqlite(engine: Engine, timeout: float, path: str, display: str) -
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _forget_connections_after_fork(engine: Engine) -> None:
+    """A forked child must not use its parent's pooled connections (SQLite: file locks are per
+    process, so a shared connection can corrupt the database; PostgreSQL: one socket, two
+    speakers): the child drops them, unclosed, and opens its own."""
+    ref = weakref.ref(engine)
+
+    def forget() -> None:
+        engine = ref()
+        if engine is not None:
+            engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
+
+
 def open_engine(path_or_url: str | os.PathLike, *, timeout: float = 30.0) -> tuple[Engine, str, str]:
     """An engine for a review database, its display URL (password masked) and its backend.
 
@@ -171,10 +186,12 @@ def open_engine(path_or_url: str | os.PathLike, *, timeout: float = 30.0) -> tup
     if url.drivername.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": float(timeout)})
         _configure_sqlite(engine, float(timeout), str(url.database), display)
+        _forget_connections_after_fork(engine)
         return engine, display, "sqlite"
     if importlib.util.find_spec("pg8000") is None:
         raise StoreError(f"review database {display!r}: PostgreSQL needs the pg8000 driver, which is not "
                          "installed (pip install 'qe-nb[postgres]').")
     # pg8000's timeout bounds connecting and also any single statement (a socket timeout)
     engine = create_engine(url, connect_args={"timeout": float(timeout)}, pool_pre_ping=True)
+    _forget_connections_after_fork(engine)
     return engine, display, "postgresql"
