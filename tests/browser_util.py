@@ -54,9 +54,19 @@ def missing_requirement() -> str | None:
     return None
 
 
+_RUNNING: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[object]:
-    """A headless Debian Chromium driven by Playwright (skips, or fails in CI, without one)."""
+    """A headless Debian Chromium driven by Playwright (skips, or fails in CI, without one).
+
+    Every test module imports this fixture, so pytest makes one per module; Playwright's sync API
+    runs once per thread, so the first one starts the browser and the others share it.
+    """
+    if "browser" in _RUNNING:
+        yield _RUNNING["browser"]
+        return
     reason = missing_requirement()
     if reason:
         _unavailable(reason)
@@ -67,8 +77,12 @@ def chromium() -> Iterator[object]:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
         except Exception as exc:  # Playwright raises its own Error types
             _unavailable(f"Chromium at {CHROMIUM} did not start: {str(exc).splitlines()[0]}")
-        yield browser
-        browser.close()
+        _RUNNING["browser"] = browser
+        try:
+            yield browser
+        finally:
+            _RUNNING.clear()
+            browser.close()
 
 
 @pytest.fixture

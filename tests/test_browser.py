@@ -181,7 +181,7 @@ def _open_app(page, server: Server):
 def test_triage_app_in_voila(browser_page, cohort):
     """Open the top case, record a verdict, restart the app: the verdict is still there."""
     import qe_nb
-    from qe_nb.ui.triage_app import read_verdicts
+    from qe_nb.store import ReviewStore
 
     expect = _expect()
     page = browser_page
@@ -190,8 +190,8 @@ def test_triage_app_in_voila(browser_page, cohort):
     quality = scores["quality"].sel(metric="dice").mean("label")
     calibrated = float(qe_nb.calibrate(similarity, objective="pearson", quality=quality))
     expected = qe_nb.worklist(similarity, calibrated, quality=quality)
-    verdict_file = cohort["scores_path"].with_name("scores.verdicts.csv")
-    assert not verdict_file.exists()
+    database = cohort["scores_path"].with_name("scores.reviews.db")
+    assert not database.exists()
 
     server = _start_app(cohort, "voila-1")
     try:
@@ -213,11 +213,14 @@ def test_triage_app_in_voila(browser_page, cohort):
         expect(app.locator(".qe-case-header")).to_contain_text(f"{int(expected['risk'].iloc[0])} alarms")
 
         app.locator(".qe-verdict-note input").fill("enhancing rim missed")
+        expect(app.locator(".qe-verdict-reject")).to_be_disabled()  # who is reviewing?
+        app.locator(".qe-reviewer input").fill("Ana")
         app.locator(".qe-verdict-reject").click()
-        expect(app.locator(".qe-verdict-status")).to_contain_text(f"saved: {top} → reject")
+        expect(app.locator(".qe-verdict-status")).to_contain_text(f"saved: {top} → reject by Ana")
         expect(app.locator(".qe-worklist-info").first).to_contain_text("reject")
-        stored = read_verdicts(verdict_file)
-        assert stored[["case", "verdict", "note"]].values.tolist() == [[top, "reject", "enhancing rim missed"]]
+        stored = ReviewStore(database).history()
+        assert stored[["case", "verdict", "note", "reviewer"]].values.tolist() == [
+            [top, "reject", "enhancing rim missed", "Ana"]]
 
         # the second case, to check that selecting a row switches the viewer
         second = str(expected["case"].iloc[1])
@@ -253,7 +256,7 @@ def test_triage_app_in_voila(browser_page, cohort):
         row = app.locator(".qe-worklist-row", has=page.locator(".qe-worklist-case", has_text=top))
         expect(row.locator(".qe-worklist-info")).to_contain_text("reject")
         row.locator(".qe-worklist-case").click()
-        expect(app.locator(".qe-case-header")).to_contain_text("verdict: reject (enhancing rim missed)")
+        expect(app.locator(".qe-case-header")).to_contain_text("verdict: reject (enhancing rim missed) by Ana")
         expect(app.locator(".qe-verdict-note input")).to_have_value("enhancing rim missed")
         expect(app).to_contain_text("1 reviewed")
         assert np.isfinite(calibrated)

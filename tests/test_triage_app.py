@@ -285,6 +285,20 @@ def test_two_reviewers_see_each_other_after_a_reload(tmp_path):
     assert "read " in ana.desk.refresh_note.value
 
 
+def test_a_name_given_after_opening_a_case_marks_it_at_the_next_refresh(tmp_path):
+    db = tmp_path / "reviews.db"
+    ana = _app(verdicts=db, alpha=0.0, rows=12, refresh=0)
+    ben = _app(verdicts=db, alpha=0.0, rows=12, reviewer="ben", refresh=0)
+    top = ana.worklist["case"].iloc[0]
+    ana.select(top)  # no name yet: nothing to tell the others
+    ben.reload()
+    assert "open by" not in ben.row_infos[0].value
+    ana.set_reviewer("ana")
+    ana.reload()  # the periodic refresh renews the presence of the open case
+    ben.reload()
+    assert "open by ana" in ben.row_infos[0].value
+
+
 def test_periodic_refresh_in_the_kernels_event_loop(tmp_path):
     """In a kernel (an asyncio loop runs) the app reads the database every `refresh` seconds."""
     import asyncio

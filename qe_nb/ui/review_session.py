@@ -70,14 +70,18 @@ class ReviewSession:
             raise InputError(f"`reviewer` must be a str (a name); got {type(name).__name__}.")
         self._reviewer = name.strip()
 
-    def reload(self) -> None:
-        """Read the current verdicts and who has which case open from the store.
+    def reload(self, case: str | None = None) -> None:
+        """Read the current verdicts and who has which case open from the store; with ``case``
+        (the case open here) first renew this reviewer's presence on it (so it stays marked for
+        the others while it is open, and a name given after opening the case counts).
 
         Raises
         ------
         StoreError
             When the database cannot be read (the last read is kept).
         """
+        if case is not None and self.reviewer:
+            self.store.mark_opened(case, reviewer=self.reviewer)
         frame = self.store.current()
         current = {str(row["case"]): dict(row) for row in frame.to_dict("records")}
         opened = (self.store.opened_by_others(reviewer=self.reviewer, minutes=PRESENCE_MINUTES)

@@ -281,8 +281,7 @@ class TriageApp(WidgetApp):
             w.HTML(_CSS + header_html(self.similarity, self.store.url, pool=self.pool)),
             w.HBox([self.alpha_slider, self.alpha_readout, self.preset_button]),
             self.alpha_note, self.summary, self.desk.performance, self.worklist_view.legend, self.notes_html,
-            w.HBox([w.VBox([w.HBox([self.worklist_view.caption, self.desk.refresh_button,
-                                    self.desk.refresh_note]),
+            w.HBox([w.VBox([self.worklist_view.caption, w.HBox([self.desk.refresh_button, self.desk.refresh_note]),
                             self.worklist_view.box], layout=w.Layout(flex="0 0 484px")), right]),
         ])
         self.widget.add_class("qe-triage-app")

@@ -138,7 +138,7 @@ class VerdictDesk:
     def reload(self, *, draw: bool = True) -> None:
         """Read every reviewer's verdicts (and who has which case open) from the database; redraw."""
         try:
-            self.session.reload()
+            self.session.reload(self._case())
         except Exception as exc:
             self.panel.problem(f"could not read the verdicts from {self.where}: {short_error(exc)}")
         else:
