@@ -179,20 +179,24 @@ def _score_serial(model: QualityModel, ensemble: xr.Dataset, cases: Sequence[str
     """
     import warnings
 
+    from qe_nb.core.case import metric_coords
     from qe_nb.exceptions import LabelValueWarning
     from qe_nb.pipeline.one_case import case_settings, score_case_safe
     from qe_nb.pipeline.scoring import label_value_summary
 
     index = {str(c): i for i, c in enumerate(ensemble["case"].values)}
-    wanted = list(index) if cases is None else [str(c) for c in cases]
-    unknown = [c for c in wanted if c not in index]
-    if unknown:
-        raise InputError(f"`cases` names cases not in the ensemble: {unknown[:5]}.")
+    wanted = list(index)
+    if cases is not None:  # in the catalogue's order, as qe_nb.score
+        asked = {str(c) for c in cases}
+        unknown = sorted(asked - set(index))
+        if unknown:
+            raise InputError(f"`cases` names cases not in the ensemble: {unknown[:5]}.")
+        wanted = [c for c in wanted if c in asked]
     settings = case_settings(ensemble, model.fusion, tuple(model.metrics), model.nsd_tolerance,
                              similarity=model.similarity_mode)
     shape = (len(model.algorithms), len(model.labels), len(model.metrics))
     similarity = np.full((len(wanted), *shape), np.nan)
-    errors, messages = [], []
+    errors, messages, ndim = [], [], 3
     for k, case in enumerate(wanted):
         result = score_case_safe(ensemble.isel(case=[index[case]]), case, settings, "record")
         error = result["error"]
@@ -201,6 +205,7 @@ def _score_serial(model: QualityModel, ensemble: xr.Dataset, cases: Sequence[str
                      f"{model.distance_units}; a threshold in one unit cannot judge the other.")
         if not error:
             similarity[k] = result["similarity"]
+            ndim = result["ndim"] or ndim
         errors.append(error)
         messages.extend(result.get("warnings", ()))
     if messages:
@@ -215,8 +220,7 @@ def _score_serial(model: QualityModel, ensemble: xr.Dataset, cases: Sequence[str
         coords={"case": np.array(wanted, dtype=object), "algorithm": np.array(model.algorithms, dtype=object),
                 "label": np.array(list(model.labels), dtype=object),
                 "label_values": ("label", np.array(list(model.labels.values()), dtype=object)),
-                "metric": list(model.metrics),
-                "higher_is_better": ("metric", model.thresholds["higher_is_better"].values)},
+                **metric_coords(model.metrics, units=model.distance_units, ndim=ndim)},
         attrs={"fusion": model.fusion, "similarity_mode": model.similarity_mode,
                "distance_units": model.distance_units, "nsd_tolerance_mm": float(model.nsd_tolerance),
                "label_scheme": model.label_scheme},
