@@ -353,6 +353,30 @@ def test_a_failed_save_is_shown_and_kept_until_a_retry_saves_it(app, monkeypatch
     assert "reject" in app.row_infos[0].value
 
 
+def test_a_locked_database_fails_the_save_visibly_and_a_retry_saves_it(tmp_path):
+    """A real failure: another process holds the database's write lock longer than the store waits."""
+    import sqlite3
+
+    db = tmp_path / "reviews.db"
+    app = _app(verdicts=ReviewStore(db, timeout=0.3), alpha=0.0, rows=5, reviewer="ana", refresh=0)
+    top = app.worklist["case"].iloc[0]
+    app.select(top)
+    app.note_text.value = "kept"
+    blocker = sqlite3.connect(db, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        app.verdict_buttons["accept"].click()
+        status = app.verdict_status.value
+        assert "not saved" in status and "color:#b00000" in status and str(db) in status, status
+        assert app.session.pending["verdict"] == "accept"
+    finally:
+        blocker.rollback()
+        blocker.close()
+    app.verdict_panel.retry_button.click()
+    assert "saved: " + top in app.verdict_status.value
+    assert app.store.history()[["case", "verdict", "note"]].values.tolist() == [[top, "accept", "kept"]]
+
+
 def test_a_failed_read_is_shown_and_the_last_read_kept(app, monkeypatch):
     from qe_nb.store import StoreError
 
@@ -376,6 +400,26 @@ def test_old_verdict_csv_is_imported_once(tmp_path):
     with pytest.warns(DeprecationWarning, match="imported into it"):
         third = TriageApp(scores_path, verdicts=old, alpha=0.0)
     assert third.imported == 0 and len(third.store.history()) == 1
+
+
+def test_the_report_reads_the_review_database(tmp_path):
+    from qe_nb.ui.report import report_html
+    from qe_nb.ui.verdicts import verdicts_for_report
+
+    scores_path = qe_nb.save_scores(fake_scores(), tmp_path / "scores.nc")
+    assert verdicts_for_report(None, scores_path) == (None, "")
+    assert verdicts_for_report(tmp_path / "none.db", scores_path) == (None, "")
+    assert not (tmp_path / "none.db").exists()
+    app = _app(scores_path, alpha=0.0, reviewer="<b>ana</b>")
+    app.record("reject", case="c03", note="<img src=x onerror=alert(1)>")
+    table, where = verdicts_for_report(None, scores_path)
+    assert where.endswith("scores.reviews.db")
+    assert table[["case", "verdict", "reviewer"]].values.tolist() == [["c03", "reject", "<b>ana</b>"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = report_html(scores_path, top=3)
+    assert "<h2>Verdicts</h2>" in text and "1 verdict(s) from sqlite:///" in text
+    assert "&lt;b&gt;ana&lt;/b&gt;" in text and "<img src=x" not in text and "<b>ana" not in text
 
 
 def test_html_from_files_and_people_is_escaped(tmp_path):

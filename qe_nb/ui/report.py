@@ -290,8 +290,9 @@ def report_html(
         The catalogue (:func:`qe_nb.open_ensemble`): adds a thumbnail per top case. By
         default the scores' recorded cohort folder and candidate pattern are tried.
     verdicts : str or path-like, optional
-        The triage app's verdict file; default ``SCORES.verdicts.csv`` beside the scores file,
-        when it exists.
+        The triage app's review database (a file or URL) or an old verdict CSV; default
+        ``SCORES.reviews.db`` beside the scores file, else ``SCORES.verdicts.csv``, when it exists
+        (:func:`qe_nb.ui.verdicts.verdicts_for_report`).
     top : int, default 10
         Worklist cases shown.
     dpi, thumbnail_dpi : float
@@ -313,7 +314,7 @@ def report_html(
     from qe_nb.core.run_alpha import run_alpha
     from qe_nb.pipeline.scores_file import load_scores
     from qe_nb.pipeline.scoring import missing_summary
-    from qe_nb.ui.verdicts import default_verdicts_path, read_verdicts
+    from qe_nb.ui.verdicts import verdicts_for_report
 
     scores_path = None
     if not isinstance(scores, xr.Dataset):
@@ -325,9 +326,7 @@ def report_html(
     sim = run.similarity(scores)
     if ensemble is None:
         ensemble = _recorded_ensemble(scores)
-    verdict_path = Path(os.fspath(verdicts)) if verdicts is not None else (
-        default_verdicts_path(scores_path) if scores_path else None)
-    table = read_verdicts(verdict_path) if verdict_path is not None and verdict_path.is_file() else None
+    table, verdict_path = verdicts_for_report(verdicts, scores_path)
 
     from qe_nb.core.triage import worklist
 

@@ -34,6 +34,7 @@ __all__ = [
     "VERDICT_COLUMNS",
     "default_database_path",
     "open_review_store",
+    "verdicts_for_report",
     "default_verdicts_path",
     "read_verdicts",
     "write_verdicts",
@@ -116,6 +117,51 @@ def open_review_store(
         import_csv = beside if beside.is_file() else None
     imported = store.import_csv(import_csv) if import_csv is not None else 0
     return store, imported
+
+
+def verdicts_for_report(
+    verdicts: ReviewStore | str | os.PathLike | None,
+    scores_path: str | os.PathLike | None,
+) -> tuple[pd.DataFrame | None, str]:
+    """The current verdict per case for a report, and where they come from (for display).
+
+    ``verdicts``: a :class:`qe_nb.ReviewStore`, a database file or URL, or an old ``.csv`` file;
+    None looks beside the scores file for ``SCORES.reviews.db``, then ``SCORES.verdicts.csv``.
+    Returns ``(None, "")`` when there are none. The table has the columns ``case``, ``verdict``,
+    ``reviewer``, ``recorded_at`` (text, UTC) and ``note``, one row per case.
+
+    Raises
+    ------
+    InputError, StoreError
+        For a verdict file or database that cannot be read.
+    """
+    from qe_nb.store.review import ReviewStore
+
+    if verdicts is None and scores_path is not None:
+        for candidate in (default_database_path(scores_path), default_verdicts_path(scores_path)):
+            if candidate.is_file():
+                verdicts = candidate
+                break
+    if verdicts is None:
+        return None, ""
+    if isinstance(verdicts, (str, os.PathLike)) and os.fspath(verdicts).lower().endswith(".csv"):
+        path = Path(os.fspath(verdicts))
+        return (read_verdicts(path), str(path)) if path.is_file() else (None, "")
+    if isinstance(verdicts, (str, os.PathLike)) and "://" not in os.fspath(verdicts) \
+            and not Path(os.fspath(verdicts)).exists():
+        return None, ""  # a report does not create a database
+    store = verdicts if isinstance(verdicts, ReviewStore) else ReviewStore(verdicts)
+    try:
+        current = store.current()
+    finally:
+        if store is not verdicts:
+            store.close()
+    table = pd.DataFrame({
+        "case": current["case"].astype(str), "verdict": current["verdict"].astype(str),
+        "reviewer": current["reviewer"].astype(str),
+        "recorded_at": [t.strftime("%Y-%m-%d %H:%M UTC") for t in current["recorded_at"]],
+        "note": current["note"].fillna("").astype(str)})
+    return table, store.url
 
 # ------------------------------------------------------------------------------- legacy CSV files
 
