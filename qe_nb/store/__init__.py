@@ -6,9 +6,12 @@
 - :data:`VERDICT_LOG_COLUMNS`, :data:`ASSESSMENT_COLUMNS` -- the columns of its DataFrames;
 - :data:`SCHEMA_VERSION` -- the database schema version this qe_nb writes.
 
-Layout: :mod:`~qe_nb.store.engine` (path or URL to a configured engine),
-:mod:`~qe_nb.store.schema` (tables, version, migrations), :mod:`~qe_nb.store.values` (argument
-checks, DataFrames), :mod:`~qe_nb.store.csv_import` (old verdict CSV files).
+Layout: :mod:`~qe_nb.store.review` (verdicts, presence) built on
+:mod:`~qe_nb.store.assessments` (watch's assessments) and :mod:`~qe_nb.store.connection`
+(opening, transactions, errors); :mod:`~qe_nb.store.engine` (path or URL to a configured engine:
+SQLite pragmas, pg8000), :mod:`~qe_nb.store.schema` (tables, version, migrations, append-only
+triggers), :mod:`~qe_nb.store.values` (argument checks, DataFrames),
+:mod:`~qe_nb.store.csv_import` (old verdict CSV files).
 """
 
 from __future__ import annotations
