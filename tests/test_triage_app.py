@@ -28,7 +28,10 @@ from qe_nb.ui.triage_app import (
     write_verdicts,
 )
 
+from .pg_server import postgres_server
+
 pytest.importorskip("ipywidgets")
+__all__ = ["postgres_server"]  # a fixture, imported for pytest
 
 
 def fake_scores(n_cases: int = 12, *, seed: int = 5, quality: bool = True) -> xr.Dataset:
@@ -283,6 +286,25 @@ def test_two_reviewers_see_each_other_after_a_reload(tmp_path):
     assert "open by ana" in ben.row_infos[row[cases[0]]].value
     assert "open by" not in ana.row_infos[row[cases[0]]].value  # one's own case is not marked
     assert "read " in ana.desk.refresh_note.value
+
+
+@pytest.mark.slow
+def test_two_reviewers_on_postgresql(postgres_server):
+    """The same reading room on a PostgreSQL database (a real server, started by the tests)."""
+    url = postgres_server.new_database()
+    ana = _app(verdicts=url, alpha=0.0, rows=12, reviewer="ana", refresh=0)
+    ben = _app(verdicts=url, alpha=0.0, rows=12, reviewer="ben", refresh=0)
+    assert ana.store.backend == "postgresql" and "qe-nb-test-pw" not in ana.store.url
+    cases = ana.worklist["case"].tolist()
+    ana.select(cases[0])
+    ben.select(cases[1])
+    ana.record("reject", note="ana's")
+    ben.record("accept")
+    ana.reload()
+    assert "accept" in ana.row_infos[1].value and "ben" in ana.row_infos[1].value
+    assert "open by ben" in ana.row_infos[1].value
+    assert "qe-nb-test-pw" not in ana.widget.children[0].value  # the header shows the URL, masked
+    assert sorted(ben.verdicts["reviewer"]) == ["ana", "ben"]
 
 
 def test_a_name_given_after_opening_a_case_marks_it_at_the_next_refresh(tmp_path):

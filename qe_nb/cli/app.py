@@ -83,9 +83,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", default=None,
                    help="pattern of image files, with {case} (and {modality} when a case has several)")
     p.add_argument("--labels", default=None, help="label scheme (default: inferred from the files)")
-    p.add_argument("--db", default=None, metavar="URL",
+    p.add_argument("--db", default=os.environ.get("QE_NB_DB") or None, metavar="URL",
                    help="review database: a SQLite file or sqlite:///PATH, or postgresql://USER:PASSWORD@HOST/DB "
-                        "(default: SCORES.reviews.db beside the scores)")
+                        "(default: $QE_NB_DB, which keeps a password out of the process list, else "
+                        "SCORES.reviews.db beside the scores)")
     p.add_argument("--verdicts", default=None, metavar="CSV",
                    help="an old verdict CSV to import into the database once (default: SCORES.verdicts.csv "
                         "beside the scores, when it exists)")
