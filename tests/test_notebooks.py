@@ -24,7 +24,8 @@ POSTBUILD = REPO / "binder" / "postBuild"
 MARKER = "NBVAL_CHECK_OUTPUT"
 TAG = "nbval-check-output"
 # notebooks whose checked cells carry the tag, not the comment a reader would see
-TAGGED = [p for p in NOTEBOOKS if p.name[:3] in {"01_", "02_", "03_", "04_", "05_"} or p.name == "triage_app.ipynb"]
+TAGGED = [p for p in NOTEBOOKS if p.name[:3] in {"01_", "02_", "03_", "04_", "05_", "07_"}
+          or p.name == "triage_app.ipynb"]
 MAX_BYTES = 1_000_000
 
 # import name -> distribution name, where they differ
@@ -150,7 +151,7 @@ def test_checked_cells_are_tagged_not_marked_in_the_source(path):
     nb = _read(path)
     for i, cell in enumerate(nb.cells):
         assert MARKER not in cell.source, f"{path.name} cell {i}: move {MARKER} into the cell tag {TAG!r}"
-    if path.name[:3] in {"01_", "02_", "03_", "04_"}:
+    if path.name[:3] in {"01_", "02_", "03_", "04_", "07_"}:
         assert any(TAG in c.metadata.get("tags", []) for c in nb.cells), f"{path.name}: no checked cell"
 
 
@@ -254,3 +255,13 @@ def test_real_case_notebook_finds_the_data_relative_to_itself_with_an_override()
     assert 'os.environ.get("QE_NB_SHARED"' in source
     assert 'Path("..").resolve().parent / "shared"' in source
     assert "HAVE_DATA" in source
+
+
+def test_continuous_qa_notebook_asserts_the_drift_in_its_checked_cells():
+    """nbval compares printed text; the claims of notebook 07 are asserted, so a changed flag fails the run."""
+    nb = _read(NOTEBOOK_DIR / "07_continuous_qa.ipynb")
+    strip = _strip_module()
+    checked = "\n".join(c.source for c in nb.cells if strip.is_checked(c))
+    assert 'assert drift.attrs["flagged_members"] == [degraded]' in checked
+    assert "assert model.drift(assessments[:20]).attrs[\"flagged_members\"] == []" in checked
+    assert "assert flagged == [degraded]" in checked

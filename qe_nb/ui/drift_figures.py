@@ -5,7 +5,7 @@ A frozen :class:`~qe_nb.QualityModel` judges each new case as it arrives
 cases alarm more often than the reference cohort did. :func:`plot_alarm_rate` shows both over
 the order of arrival: per member, the share of its checks (structure x metric) that alarmed in
 the last ``window`` cases, the same share in the reference cohort as a dashed line, and the
-stretch where ``model.drift`` over the last ``last`` cases flags the member drawn thick.
+stretch where ``model.drift`` over the last ``last`` cases flags the member drawn thick, with a dot at each flagged case.
 :func:`rolling_alarm_rate`, :func:`reference_alarm_rate` and :func:`drift_flags` return the
 numbers the figure draws. The figure is built without ``pyplot``.
 """
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -259,8 +260,8 @@ def plot_alarm_rate(
         :func:`qe_nb.pipeline.watch.stored_assessments`), in arrival order.
     model : QualityModel, optional
         The model that assessed them. With it, each line's reference rate is drawn dashed in
-        the line's colour and the stretch where ``model.drift`` flags the line is drawn thick
-        (:func:`drift_flags`), its first flag annotated.
+        the line's colour and the stretch where ``model.drift`` flags the line is drawn thick with dots at
+        the flagged cases (:func:`drift_flags`), its first flag annotated.
     window : int, default 10
         Arrivals in the rolling window of the rate (:func:`rolling_alarm_rate`).
     by : str or sequence of str, default "algorithm"
@@ -328,8 +329,9 @@ def plot_alarm_rate(
                        gid=f"reference:{name}", zorder=2)
         if flags is not None and flags[column].any():
             on = flags[column].to_numpy(bool)
-            ax.plot(x, np.where(on, y, np.nan), color=color, linewidth=_FLAG_WIDTH, alpha=0.35,
-                    solid_capstyle="round", gid=f"flagged:{name}", zorder=1)
+            ax.plot(x, np.where(on, y, np.nan), color=to_rgba(color, 0.35), linewidth=_FLAG_WIDTH,
+                    solid_capstyle="round", marker="o", markersize=4, markerfacecolor=color,
+                    markeredgecolor="black", markeredgewidth=0.6, gid=f"flagged:{name}", zorder=4)
             first = int(np.argmax(on))
             if np.isfinite(y[first]):
                 ax.annotate(f"{' · '.join(key)} flagged\n(case {first + 1}: {rates.index[first]})",
@@ -340,7 +342,8 @@ def plot_alarm_rate(
     handles, labels = ax.get_legend_handles_labels()
     if reference is not None:
         handles += [Line2D([], [], color="0.4", linestyle="dashed", linewidth=1.0),
-                    Line2D([], [], color="0.4", linewidth=_FLAG_WIDTH, alpha=0.35)]
+                    Line2D([], [], color=to_rgba("0.4", 0.35), linewidth=_FLAG_WIDTH, marker="o", markersize=4,
+                           markerfacecolor="0.4", markeredgecolor="black", markeredgewidth=0.6)]
         labels += ["reference rate", f"drift flagged\n(last {last} cases)"]
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     ax.set_xlim(0.5, len(x) + 0.5)
