@@ -307,6 +307,29 @@ def test_two_reviewers_on_postgresql(postgres_server):
     assert sorted(ben.verdicts["reviewer"]) == ["ana", "ben"]
 
 
+def test_the_app_says_how_well_the_risk_ranks_the_verdicts_so_far(app):
+    from qe_nb.core.verdict_performance import verdict_performance
+
+    assert app.desk.performance.value == ""  # no verdicts yet
+    ranked = app.worklist["case"].tolist()
+    for case in ranked[:3]:
+        app.record("reject", case=case)
+    for case in ranked[-4:]:
+        app.record("accept", case=case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        counts = qe_nb.risk(qe_nb.alarms(app.similarity, app.alpha))
+        frame = app.verdicts[["case", "verdict"]]
+        expected = str(verdict_performance(counts, frame, n_boot=500))
+    assert expected.startswith("your verdicts so far: risk AUROC") and "over 7 reviewed cases" in expected
+    assert app.desk.performance.value == f"<span style='font-size:12px'>{expected}</span>"
+    app.set_alpha(1.5)  # another α, another risk: the line follows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", qe_nb.QeNbWarning)
+        moved = str(verdict_performance(qe_nb.risk(qe_nb.alarms(app.similarity, 1.5)), frame, n_boot=500))
+    assert moved in app.desk.performance.value
+
+
 def test_a_name_given_after_opening_a_case_marks_it_at_the_next_refresh(tmp_path):
     db = tmp_path / "reviews.db"
     ana = _app(verdicts=db, alpha=0.0, rows=12, refresh=0)
