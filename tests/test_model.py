@@ -381,3 +381,28 @@ def test_a_catalogue_with_other_files_is_assessed_on_the_models_members(cohort):
     xr.testing.assert_equal(out["alarms"], model.assess(new, cases=[case])["alarms"])
     with pytest.raises(InputError, match=r"the catalogue does not match the model: members .*lacking \['unet-a'\]"):
         model.assess(everything.drop_sel(algorithm="unet-a"), cases=[case])
+
+
+def test_drift_p_holm_is_holm_of_the_fisher_p_values(cohort):
+    from qe_nb.core.drift import holm
+
+    ens, scores = cohort
+    ref, new = _split(scores)
+    model = fit(ref, 0.1)
+    table = model.drift(_degraded_assessments(model, ens, [str(c) for c in new["case"].values[:8]], "unet-a"))
+    m = len(table)
+    p = table["p_value"].to_numpy()
+    order = np.argsort(p, kind="stable")
+    expected = np.minimum(1, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    np.testing.assert_allclose(table["p_holm"].to_numpy()[order], expected)
+    np.testing.assert_allclose(holm(p), table["p_holm"].to_numpy())
+    assert (table["p_holm"] >= table["p_value"]).all()
+    import scipy.stats
+
+    row = table.iloc[1]
+    k_ref = round(row["reference_rate"] * N_REF)
+    fisher = scipy.stats.fisher_exact([[row["n_alarms"], row["n_cases"] - row["n_alarms"]], [k_ref, N_REF - k_ref]],
+                                      alternative="greater").pvalue
+    assert row["p_value"] == pytest.approx(fisher)
+    assert row["p_binomial"] == pytest.approx(scipy.stats.binomtest(
+        int(row["n_alarms"]), int(row["n_cases"]), k_ref / N_REF, alternative="greater").pvalue)

@@ -168,7 +168,7 @@ def drift_table(
                 rows.append((alg, lab, met, int(flags[:, i, j, m].sum()), float(ref_rate[i, j, m]),
                              float(shift[i, j, m]), f"{lab} {_DISPLAY.get(met, met)} "))
     tests = [_test(k, n, _round_count(rate, n_ref), n_ref) for _, _, _, k, rate, _, _ in rows]
-    adjusted = holm(np.array([t[1] for t in tests]))
+    adjusted = holm(np.array([t[0] for t in tests]))
     drifted = adjusted <= level
     records = []
     for (alg, lab, met, k, rate, s, what), (p_value, p_binomial), p_h, flag in zip(rows, tests, adjusted, drifted):
