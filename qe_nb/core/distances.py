@@ -302,12 +302,47 @@ class MaskPair:
         return self._surface
 
     def robust_hd(self, percentile: float) -> float:
+        if self._surface is None:  # hd95 alone: the far surfels' exact distances are rarely needed
+            near = self._robust_hd_near(percentile)
+            if near is not None:
+                return near
         da, aa, db, ab = self.surface()
         result = -math.inf
         for dist, areas in ((da, aa), (db, ab)):
             cumulative = np.cumsum(areas) / np.sum(areas)
             idx = np.searchsorted(cumulative, percentile / 100.0)
             result = max(result, float(dist[min(idx, len(dist) - 1)]))
+        return result
+
+    def _robust_hd_near(self, percentile: float) -> float | None:
+        """:meth:`robust_hd` from the offset scan alone, or None when that cannot decide it.
+
+        The scan finds every surfel whose distance is within its radius; the others lie
+        farther than any of those. Sorted as :meth:`surface` sorts them, the known surfels are
+        a prefix of the full order with the same cumulative areas, so when the percentile
+        falls inside that prefix (clear of it by more than rounding), the answer is the same
+        float without a k-d tree or a distance transform for the far surfels.
+        """
+        sa = self._frame(self.a, self.a.surface, corners=True)
+        sb = self._frame(self.b, self.b.surface, corners=True)
+        offsets = _scan_offsets(tuple(self.spacing.tolist()))
+        target = percentile / 100.0
+        result = -math.inf
+        for mine, theirs, me in ((sa, sb, self.a), (sb, sa, self.b)):
+            shared = theirs[mine]
+            dist = np.zeros(shared.shape)
+            cells = np.flatnonzero(mine & ~theirs)
+            if cells.size:
+                dist[~shared] = _scan(cells, theirs, offsets)[0]  # NaN beyond the scan's radius
+            areas = me.surface_areas
+            known = ~np.isnan(dist)
+            order = np.lexsort((areas[known], dist[known]))
+            cumulative = np.cumsum(areas[known][order]) / np.sum(areas)
+            idx = int(np.searchsorted(cumulative, target))
+            if idx >= cumulative.size or abs(cumulative[idx] - target) < 1e-9 or (
+                    idx > 0 and abs(cumulative[idx - 1] - target) < 1e-9):
+                return None
+            result = max(result, float(dist[known][order][idx]))
         return result
 
     def medpy_percentile(self, percentile: float) -> float:
