@@ -94,7 +94,7 @@ def _row(app, case: str):
 
 
 def test_two_reviewers_at_once_see_each_others_verdicts(chromium, room):
-    """Ana (name typed in the page) and Ben (name in the URL) record verdicts on different cases at
+    """Ana K (name typed in the page) and Ben (name in the URL) record verdicts on different cases at
     the same time; Ben's page shows Ana's after the refresh button, Ana's shows Ben's by the
     periodic refresh; both with the right names, and the history of each case says who."""
     from qe_nb.store import ReviewStore
@@ -113,8 +113,9 @@ def test_two_reviewers_at_once_see_each_others_verdicts(chromium, room):
         expect(app_a.locator(".qe-case-title")).to_have_text(first)
         expect(app_a.locator(".qe-reviewer-hint")).to_contain_text("enter your name")
         expect(app_a.locator(".qe-verdict-reject")).to_be_disabled()
-        app_a.locator(".qe-reviewer input").fill("Ana")
+        app_a.locator(".qe-reviewer input").press_sequentially("Ana K", delay=30)  # key by key, a space inside
         expect(app_a.locator(".qe-verdict-reject")).to_be_enabled()
+        expect(app_a.locator(".qe-reviewer input")).to_have_value("Ana K")
         app_a.locator(".qe-verdict-note input").fill("rim missed")
 
         # Ben: named by the URL
@@ -142,7 +143,7 @@ def test_two_reviewers_at_once_see_each_others_verdicts(chromium, room):
         # Ben opens Ana's case: its history names her
         _row(app_b, first).locator(".qe-worklist-case").click()
         history = app_b.locator(".qe-verdict-history")
-        expect(history.locator(".qe-history-reviewer")).to_have_text(["Ana"])
+        expect(history.locator(".qe-history-reviewer")).to_have_text(["Ana K"])
         expect(history.locator(".qe-history-note")).to_have_text(["rim missed"])
         expect(app_b.locator(".qe-case-header")).to_contain_text("by Ana")
         no_widget_errors(page_a)
@@ -150,7 +151,7 @@ def test_two_reviewers_at_once_see_each_others_verdicts(chromium, room):
         assert dialogs_a == dialogs_b == []
 
         current = ReviewStore(room["db"]).current().set_index("case")
-        assert current.loc[first, ["verdict", "reviewer", "note"]].tolist() == ["reject", "Ana", "rim missed"]
+        assert current.loc[first, ["verdict", "reviewer", "note"]].tolist() == ["reject", "Ana K", "rim missed"]
         assert current.loc[second, ["verdict", "reviewer"]].tolist() == ["accept", "Ben"]
         assert current.loc[first, "seconds"] > 0 and current.loc[first, "scores_file"].endswith("scores.nc")
 

@@ -255,7 +255,10 @@ def test_a_reviewer_is_required_before_a_verdict(tmp_path):
     with pytest.raises(InputError, match="who is reviewing"):
         app.record("accept")
     assert len(app.store.history()) == 0
-    app.verdict_panel.reviewer_text.value = "  Dr. Ana  "  # as typed in the page
+    field = app.verdict_panel.reviewer_text
+    for typed in ("D", "Dr.", "Dr. ", "Dr. A", "  Dr. Ana  "):  # key by key, as typed in the page
+        field.value = typed
+        assert field.value == typed  # a trailing space stays while typing
     assert app.reviewer == "Dr. Ana" and hint.value == ""
     assert not any(b.disabled for b in app.verdict_buttons.values())
     app.verdict_buttons["accept"].click()

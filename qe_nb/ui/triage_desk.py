@@ -63,7 +63,7 @@ class VerdictDesk:
         self._alpha, self._case, self._redraw = alpha, case, redraw
         self._performance_key: tuple | None = None
         self.panel = VerdictPanel(on_verdict=self._on_verdict, on_retry=self._on_retry,
-                                  on_reviewer=self.set_reviewer, reviewer=session.reviewer)
+                                  on_reviewer=self._typed, reviewer=session.reviewer)
         self.refresh_button = w.Button(description="refresh", icon="refresh", layout=w.Layout(width="auto"),
                                        tooltip="read the verdicts of every reviewer from the database now")
         self.refresh_button.add_class("qe-refresh")
@@ -80,10 +80,15 @@ class VerdictDesk:
         return str(self.session.store.url)
 
     def set_reviewer(self, name: str) -> None:
-        """Who reviews from now on; the verdict buttons work once a name and a case are there."""
+        """Who reviews from now on (the name field shows it); the verdict buttons work once a name
+        and a case are there."""
+        self.panel.reviewer_text.value = name  # the field's observer calls _typed
+        self._typed(name)
+
+    def _typed(self, name: str) -> None:
+        """The name field changed (a key typed): the session takes the name without its blanks; the
+        field is left as typed, so a space between two words can be typed."""
         self.session.reviewer = name
-        if self.panel.reviewer_text.value.strip() != self.session.reviewer:
-            self.panel.reviewer_text.value = self.session.reviewer
         self.panel.enable(case_open=self._case() is not None, reviewer=self.session.reviewer)
 
     def opened(self, case: str) -> None:
