@@ -381,13 +381,21 @@ def assess_cube(
     sign = np.where(higher, 1.0, -1.0)
     flags = _alarm_values(sim.values, limits, sign)
     cases = [str(c) for c in sim.coords["case"].values]
-    gone = missing_flags(missing, sim)
+    if isinstance(missing, xr.DataArray) and missing.dims == ("case", "algorithm") and all(
+            missing.indexes[d].equals(sim.indexes[d]) for d in ("case", "algorithm")):
+        gone = missing.values.astype(bool)  # already in the cube's order (no alignment needed)
+    else:
+        gone = missing_flags(missing, sim)
     risk = flags.sum(axis=(1, 2, 3)).astype(np.int64)
-    table = reason_table(sim, flags, limits, higher.tolist(), np.flatnonzero(risk > 0), mad=mad, missing=gone)
-    texts = reason_texts(table, cases, max_reasons=None)
+    rows = np.flatnonzero(risk > 0)
+    texts = [""] * len(cases)
+    if rows.size:
+        table = reason_table(sim, flags, limits, higher.tolist(), rows, mad=mad, missing=gone)
+        texts = reason_texts(table, cases, max_reasons=None)
     errors = np.full(len(cases), "", dtype=object)
     if error is not None:
-        errors = np.array([str(e) for e in error.sel(case=sim.indexes["case"]).values], dtype=object)
+        aligned = error if error.indexes["case"].equals(sim.indexes["case"]) else error.sel(case=sim.indexes["case"])
+        errors = np.array([str(e) for e in aligned.values], dtype=object)
     data = {
         "similarity": (DIMS, sim.values, dict(sim.attrs)),
         "alarms": (DIMS, flags, {"long_name": "alarms at the model's frozen thresholds"}),

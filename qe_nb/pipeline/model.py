@@ -76,6 +76,7 @@ class QualityModel:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_hash", None)
+        object.__setattr__(self, "_algorithms", tuple(str(a) for a in self.thresholds.coords["algorithm"].values))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"QualityModel is read-only; fit a new model instead of setting {name!r}.")
@@ -100,7 +101,7 @@ class QualityModel:
     @property
     def algorithms(self) -> tuple[str, ...]:
         """The ensemble members, in the model's order."""
-        return tuple(str(a) for a in self.thresholds.coords["algorithm"].values)
+        return self._algorithms
 
     @property
     def scheme(self) -> LabelScheme:
