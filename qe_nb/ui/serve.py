@@ -1,8 +1,11 @@
-"""Serving the triage app: ``qe-nb app`` runs ``notebooks/triage_app.ipynb`` with Voila, and
+"""Serving the triage app: ``qe-nb app`` runs ``notebooks/triage_app.ipynb`` with Voila (the
+guarded server of :mod:`qe_nb.ui.voila_server`: a token off loopback, Host / Origin checks), and
 the notebook builds the app from ``QE_NB_*`` environment variables.
 
 - :func:`app_from_environment` -- the :class:`qe_nb.ui.triage_app.TriageApp` the notebook shows;
+- :func:`reviewer_from_environment` -- the reviewer's name the server provides (URL, option, hub);
 - :func:`voila_command` -- the Voila command line and environment ``qe-nb app`` runs;
+- :func:`database_location` -- a review database as the app receives it (URL or absolute path);
 - :func:`demo_environment` -- a small synthetic cohort to try the notebook without ``qe-nb app``;
 - :func:`app_notebook` -- where the notebook is.
 """
