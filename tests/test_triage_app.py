@@ -425,6 +425,29 @@ def test_a_locked_database_fails_the_save_visibly_and_a_retry_saves_it(tmp_path)
     assert app.store.history()[["case", "verdict", "note"]].values.tolist() == [[top, "accept", "kept"]]
 
 
+def test_a_database_whose_folder_is_gone_fails_the_save_and_a_retry_saves_once_it_is_back(tmp_path):
+    """SQLite would write into the removed file and lose the verdict with the process: refused instead."""
+    folder = tmp_path / "share"
+    folder.mkdir()
+    app = _app(verdicts=folder / "reviews.db", alpha=0.0, rows=5, reviewer="ana", refresh=0)
+    top = app.worklist["case"].iloc[0]
+    app.select(top)
+    (folder).rename(tmp_path / "moved")  # the share unmounted, the folder renamed...
+    app.verdict_buttons["reject"].click()
+    status = app.verdict_status.value
+    assert "not saved" in status and "is gone" in status and "reviews.db" in status, status
+    assert app.session.pending["verdict"] == "reject"
+    (tmp_path / "moved").rename(folder)  # ...and back
+    app.verdict_panel.retry_button.click()
+    assert "saved: " + top in app.verdict_status.value
+    assert ReviewStore(folder / "reviews.db").history()["verdict"].tolist() == ["reject"]
+    # a new file in its place is another database: refused too
+    (folder / "reviews.db").rename(tmp_path / "old.db")
+    ReviewStore(folder / "reviews.db").close()
+    with pytest.raises(qe_nb.QeNbError, match="was replaced by another file"):
+        app.record("accept", case=top)
+
+
 def test_a_failed_read_is_shown_and_the_last_read_kept(app, monkeypatch):
     from qe_nb.store import StoreError
 

@@ -10,9 +10,12 @@ verdict not saved yet, who has which case open, and the periodic refresh.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pandas as pd
 
@@ -58,6 +61,8 @@ class ReviewSession:
         self.opened: dict[str, tuple[str, pd.Timestamp]] = {}
         self.pending: dict[str, Any] | None = None
         self._opened_at: dict[str, float] = {}
+        self._file = _sqlite_file(str(store.url)) if getattr(store, "backend", "") == "sqlite" else None
+        self._inode = _inode(self._file)
 
     @property
     def reviewer(self) -> str:
@@ -142,6 +147,7 @@ class ReviewSession:
         if pending is None:
             raise InputError("no verdict is waiting to be saved.")
         try:
+            self.check_file()
             row = self.store.record(pending["case"], pending["verdict"], reviewer=self.reviewer,
                                     note=pending["note"], alpha=pending["alpha"], scores_file=self.scores_file,
                                     seconds=pending["seconds"])
@@ -151,6 +157,42 @@ class ReviewSession:
         self.pending = None
         self.current[str(row["case"])] = dict(row)
         return row
+
+
+    def check_file(self) -> None:
+        """A SQLite database must still be the file the session opened: SQLite keeps writing into a
+        file whose folder was removed or renamed (the verdicts would vanish with the process).
+
+        Raises
+        ------
+        StoreError
+            When the file is gone or was replaced.
+        """
+        if self._file is None or self._inode is None:
+            return
+        now = _inode(self._file)
+        if now != self._inode:
+            from qe_nb.store import StoreError
+
+            what = "is gone (its folder removed or renamed?)" if now is None else "was replaced by another file"
+            raise StoreError(f"the review database {str(self._file)!r} {what}; nothing was written. Put it "
+                             "back and retry, or restart the app to use a new database.")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (percent-decoded), or None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(unquote(url[len("sqlite:///"):]))
+
+
+def _inode(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, or None when it does not exist."""
+    try:
+        stat = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return None if stat is None else (stat.st_dev, stat.st_ino)
 
 
 class PeriodicRefresh:
