@@ -335,14 +335,23 @@ class MaskPair:
             if cells.size:
                 dist[~shared] = _scan(cells, theirs, offsets)[0]  # NaN beyond the scan's radius
             areas = me.surface_areas
-            known = ~np.isnan(dist)
-            order = np.lexsort((areas[known], dist[known]))
-            cumulative = np.cumsum(areas[known][order]) / np.sum(areas)
+            total = np.sum(areas)
+            # Distance 0 sorts first: its surfels are summed as one group, only the others sorted.
+            zero = float(np.sum(areas[dist == 0])) / total
+            if abs(zero - target) < 1e-9:
+                return None
+            if zero > target:
+                result = max(result, 0.0)
+                continue
+            positive = dist > 0  # NaN (unresolved) is neither
+            near, near_areas = dist[positive], areas[positive]
+            order = np.lexsort((near_areas, near))
+            cumulative = zero + np.cumsum(near_areas[order]) / total
             idx = int(np.searchsorted(cumulative, target))
             if idx >= cumulative.size or abs(cumulative[idx] - target) < 1e-9 or (
                     idx > 0 and abs(cumulative[idx - 1] - target) < 1e-9):
                 return None
-            result = max(result, float(dist[known][order][idx]))
+            result = max(result, float(near[order[idx]]))
         return result
 
     def medpy_percentile(self, percentile: float) -> float:

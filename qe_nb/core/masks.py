@@ -250,6 +250,7 @@ class MaskFeatures:
         self._codes: np.ndarray | None = None
         self._surface: np.ndarray | None = None
         self._surface_tree: cKDTree | None = None
+        self._areas: np.ndarray | None = None
         self.boundary_points: np.ndarray  # set by boundary_tree()
         self.surface_points: np.ndarray  # set by surface_tree()
 
@@ -307,8 +308,10 @@ class MaskFeatures:
 
     @property
     def surface_areas(self) -> np.ndarray:
-        """Surfel area of every surface corner, in C order."""
-        return surfel_area_table(tuple(self.spacing.tolist()))[self.codes[self.surface]]
+        """Surfel area of every surface corner, in C order (computed once; a fusion is in many pairs)."""
+        if self._areas is None:
+            self._areas = surfel_area_table(tuple(self.spacing.tolist()))[self.codes[self.surface]]
+        return self._areas
 
     def surface_tree(self) -> tuple[cKDTree, np.ndarray]:
         """A k-d tree over the surface corners (mm) and their absolute corner indices."""
