@@ -392,18 +392,20 @@ def assess_cube(
     if rows.size:
         table = reason_table(sim, flags, limits, higher.tolist(), rows, mad=mad, missing=gone)
         texts = reason_texts(table, cases, max_reasons=None)
-    errors = np.full(len(cases), "", dtype=object)
+    errors = [""] * len(cases)
     if error is not None:
         aligned = error if error.indexes["case"].equals(sim.indexes["case"]) else error.sel(case=sim.indexes["case"])
-        errors = np.array([str(e) for e in aligned.values], dtype=object)
+        errors = [str(e) for e in aligned.values]
     data = {
         "similarity": (DIMS, sim.values, dict(sim.attrs)),
         "alarms": (DIMS, flags, {"long_name": "alarms at the model's frozen thresholds"}),
         "risk": ("case", risk, {"long_name": "alarm count"}),
-        "reasons": ("case", np.array(texts, dtype=object), {"long_name": "the alarms in words, worst first"}),
+        # str arrays, not object ones: xarray inspects every element of an object array
+        "reasons": ("case", np.array(texts, dtype=str), {"long_name": "the alarms in words, worst first"}),
         "percentile": ("case", risk_percentile(risk, reference["risk"].values),
                        {"long_name": "share of reference cases at most as risky (%)"}),
-        "error": ("case", errors, {"long_name": "why the case could not be scored ('' when it was)"}),
+        "error": ("case", np.array(errors, dtype=str),
+                  {"long_name": "why the case could not be scored ('' when it was)"}),
         "missing": (("case", "algorithm"), np.zeros(flags.shape[:2], bool) if gone is None else gone,
                     {"long_name": "the candidate has no file"}),
         "threshold": (GROUP_DIMS, limits, {"long_name": "the model's frozen thresholds"}),

@@ -163,7 +163,8 @@ def _score_catalogue(model: QualityModel, ensemble: xr.Dataset, *, cases: Sequen
             "the catalogue does not match the model: " + "; ".join(differences)
             + ". Open it with the model's labels (open_ensemble(..., labels=model.scheme)) and members."
         )
-    ensemble = ensemble.sel(algorithm=list(model.algorithms))
+    if present != list(model.algorithms):
+        ensemble = ensemble.sel(algorithm=list(model.algorithms))
     if n_jobs != 1:
         return score(ensemble, fusion=model.fusion, metrics=model.metrics, nsd_tolerance=model.nsd_tolerance,
                      similarity=model.similarity_mode, cases=cases, n_jobs=n_jobs, progress=progress)
@@ -214,12 +215,13 @@ def _score_serial(model: QualityModel, ensemble: xr.Dataset, cases: Sequence[str
     return xr.Dataset(
         {
             "similarity": (("case", "algorithm", "label", "metric"), similarity),
-            "error": ("case", np.array(errors, dtype=object)),
+            "error": ("case", np.array(errors, dtype=str)),
             "missing": (("case", "algorithm"), (paths == "") | pd.isna(paths)),
         },
-        coords={"case": np.array(wanted, dtype=object), "algorithm": np.array(model.algorithms, dtype=object),
-                "label": np.array(list(model.labels), dtype=object),
-                "label_values": ("label", np.array(list(model.labels.values()), dtype=object)),
+        # plain str arrays: xarray inspects every element of an object array (a few ms per case)
+        coords={"case": np.array(wanted, dtype=str), "algorithm": np.array(model.algorithms, dtype=str),
+                "label": np.array(list(model.labels), dtype=str),
+                "label_values": ("label", np.array(list(model.labels.values()), dtype=str)),
                 **metric_coords(model.metrics, units=model.distance_units, ndim=ndim)},
         attrs={"fusion": model.fusion, "similarity_mode": model.similarity_mode,
                "distance_units": model.distance_units, "nsd_tolerance_mm": float(model.nsd_tolerance),
