@@ -84,6 +84,13 @@ def check_model_dict(data: object, shown: str = "<dict>") -> None:
     ------
     InputError
         Naming ``shown`` (the file) and the first problem found.
+
+    Examples
+    --------
+    >>> check_model_dict({"format": FORMAT, "format_version": 1}, "'m.json'")
+    Traceback (most recent call last):
+    ...
+    qe_nb.exceptions.InputError: model file 'm.json': the top level lacks the field(s) ['content_sha256', 'qe_nb_version', 'created', 'settings', 'calibration', 'reference']; the file is incomplete.
     """
     where = f"model file {shown}"
     if not isinstance(data, dict):

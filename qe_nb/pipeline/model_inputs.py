@@ -68,6 +68,13 @@ def settings_differences(model: QualityModel, settings: Mapping[str, Any]) -> li
 
     Metric and member order do not matter; their sets do. The NSD tolerance matters only when
     the model has ``nsd``; label values ``""`` (unknown) match any.
+
+    Examples
+    --------
+    >>> from qe_nb.pipeline.model import _example_scores, fit
+    >>> model = fit(_example_scores(), 0.1)
+    >>> settings_differences(model, {"fusion": "simple", "metrics": ["hd95", "dice"], "algorithms": ["x", "y"]})
+    ["fusion 'simple' (the model's: 'mav')", "members ['x', 'y'] (lacking ['z']; the model's: ['x', 'y', 'z'])"]
     """
     out = []
 
