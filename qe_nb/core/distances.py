@@ -329,11 +329,11 @@ class MaskPair:
         target = percentile / 100.0
         result = -math.inf
         for mine, theirs, me in ((sa, sb, self.a), (sb, sa, self.b)):
-            shared = theirs[mine]
-            dist = np.zeros(shared.shape)
-            cells = np.flatnonzero(mine & ~theirs)
-            if cells.size:
-                dist[~shared] = _scan(cells, theirs, offsets)[0]  # NaN beyond the scan's radius
+            corners = np.flatnonzero(mine)  # C order, as me.surface_areas
+            apart = ~theirs.reshape(-1)[corners]
+            dist = np.zeros(corners.shape)
+            if apart.any():
+                dist[apart] = _scan(corners[apart], theirs, offsets)[0]  # NaN beyond the scan's radius
             areas = me.surface_areas
             total = np.sum(areas)
             # Distance 0 sorts first: its surfels are summed as one group, only the others sorted.

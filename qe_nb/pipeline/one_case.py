@@ -121,7 +121,8 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) 
         raise QeNbError(f"case {case!r}: no candidate segmentation was found (patterns matched none).")
 
     resample = settings.get("resample", False)
-    arrays, grid = read_label_maps(cat.sel(algorithm=present), case, resample=resample)
+    every = [str(a) for a in cat["algorithm"].values] == present  # nothing missing: no selection to make
+    arrays, grid = read_label_maps(cat if every else cat.sel(algorithm=present), case, resample=resample)
     found = read_reference(cat, case, geometry=grid, resample=resample) if has_reference else None
     reference = [] if found is None else [found[0]]
     del found
