@@ -5,8 +5,10 @@
 ``qe-nb sweep``     the alpha sweep of a scores file (the paper's Tables 1-2)
 ``qe-nb worklist``  cases sorted by risk at a given alpha
 ``qe-nb fetch``     download a data set of data_manifest.yml, verifying checksums
-``qe-nb app``       serve the triage app (worklist, case viewer, verdicts) with Voila
+``qe-nb app``       serve the triage app (worklist, case viewer, verdicts by reviewer) with Voila
 ``qe-nb report``    one self-contained HTML report of a scored run, to share
+``qe-nb fit``       freeze the thresholds of a reference cohort into a model file
+``qe-nb assess``    assess new cases with a model file
 ``qe-nb watch``     assess each new case of a folder once, when complete, into a review database
 """
 

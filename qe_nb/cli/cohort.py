@@ -398,7 +398,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", default=None, help="pattern of image files, with {case} (and {modality})")
     p.add_argument("--labels", default=None, help="label scheme (default: the scores')")
     p.add_argument("--verdicts", default=None,
-                   help="verdict CSV file (default: SCORES.verdicts.csv beside the scores, when it exists)")
+                   help="the review database or an old verdict CSV (default: SCORES.reviews.db, else SCORES.verdicts.csv, "
+                   "beside the scores, when it exists)")
     p.add_argument("--top", type=int, default=10, help="worklist cases shown (default: %(default)s)")
     p.add_argument("--label-mean", action="store_true", help="alarms on the mean over the labels")
     p.add_argument("--pool", default=None, choices=POOLS, help=POOL_HELP + " (default: the run's)")
