@@ -22,6 +22,12 @@ def _check_app_inputs(args: argparse.Namespace) -> None:
     if given and not args.ensemble:
         raise CommandError(f"{', '.join(given)} describe the cohort's files: give its folder with "
                            "--ensemble ROOT too (or leave them out to serve the worklist only)")
+    if args.model is not None:
+        _check_stream_inputs(args)
+        return
+    if args.scores is None:
+        raise CommandError("give a scores file (qe-nb app SCORES), or the model and the database of "
+                           "`qe-nb watch` (qe-nb app --model MODEL.json --db qe-nb.db)")
     qe_nb.load_scores(args.scores)
     if args.ensemble:
         qe_nb.open_ensemble(args.ensemble, masks=args.masks or "{case}/{algorithm}.nii.gz",
@@ -30,6 +36,33 @@ def _check_app_inputs(args: argparse.Namespace) -> None:
 
     with ReviewStore(args.db or default_database_path(args.scores)):
         pass
+
+
+def _check_stream_inputs(args: argparse.Namespace) -> None:
+    """``--model``: the model file reads, the database exists and holds assessments with this model."""
+    import qe_nb
+    from qe_nb.store.review import ReviewStore
+
+    if args.scores is not None:
+        raise CommandError(f"give a scores file ({args.scores}) or --model (the watched assessments), not both")
+    unused = [f"--{k.replace('_', '-')}" for k in ("alpha", "label_mean", "verdicts") if getattr(args, k)]
+    if unused:
+        raise CommandError(f"{', '.join(unused)}: not with --model, whose thresholds and α are frozen")
+    if not args.db:
+        raise CommandError("--model needs --db, the database `qe-nb watch` writes")
+    if "://" not in args.db and not args.db.startswith("sqlite:") and not os.path.isfile(args.db):
+        raise CommandError(f"the database {args.db!r} does not exist; `qe-nb watch FOLDER --model "
+                           f"{args.model} --db {args.db}` creates it")
+    model = qe_nb.load_model(args.model)
+    if args.ensemble:
+        qe_nb.open_ensemble(args.ensemble, masks=args.masks or "{case}/{algorithm}.nii.gz",
+                            reference=args.reference, images=args.images, labels=args.labels)
+    with ReviewStore(args.db) as store:
+        if not store.assessed_cases(model.content_hash):
+            others = len(store.assessed_cases())
+            raise CommandError(f"the database {args.db!r} holds no assessment made with {args.model} (sha256 "
+                               f"{model.content_hash[:12]}){f'; it holds {others} of other models' if others else ''}"
+                               f"; run `qe-nb watch FOLDER --model {args.model} --db {args.db}` first")
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
@@ -47,7 +80,7 @@ def _cmd_app(args: argparse.Namespace) -> int:
     _check_app_inputs(args)
     token = args.token if args.token is not None else (new_token() if token_required(args.host) else None)
     argv, env = voila_command(
-        args.scores, ensemble_root=args.ensemble, masks=args.masks, reference=args.reference,
+        args.scores, model=args.model, ensemble_root=args.ensemble, masks=args.masks, reference=args.reference,
         images=args.images, labels=args.labels, db=args.db, verdicts=args.verdicts, reviewer=args.reviewer,
         alpha=args.alpha, label_mean=args.label_mean, rows=args.rows, pool=args.pool, refresh=args.refresh,
         host=args.host, port=args.port, token=token or None, allow_hosts=args.allow_host,
@@ -75,7 +108,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "database (SQLite beside the scores, or PostgreSQL with --db) that several reviewers share. On an "
         "address other than loopback (--host 0.0.0.0) a token is required: given with --token, or generated "
         "and printed with the URL. Requests whose Host or Origin is not this server are refused.")
-    p.add_argument("scores", help="a scores file written by `qe-nb score`")
+    p.add_argument("scores", nargs="?", default=None,
+                   help="a scores file written by `qe-nb score` (or leave it out and give --model and --db)")
+    p.add_argument("--model", default=None, metavar="MODEL.json",
+                   help="serve the assessments `qe-nb watch` recorded with this model in --db instead: risk, "
+                        "reasons and alarms as the model froze them (no alpha to set), new cases on refresh; "
+                        "--ensemble FOLDER (the watched folder) and --masks enable the case viewer")
     p.add_argument("--ensemble", default=None, help="the cohort folder (enables the case viewer)")
     p.add_argument("--masks", default=None,
                    help="pattern of candidate files, with {case} and {algorithm} (default: {case}/{algorithm}.nii.gz)")

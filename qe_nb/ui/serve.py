@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from qe_nb.exceptions import InputError
 
@@ -26,7 +26,8 @@ __all__ = ["ENVIRONMENT", "app_from_environment", "reviewer_from_environment", "
            "app_notebook", "database_location", "voila_command"]
 
 ENVIRONMENT: dict[str, str] = {
-    "QE_NB_SCORES": "the scores file (required)",
+    "QE_NB_SCORES": "the scores file (required without QE_NB_MODEL)",
+    "QE_NB_MODEL": "a model file (qe-nb fit): serve the assessments `qe-nb watch` recorded with it in QE_NB_DB",
     "QE_NB_ENSEMBLE_ROOT": "the cohort folder, for the case viewer",
     "QE_NB_MASKS": "pattern of candidate files, with {case} and {algorithm}",
     "QE_NB_REFERENCE": "pattern of reference files, with {case}",
@@ -59,18 +60,23 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
     environ : mapping, optional
         Default :data:`os.environ`. See :data:`ENVIRONMENT` for the variables.
 
+    With ``QE_NB_MODEL`` the app is a :class:`qe_nb.ui.stream_worklist.StreamTriageApp` over the
+    assessments that ``qe-nb watch`` recorded with that model in ``QE_NB_DB``.
+
     Raises
     ------
     InputError
-        When ``QE_NB_SCORES`` is unset, ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` / ``QE_NB_REFRESH`` are not numbers, or
+        When ``QE_NB_SCORES`` and ``QE_NB_MODEL`` are unset, ``QE_NB_MODEL`` is set without ``QE_NB_DB``, ``QE_NB_ALPHA`` / ``QE_NB_ROWS`` / ``QE_NB_REFRESH`` are not numbers, or
         ``QE_NB_POOL`` is neither "algorithm" nor "all".
     """
     from qe_nb.ui.triage_app import TriageApp
 
     env = os.environ if environ is None else environ
-    scores = env.get("QE_NB_SCORES", "")
-    if not scores:
+    scores, model = env.get("QE_NB_SCORES", ""), env.get("QE_NB_MODEL", "")
+    if not scores and not model:
         raise InputError("QE_NB_SCORES is not set; start the app with `qe-nb app scores.nc`.")
+    if model and not env.get("QE_NB_DB"):
+        raise InputError("QE_NB_MODEL needs QE_NB_DB, the database `qe-nb watch` writes.")
     numbers = {}
     for key, kind in (("QE_NB_ALPHA", float), ("QE_NB_ROWS", int), ("QE_NB_REFRESH", float)):
         text = env.get(key, "")
@@ -79,16 +85,24 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> TriageApp:
                 numbers[key] = kind(text)
             except ValueError:
                 raise InputError(f"{key} must be a{'n integer' if kind is int else ' number'}; got {text!r}.") from None
-    ensemble = None
     root = env.get("QE_NB_ENSEMBLE_ROOT", "")
-    if root:
+
+    def catalogue() -> Any:
         from qe_nb.data.ensemble import open_ensemble
 
-        ensemble = open_ensemble(
+        return open_ensemble(
             root, masks=env.get("QE_NB_MASKS") or "{case}/{algorithm}.nii.gz",
             reference=env.get("QE_NB_REFERENCE") or None, images=env.get("QE_NB_IMAGES") or None,
             labels=env.get("QE_NB_LABELS") or None,
         )
+
+    ensemble = catalogue() if root else None
+    if model:
+        from qe_nb.ui.stream_worklist import StreamTriageApp
+
+        return StreamTriageApp(env["QE_NB_DB"], model, ensemble=ensemble, catalogue=catalogue if root else None,
+                               reviewer=reviewer_from_environment(env), rows=numbers.get("QE_NB_ROWS", 30),
+                               refresh=numbers.get("QE_NB_REFRESH", 15.0))
     return TriageApp(
         scores, ensemble=ensemble, verdicts=env.get("QE_NB_DB") or None,
         import_csv=env.get("QE_NB_VERDICTS") or None, reviewer=reviewer_from_environment(env),
@@ -178,8 +192,9 @@ def database_location(location: str | os.PathLike) -> str:
 
 
 def voila_command(
-    scores: str | os.PathLike,
+    scores: str | os.PathLike | None,
     *,
+    model: str | os.PathLike | None = None,
     ensemble_root: str | os.PathLike | None = None,
     masks: str | None = None,
     reference: str | None = None,
@@ -209,6 +224,10 @@ def voila_command(
 
     Parameters
     ----------
+    scores : str or path-like or None
+        The scores file; None with ``model``.
+    model : str or path-like, optional
+        A model file: serve the assessments ``qe-nb watch`` recorded with it in ``db`` (required then).
     host : str, default "127.0.0.1"
         The address to listen on; any address other than loopback needs ``token``.
     token : str, optional
@@ -231,7 +250,8 @@ def voila_command(
     Raises
     ------
     InputError
-        When ``scores`` is not a file, ``ensemble_root`` not a folder, ``pool`` not
+        When ``scores`` is not a file (or is given with ``model``), ``model`` is not a file or comes
+        without ``db``, ``ensemble_root`` not a folder, ``pool`` not
         "algorithm" or "all", ``port`` not in 1..65535, or ``host`` is not loopback and no
         ``token`` is given.
     """
@@ -239,9 +259,16 @@ def voila_command(
 
     from qe_nb.ui.access import HOSTS_VARIABLE, TOKEN_VARIABLE, token_required
 
-    scores_path = Path(os.fspath(scores)).resolve()
-    if not scores_path.is_file():
+    if (scores is None) == (model is None):
+        raise InputError("give a scores file or a model (with the database `qe-nb watch` writes), not "
+                         f"{'both' if model is not None else 'neither'}.")
+    scores_path = None if scores is None else Path(os.fspath(scores)).resolve()
+    if scores_path is not None and not scores_path.is_file():
         raise InputError(f"scores file {str(scores_path)!r} does not exist; write it with `qe-nb score`.")
+    model_path = None if model is None else Path(os.fspath(model)).resolve()
+    if model_path is not None and (not model_path.is_file() or db is None):
+        raise InputError(f"model file {str(model_path)!r} does not exist; write it with `qe-nb fit`."
+                         if not model_path.is_file() else "a model needs `db`, the database `qe-nb watch` writes.")
     if ensemble_root is not None and not Path(os.fspath(ensemble_root)).is_dir():
         raise InputError(f"`ensemble_root` {str(ensemble_root)!r} is not a folder; expected the cohort folder.")
     if pool is not None:
@@ -256,7 +283,8 @@ def voila_command(
     hidden = set(ENVIRONMENT) | {TOKEN_VARIABLE, HOSTS_VARIABLE}
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in hidden}
     settings = {
-        "QE_NB_SCORES": str(scores_path),
+        "QE_NB_SCORES": None if scores_path is None else str(scores_path),
+        "QE_NB_MODEL": None if model_path is None else str(model_path),
         "QE_NB_ENSEMBLE_ROOT": None if ensemble_root is None else str(Path(os.fspath(ensemble_root)).resolve()),
         "QE_NB_MASKS": masks, "QE_NB_REFERENCE": reference, "QE_NB_IMAGES": images,
         "QE_NB_LABELS": labels,

@@ -31,6 +31,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import xarray as xr
 
+from qe_nb.core.alarms import alarms, risk
+from qe_nb.core.calibration import calibrate
+from qe_nb.core.checks import check_pool
+from qe_nb.core.run_alpha import run_alpha
+from qe_nb.core.statistics import count_entropy
+from qe_nb.core.triage import worklist
 from qe_nb.exceptions import InputError
 from qe_nb.ui.app_inputs import check_alpha, load_triage_inputs
 from qe_nb.ui.common import WidgetApp, ipywidgets
@@ -215,6 +221,8 @@ class TriageApp(WidgetApp):
     ['reject', 'ana']
     """
 
+    worklist_view_type: type = WorklistView  # the stream app's view grows with the cases
+
     def __init__(
         self,
         scores: xr.Dataset | str | os.PathLike,
@@ -232,10 +240,6 @@ class TriageApp(WidgetApp):
         pool: str = "algorithm",
         dpi: float = 72,
     ) -> None:
-        w = ipywidgets()
-        from qe_nb.core.calibration import calibrate
-        from qe_nb.core.checks import check_pool
-
         self.pool = check_pool(pool)
         inputs = load_triage_inputs(scores, ensemble=ensemble, rows=rows, label_mean=label_mean,
                                     quality_metric=quality_metric)
@@ -257,18 +261,22 @@ class TriageApp(WidgetApp):
         self.alpha_source = self._run_alpha_text(alpha, label_mean)
         if alpha is None:
             alpha = self.calibrated_alpha if self.run_alpha is None else self.run_alpha
+        self._build(float(alpha), min(rows, self.similarity.sizes["case"]), refresh)
+
+    def _build(self, alpha: float, n_rows: int, refresh: float) -> None:
+        """The controls, views and layout over the inputs set, the first drawing and the periodic refresh."""
+        w = ipywidgets()
         sizes = self.similarity.sizes
         self.max_count = int(sizes["algorithm"] * sizes["label"] * sizes["metric"])
         self.case: str | None = None
         self.viewer: Any = None
 
         # --- controls and views: the worklist, the verdict panel and (once a case is opened) the viewer
-        controls = _alpha_controls(w, float(alpha), self.calibrated_alpha, self.calibration_objective,
+        controls = _alpha_controls(w, alpha, self.calibrated_alpha, self.calibration_objective,
                                    self.alpha_source)
         for name, widget in controls.items():
             setattr(self, name, widget)
-        self.worklist_view = WorklistView(min(rows, sizes["case"]), max_count=self.max_count,
-                                          on_select=self.select)
+        self.worklist_view = self.worklist_view_type(n_rows, max_count=self.max_count, on_select=self.select)
         self.desk = VerdictDesk(self.session, alpha=lambda: self.alpha, case=lambda: self.case,
                                 redraw=self._draw)
         self.verdict_panel = self.desk.panel
@@ -277,8 +285,9 @@ class TriageApp(WidgetApp):
         right = w.VBox([self.verdict_panel.box, self.viewer_box],
                        layout=w.Layout(flex="1 1 auto", min_width="0", overflow="auto",
                                        margin="0 0 0 12px"))
+        self.header = w.HTML(_CSS + header_html(self.similarity, self.store.url, pool=self.pool))
         self.widget = w.VBox([
-            w.HTML(_CSS + header_html(self.similarity, self.store.url, pool=self.pool)),
+            self.header,
             w.HBox([self.alpha_slider, self.alpha_readout, self.preset_button]),
             self.alpha_note, self.summary, self.desk.performance, self.worklist_view.legend, self.notes_html,
             w.HBox([w.VBox([self.worklist_view.caption, w.HBox([self.desk.refresh_button, self.desk.refresh_note]),
@@ -296,8 +305,6 @@ class TriageApp(WidgetApp):
     def _run_alpha_text(self, given: float | None, label_mean: bool) -> str:
         """Set :attr:`run_alpha` (the α stored with the scores for these settings, or None)
         and say where the initial α comes from."""
-        from qe_nb.core.run_alpha import run_alpha
-
         with self.notes_view.noting():
             run = run_alpha(self.scores, label_mean=bool(label_mean), pool=self.pool)
         usable = run.stored and not isinstance(run.alpha, xr.DataArray)
@@ -415,10 +422,6 @@ class TriageApp(WidgetApp):
 
     def refresh(self) -> None:
         """Recompute the worklist for the current α and redraw."""
-        from qe_nb.core.alarms import alarms, risk
-        from qe_nb.core.statistics import count_entropy
-        from qe_nb.core.triage import worklist
-
         alpha = self.alpha
         with self.notes_view.noting():
             table = worklist(self.similarity, alpha, quality=self.quality, pool=self.pool)
