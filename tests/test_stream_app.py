@@ -19,7 +19,10 @@ from qe_nb.exceptions import InputError
 from qe_nb.pipeline.watch import stored_assessments, watch_folder
 from qe_nb.store.review import ReviewStore
 
+from .browser_util import chromium
+
 pytest.importorskip("ipywidgets")
+__all__ = ["chromium"]  # a fixture, imported for pytest
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def cohorts(tmp_path_factory):
     model_path = model.save(root / "model.json")
     fit(scores, alpha=0.25).save(root / "other.json")
     new = qe_nb.synthetic_cohort(root / "new", n_cases=8, seed=2, **shape)
-    return {"model": model, "model_path": model_path, "other_path": root / "other.json", "new": new, "source": root / "new",
+    return {"model": model, "model_path": model_path, "other_path": root / "other.json", "scores": scores, "new": new, "source": root / "new",
             "cases": [str(c) for c in new["case"].values]}
 
 
@@ -164,6 +167,25 @@ def test_an_empty_database_and_other_models_are_refused(cohorts, tmp_path):
         StreamTriageApp(tmp_path / "empty.db", cohorts["model_path"], refresh=0)
 
 
+def test_a_model_with_alpha_per_label(cohorts, tmp_path):
+    from qe_nb.pipeline.model import fit
+    from qe_nb.ui.stream_worklist import StreamTriageApp
+
+    model = fit(cohorts["scores"], alpha={"foreground": 0.25}, by="label")
+    folder, db = tmp_path / "incoming", tmp_path / "q.db"
+    folder.mkdir()
+    feed(cohorts, folder, cohorts["cases"][:2])
+    with ReviewStore(db) as store:
+        watch_folder(folder, model, store, settle=0, once=True, log=lambda line: None)
+    app = StreamTriageApp(db, model, reviewer="ana", refresh=0)
+    assert app.stream.alpha_text == (f"thresholds frozen by the model sha256 {model.content_hash[:12]} "
+                                     "(α per label: 0.25, fitted on 12 cases)")
+    assert np.isnan(app.alpha)
+    app.record("accept", case=app.worklist["case"].iloc[0])
+    with ReviewStore(db) as store:
+        assert store.current()["alpha"].isna().all()  # no one α to record; the model's hash is
+
+
 def test_app_from_environment_serves_the_stream(cohorts, watched):
     from qe_nb.ui.serve import app_from_environment
     from qe_nb.ui.stream_worklist import StreamTriageApp
@@ -181,6 +203,7 @@ def test_cli_app_serves_the_stream_or_fails_in_one_line(cohorts, watched, monkey
 
     folder, db = watched
     calls = []
+    monkeypatch.delenv("QE_NB_DB", raising=False)  # --db's default
     monkeypatch.setattr(os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
     model = str(cohorts["model_path"])
     assert cli.main(["app", "--db", str(db), "--model", model, "--ensemble", str(folder), "--port", "9003"]) == 0
@@ -208,3 +231,69 @@ def test_cli_app_serves_the_stream_or_fails_in_one_line(cohorts, watched, monkey
     fails(["--db", str(db), "--model", model, "--alpha", "0.2"], "--alpha: not with --model")
     fails([], "give a scores file")
     assert len(calls) == 1 and not (tmp_path / "none.db").exists()
+
+
+# ------------------------------------------------------------------ in a real browser (optional)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::qe_nb.exceptions.UnreliableThresholdWarning")
+def test_browser_worklist_of_a_watched_folder_grows_on_refresh(chromium, cohorts, watched, tmp_path):
+    """`qe-nb app --db DB --model MODEL.json --ensemble FOLDER --refresh 2` in headless Chromium: the
+    frozen α line, the stored risks, a verdict saved to the database, a newly watched case shown by
+    the periodic refresh without a reload of the page."""
+    import re
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from playwright.sync_api import expect
+
+    from .browser_util import OFF_HOST, Server, free_port, jupyter_env, no_widget_errors
+
+    folder, db = watched
+    port = free_port()
+    cmd = [sys.executable, "-m", "qe_nb.cli", "app", "--db", str(db), "--model", str(cohorts["model_path"]),
+           "--ensemble", str(folder), "--port", str(port), "--refresh", "2", "--reviewer", "Ana"]
+    server = Server(cmd, f"http://127.0.0.1:{port}/", jupyter_env(tmp_path / "jupyter"), tmp_path / "app.log",
+                    port=port)
+    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(60_000)
+    try:
+        page = context.new_page()
+        page.route(OFF_HOST, lambda route: route.abort())
+        page.goto(f"http://127.0.0.1:{port}/", timeout=180_000)
+        app = page.locator(".qe-triage-app")
+        expect(app).to_be_visible(timeout=90_000)
+        expect(app.locator(".qe-alpha-source")).to_have_text(
+            "thresholds frozen by model.json (α = 0.5, fitted on 12 cases)")
+        expect(app.locator(".qe-alpha-slider")).to_be_hidden()
+        expect(app.locator(".qe-worklist").locator("xpath=..")).to_contain_text("top 5 of 5 cases")
+        with ReviewStore(db) as store:
+            rows = store.assessments(cohorts["model"].content_hash).set_index("case")
+        case = next(c for c in rows.index if rows.loc[c, "risk"] > 0)
+        row = app.locator(".qe-worklist-row", has=page.locator(".qe-worklist-case", has_text=re.compile(
+            rf"^\W*{re.escape(case)}$")))
+        expect(row.locator(".qe-risk")).to_have_text(re.compile(rf"^{int(rows.loc[case, 'risk'])} alarms?$"))
+        row.locator(".qe-worklist-case").click()
+        expect(app.locator(".qe-case-title")).to_have_text(case)
+        app.locator(".qe-verdict-reject").click()
+        expect(app.locator(".qe-verdict-status")).to_contain_text(f"saved: {case} → reject by Ana")
+
+        new = cohorts["cases"][5]
+        feed(cohorts, folder, [new])
+        watch(cohorts, folder, db)
+        expect(app.locator(".qe-worklist-case", has_text=new)).to_be_visible(timeout=20_000)  # no page reload
+        expect(app.locator(".qe-worklist").locator("xpath=..")).to_contain_text("top 6 of 6 cases")
+        no_widget_errors(page)
+        shots = Path(os.environ.get("QE_NB_SCREENSHOTS") or Path(tempfile.gettempdir()) / "qe_nb-screenshots")
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "stream_app.png"), full_page=False)
+    finally:
+        context.close()
+        server.stop()
+    with ReviewStore(db) as store:
+        current = store.current().set_index("case")
+    assert current.loc[case, ["verdict", "reviewer", "model"]].tolist() == [
+        "reject", "Ana", cohorts["model"].content_hash]

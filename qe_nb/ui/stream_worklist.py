@@ -133,13 +133,13 @@ class StreamWorklist:
         """
         from qe_nb.pipeline.watch import stored_assessments
 
+        if self._n_rows > 0 and len(self.store.assessed_cases(self.model_hash)) == self._n_rows:
+            return False  # one row per case and model, never changed: nothing new (and no results read)
         rows = self.store.assessments(self.model_hash)
         if len(rows) == 0:
             raise InputError(f"the review database {str(self.store.url)!r} holds no assessment for "
                              f"{self.model_name} (sha256 {self.model_hash[:12]}); run `qe-nb watch FOLDER "
                              "--model MODEL.json --db DB` first, with this model and database.")
-        if len(rows) == self._n_rows:  # one row per case and model, never changed: nothing new
-            return False
         self.assessments = stored_assessments(rows, self.model)
         self.table, self.counts = self._table(self.assessments, rows["assessed_at"])
         self._n_rows = len(rows)
