@@ -14,7 +14,10 @@ and, when ``"px"``, in the ``units`` attr of the arrays returned here.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -107,6 +110,31 @@ def _check_ensemble(ensemble: object, case: object) -> xr.Dataset:
 
 def _cell(ensemble: xr.Dataset, variable: str, **where: str) -> str:
     return str(ensemble[variable].sel(**where).values)
+
+
+def _mask_cells(ensemble: xr.Dataset, case: str, algorithms: list[str]) -> dict[str, str]:
+    """Algorithm -> the case's mask path (``""`` when none), as :func:`_cell` gives each, in one selection."""
+    row = ensemble["mask"].sel(case=case)
+    if row.dims == ("algorithm",):
+        found = dict(zip((str(a) for a in row["algorithm"].values), (str(v) for v in row.values)))
+        if len(found) == row.sizes["algorithm"] and set(algorithms) <= set(found):
+            return {a: found[a] for a in algorithms}
+    return {a: _cell(ensemble, "mask", case=case, algorithm=a) for a in algorithms}
+
+
+def _read_all(paths: dict[str, str], case: str,
+              threads: int) -> dict[str, Callable[[], tuple[np.ndarray, Geometry]]]:
+    """Algorithm -> a call giving :func:`read_label_map` of its path (or raising its error).
+
+    With ``threads`` > 1 the files are read at once, in at most that many threads (and no more
+    than the files or cores); otherwise each is read when its call is made.
+    """
+    workers = min(threads, len(paths), os.cpu_count() or 1)
+    if workers <= 1:
+        return {a: functools.partial(read_label_map, p, case=case, role=f"algorithm {a!r}") for a, p in paths.items()}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qe_nb-read") as pool:
+        futures = {a: pool.submit(read_label_map, p, case=case, role=f"algorithm {a!r}") for a, p in paths.items()}
+    return {a: future.result for a, future in futures.items()}
 
 
 def _expected(ensemble: xr.Dataset, argument: str, **values: str) -> str:
@@ -263,13 +291,16 @@ def load_label_maps(
 
 
 def read_label_maps(
-    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False
+    ensemble: xr.Dataset, case: str, *, check_geometry: bool = True, resample: bool = False, threads: int = 1
 ) -> tuple[dict[str, np.ndarray], Geometry]:
     """:func:`load_label_maps` before stacking: algorithm -> label map, and their common grid.
 
     The maps may be read-only views of the decompressed files: the scoring pipeline crops
     them before it stacks them, and so copies only the crop. Parameters and errors as for
-    :func:`load_label_maps`.
+    :func:`load_label_maps`; ``threads`` > 1 reads the files in that many threads of this
+    process (inflating releases the GIL), for a caller that scores one case at a time in
+    process, not inside workers that already use every core. The result, and the error
+    raised (that of the first unusable candidate in catalogue order), do not depend on it.
 
     Returns
     -------
@@ -287,12 +318,14 @@ def read_label_maps(
     arrays: dict[str, np.ndarray] = {}
     geometries: dict[str, Geometry] = {}
     segmentations: list[str] = []  # read from DICOM SEG files
+    paths = _mask_cells(ensemble, case, algorithms)
+    reads = _read_all({a: p for a, p in paths.items() if p}, case, threads)
     for algorithm in algorithms:
         role = f"algorithm {algorithm!r}"
-        path = _cell(ensemble, "mask", case=case, algorithm=algorithm)
+        path = paths[algorithm]
         if not path:
             raise _missing(ensemble, "masks", f"case {case!r}, {role}", case=case, algorithm=algorithm)
-        arrays[algorithm], geometries[algorithm] = read_label_map(path, case=case, role=role)
+        arrays[algorithm], geometries[algorithm] = reads[algorithm]()
         if is_dicom(path):
             segmentations.append(algorithm)
         first_name, first = next(iter(geometries.items()))

@@ -370,6 +370,14 @@ def _inflate_whole(path: str) -> bytes | None:
     except _inflate.error:
         return None
     cap = _cap(head)
+    if size < cap:  # the trailer's size as the output limit first: the buffer grows to it, not beyond
+        d = _inflate.decompressobj(wbits=31)
+        try:
+            data = d.decompress(raw, size + 1)
+        except _inflate.error:
+            return None
+        if d.eof:  # the whole stream, within the cap: what the cap as the limit gives too
+            return data if not d.unused_data and len(data) == size else None
     d = _inflate.decompressobj(wbits=31)
     try:
         data = d.decompress(raw, cap + 1)

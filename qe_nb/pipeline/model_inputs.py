@@ -8,6 +8,7 @@ model's settings; :func:`scores_settings` reads the settings a scores Dataset re
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -206,7 +207,9 @@ def _score_serial(model: QualityModel, ensemble: xr.Dataset, cases: Sequence[str
     similarity = np.full((len(wanted), *shape), np.nan)
     errors, messages, ndim = [], [], 3
     for k, case in enumerate(wanted):
-        result = score_case_safe(ensemble.isel(case=[index[case]]), case, settings, "record")
+        # one case at a time in this process: its files are read in threads (no process start-up)
+        result = score_case_safe(ensemble.isel(case=[index[case]]), case, settings, "record",
+                                 threads=os.cpu_count() or 1)
         error = result["error"]
         if not error and result["units"] != model.distance_units:
             error = (f"case {case!r}: its distances are in {result['units']}, the model's in "

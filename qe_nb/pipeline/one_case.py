@@ -77,7 +77,7 @@ def scheme_from_settings(settings: dict[str, Any]) -> LabelScheme:
     return LabelScheme(settings["label_scheme"] or "custom", structures)
 
 
-def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) -> dict[str, Any]:
+def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any], *, threads: int = 1) -> dict[str, Any]:
     """Score one case; the unit of work that runs in a worker.
 
     Reads the case's files (:mod:`qe_nb.data`) and runs the in-memory computation of
@@ -91,6 +91,9 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) 
         The case id.
     settings : dict
         Fusion, metrics and label scheme, as built by :func:`case_settings`.
+    threads : int, default 1
+        Threads of this process that read the case's files at once (the caller scores one
+        case at a time in process; never more than the cores). Results do not depend on it.
 
     Returns
     -------
@@ -122,7 +125,8 @@ def score_case(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any]) 
 
     resample = settings.get("resample", False)
     every = [str(a) for a in cat["algorithm"].values] == present  # nothing missing: no selection to make
-    arrays, grid = read_label_maps(cat if every else cat.sel(algorithm=present), case, resample=resample)
+    arrays, grid = read_label_maps(cat if every else cat.sel(algorithm=present), case, resample=resample,
+                                   threads=threads)
     found = read_reference(cat, case, geometry=grid, resample=resample) if has_reference else None
     reference = [] if found is None else [found[0]]
     del found
@@ -189,10 +193,11 @@ def _error_text(case: str, exc: BaseException) -> str:
     return text.splitlines()[0] if len(text.splitlines()) > 3 else text
 
 
-def score_case_safe(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any], on_error: str) -> dict[str, Any]:
+def score_case_safe(case_catalogue: xr.Dataset, case: str, settings: dict[str, Any], on_error: str, *,
+                    threads: int = 1) -> dict[str, Any]:
     """:func:`score_case`, with a failure recorded in the result (``on_error="record"``) or raised."""
     try:
-        return score_case(case_catalogue, case, settings)
+        return score_case(case_catalogue, case, settings, threads=threads)
     except Exception as exc:  # one case's failure must never lose the others
         if on_error == "raise":
             raise
