@@ -288,13 +288,14 @@ class MaskFeatures:
         ``2**(2**ndim - 1 - flat(d))``, as ``ENCODE_NEIGHBOURHOOD_{2,3}D_KERNEL``.
         """
         if self._codes is None:
-            v = self.voxels.view(np.uint8)
-            nd = v.ndim
-            codes = np.zeros(tuple(n - 1 for n in v.shape), dtype=np.uint8)
-            for flat in range(2**nd):
-                d = [(flat >> (nd - 1 - ax)) & 1 for ax in range(nd)]
-                part = v[tuple(slice(k, k + n) for k, n in zip(d, codes.shape))]
-                codes += part << np.uint8(2**nd - 1 - flat)
+            # Axis by axis, last first: the bits of the two neighbours along an axis are the
+            # earlier axes' codes, the first shifted past the second (ndim passes, not 2**ndim).
+            codes = self.voxels.view(np.uint8)
+            nd = codes.ndim
+            for ax in reversed(range(nd)):
+                low = (slice(None),) * ax + (slice(None, -1),)
+                high = (slice(None),) * ax + (slice(1, None),)
+                codes = (codes[low] << np.uint8(2 ** (nd - 1 - ax))) | codes[high]
             self._codes = codes
         return self._codes
 
