@@ -156,3 +156,27 @@ def test_codes_axis_by_axis_equal_the_corner_passes(shape):
         f = mask_features(m, (1.0,) * len(shape))
         assert f.codes.dtype == np.uint8 and f.codes.flags.c_contiguous
         assert np.array_equal(f.codes, _codes_by_corner(f.voxels))
+
+
+def test_shared_header_read_once_and_each_file_keeps_its_own_grid(tmp_path):
+    import SimpleITK as sitk
+
+    from qe_nb.data.geometry import Geometry, geometry_of
+    from qe_nb.data.images import read_image
+
+    m = np.zeros((6, 7, 8), np.uint8)
+    m[1:4, 2:5, 3:6] = 2
+    same = Geometry((6, 7, 8), spacing=(2.5, 0.9, 1.1), origin=(3.0, -4.0, 5.5))
+    other = Geometry((6, 7, 8), spacing=(2.5, 0.9, 1.2), origin=(3.0, -4.0, 5.5))
+    paths = []
+    for k, geometry in enumerate([same, same, other, same]):
+        paths.append(tmp_path / f"m{k}.nii.gz")
+        write_image(m * (k + 1), paths[-1], geometry=geometry)
+    nifti._HEADER_READERS.clear()
+    grids = [read_image(p)[1] for p in paths]
+    for p, grid in zip(paths, grids):
+        assert grid == geometry_of(sitk.ReadImage(str(p)))  # as SimpleITK reads each file whole
+    assert grids[0] == grids[1] == grids[3] != grids[2]
+    assert len(nifti._HEADER_READERS) == 2  # one header read per distinct header
+    for k, p in enumerate(paths):
+        assert np.array_equal(read_image(p)[0], m * (k + 1))

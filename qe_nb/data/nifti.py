@@ -18,6 +18,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -390,6 +391,38 @@ def _inflate_whole(path: str) -> bytes | None:
     return data
 
 
+_HEADER_READERS: dict[tuple[str, bytes], sitk.ImageFileReader] = {}
+"""SimpleITK readers that read a NIfTI header, by file suffix and header bytes (with extensions)."""
+_HEADER_READERS_LOCK = threading.Lock()
+_HEADER_READERS_MAX = 16
+
+
+def _header_reader(header: bytes, path: str) -> sitk.ImageFileReader | None:
+    """A reader that has read the information of ``path``, whose bytes before the voxels are ``header``.
+
+    ITK's header-only read depends on those bytes alone, so the candidates of a case, which
+    usually share one header, are read by SimpleITK once (a few recent headers are kept).
+    None when SimpleITK cannot read it.
+    """
+    key = (image_suffix(path).lower(), bytes(header))
+    reader = _HEADER_READERS.get(key)
+    if reader is not None:
+        return reader
+    with sitk_readable(path) as readable:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(readable)
+        reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
+    with _HEADER_READERS_LOCK:
+        while len(_HEADER_READERS) >= _HEADER_READERS_MAX:
+            del _HEADER_READERS[next(iter(_HEADER_READERS))]
+        _HEADER_READERS[key] = reader
+    return reader
+
+
 def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, sitk.ImageFileReader] | None:
     """Voxels of a decompressed single-file NIfTI-1 holding unscaled integers, and the reader
     that read its header (its grid).
@@ -411,14 +444,9 @@ def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, sitk.Imag
     count = shape[0] * shape[1] * shape[2]
     if len(data) < int(vox_offset) + count * np.dtype(dtype).itemsize:
         return None  # truncated: the full path names the problem
-    with sitk_readable(path) as readable:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(readable)
-        reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            return None
+    reader = _header_reader(data[: int(vox_offset)], path)
+    if reader is None:
+        return None
     if (
         reader.GetDimension() != 3
         or reader.GetNumberOfComponents() != 1
