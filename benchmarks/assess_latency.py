@@ -6,7 +6,7 @@ Not part of the test suite; run by hand::
     python benchmarks/assess_latency.py --repeat 11 --metrics dice,hd95,hd
 
 On the real case of ``../shared/data/brats-example/`` (``$QE_NB_SHARED``): 5 candidates,
-155 x 240 x 240 voxels, BraTS regions. In one process, serially (no worker start-up on the path):
+155 x 240 x 240 voxels, BraTS regions. In one process (no worker start-up on the path; the case's five files are read in a thread per core, SimpleITK entered one at a time):
 
 - ``read``: SimpleITK reads the five candidate files into arrays (``sitk.ReadImage`` +
   ``GetArrayFromImage``): the floor any tool pays for one case;
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     same = np.array_equal(assessed["similarity"].values, scores["similarity"].values, equal_nan=True)
     print(f"read   (SimpleITK, 5 files -> arrays)       median {read_ms:8.1f} ms  "
           f"(min {1000 * min(read_times):.1f}, max {1000 * max(read_times):.1f}, n={len(read_times)})")
-    print(f"assess (model.assess of the case, serial)  median {assess_ms:8.1f} ms  "
+    print(f"assess (model.assess of the case, in process)median {assess_ms:8.1f} ms  "
           f"(min {1000 * min(assess_times):.1f}, max {1000 * max(assess_times):.1f}, n={len(assess_times)})")
     print(f"ratio assess / read: {assess_ms / read_ms:.2f} (goal <= 1.5); risk {int(assessed['risk'].item())}, "
           f"similarity identical to qe_nb.score's: {same}")

@@ -36,7 +36,7 @@ import SimpleITK as sitk
 from qe_nb.data.files import PathLike, image_suffix
 from qe_nb.data.geometry import Geometry, geometry_of, where
 from qe_nb.data.limits import SizeRefused, check_voxels
-from qe_nb.data.nifti import sitk_readable
+from qe_nb.data.nifti import SITK_LOCK, sitk_readable
 from qe_nb.exceptions import ImageReadError, QeNbError
 
 __all__ = [
@@ -374,12 +374,12 @@ def file_grid(path: PathLike) -> tuple[Geometry, bool] | None:
         except ImageReadError:
             return None
     try:
-        with sitk_readable(p) as readable:
+        with SITK_LOCK, sitk_readable(p) as readable:
             reader = sitk.ImageFileReader()
             reader.SetFileName(readable)
             reader.ReadImageInformation()
-        if reader.GetDimension() != 3:
-            return None
-        return geometry_of(reader), False
+            if reader.GetDimension() != 3:
+                return None
+            return geometry_of(reader), False
     except (RuntimeError, OSError, QeNbError):
         return None

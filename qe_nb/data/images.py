@@ -58,6 +58,7 @@ from qe_nb.data.images_2d import (
 from qe_nb.data.limits import SizeRefused, check_voxels, non_regular_file, warn_spacing
 from qe_nb.data.nifti import (
     GZIP_MAGIC,
+    SITK_LOCK,
     check_declared,
     inflate,
     is_nifti,
@@ -231,7 +232,8 @@ def _read_array(
             head, raw = inflated.head, inflated.copy
             if inflated.label_map is not None:
                 voxels, reader = inflated.label_map
-                return voxels, _checked_geometry(p, head, reader, fmt, fail)
+                with SITK_LOCK:  # the reader is shared by files with the same header
+                    return voxels, _checked_geometry(p, head, reader, fmt, fail)
         try:
             if not gzipped:
                 check_declared(head, os.path.getsize(p))  # a NIfTI: before SimpleITK allocates
@@ -272,7 +274,7 @@ def _check_declared_size(p: str, fmt: str | None) -> None:
     SimpleITK reads the header alone here; a file it cannot read is left to ``_sitk_read``,
     which explains the problem.
     """
-    with sitk_readable(p) as readable:
+    with SITK_LOCK, sitk_readable(p) as readable:
         reader = sitk.ImageFileReader()
         reader.SetFileName(readable)
         try:
@@ -330,7 +332,7 @@ def _read_head(p: str, fail: Callable[[str], ImageReadError]) -> bytes:
 
 def _sitk_read(source: str, fail: Callable[[str], ImageReadError], fmt: str | None = None) -> sitk.Image:
     """``sitk.ReadImage``, its errors in words."""
-    with sitk_readable(source) as readable:
+    with SITK_LOCK, sitk_readable(source) as readable:
         try:
             return sitk.ReadImage(readable)
         except RuntimeError as exc:

@@ -31,6 +31,7 @@ from qe_nb.data.files import image_suffix, is_utf8
 from qe_nb.data.limits import TRAILING_SLACK, SizeRefused, check_voxels, max_voxels
 
 __all__ = [
+    "SITK_LOCK",
     "GZIP_MAGIC",
     "Inflated",
     "check_declared",
@@ -393,7 +394,11 @@ def _inflate_whole(path: str) -> bytes | None:
 
 _HEADER_READERS: dict[tuple[str, bytes], sitk.ImageFileReader] = {}
 """SimpleITK readers that read a NIfTI header, by file suffix and header bytes (with extensions)."""
-_HEADER_READERS_LOCK = threading.Lock()
+SITK_LOCK = threading.RLock()
+"""Held around every SimpleITK read: ITK's NIfTI library keeps global state and is not
+thread-safe, and SimpleITK releases the GIL, so files read in threads (one case's candidates,
+:func:`qe_nb.data.loading.read_label_maps` with ``threads``) inflate at once but enter
+SimpleITK one at a time (unlocked, a full test run once aborted in ``ReadImageInformation``)."""
 _HEADER_READERS_MAX = 16
 
 
@@ -405,18 +410,18 @@ def _header_reader(header: bytes, path: str) -> sitk.ImageFileReader | None:
     None when SimpleITK cannot read it.
     """
     key = (image_suffix(path).lower(), bytes(header))
-    reader = _HEADER_READERS.get(key)
-    if reader is not None:
-        return reader
-    with sitk_readable(path) as readable:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(readable)
-        reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            return None
-    with _HEADER_READERS_LOCK:
+    with SITK_LOCK:
+        reader = _HEADER_READERS.get(key)
+        if reader is not None:
+            return reader
+        with sitk_readable(path) as readable:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(readable)
+            reader.SetImageIO("NiftiImageIO")  # the header says NIfTI-1: skip asking every format
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError:
+                return None
         while len(_HEADER_READERS) >= _HEADER_READERS_MAX:
             del _HEADER_READERS[next(iter(_HEADER_READERS))]
         _HEADER_READERS[key] = reader
@@ -444,16 +449,15 @@ def _nifti_integer_voxels(data: bytes, path: str) -> tuple[np.ndarray, sitk.Imag
     count = shape[0] * shape[1] * shape[2]
     if len(data) < int(vox_offset) + count * np.dtype(dtype).itemsize:
         return None  # truncated: the full path names the problem
-    reader = _header_reader(data[: int(vox_offset)], path)
-    if reader is None:
-        return None
-    if (
-        reader.GetDimension() != 3
-        or reader.GetNumberOfComponents() != 1
-        or reader.GetPixelID() != pixel_id
-        or tuple(reader.GetSize()) != shape[::-1]
-    ):
-        return None
+    with SITK_LOCK:
+        reader = _header_reader(data[: int(vox_offset)], path)
+        if reader is None or (
+            reader.GetDimension() != 3
+            or reader.GetNumberOfComponents() != 1
+            or reader.GetPixelID() != pixel_id
+            or tuple(reader.GetSize()) != shape[::-1]
+        ):
+            return None
     voxels = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(header.endian), count=count,
                            offset=int(vox_offset)).reshape(shape)
     if not voxels.dtype.isnative:
