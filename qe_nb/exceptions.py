@@ -14,6 +14,7 @@ __all__ = [
     "ImageReadError",
     "ManifestError",
     "EnsembleError",
+    "NoMatchingFilesError",
     "QeNbWarning",
     "UndefinedValueWarning",
     "UnreliableThresholdWarning",
@@ -43,6 +44,10 @@ class ImageReadError(QeNbError):
 
 class EnsembleError(QeNbError):
     """A folder or pattern does not describe a usable ensemble."""
+
+
+class NoMatchingFilesError(EnsembleError):
+    """No file of a folder matches a pattern (yet): an empty or still-filling folder, or a wrong pattern."""
 
 
 class ManifestError(QeNbError):

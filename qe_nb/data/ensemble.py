@@ -77,7 +77,7 @@ from qe_nb.data.loading import (
     read_label_maps,
     read_reference,
 )
-from qe_nb.exceptions import EnsembleError, QeNbWarning
+from qe_nb.exceptions import EnsembleError, NoMatchingFilesError, QeNbWarning
 
 __all__ = [
     "open_ensemble",
@@ -207,7 +207,7 @@ def _walk(root: str, max_depth: int) -> list[str]:
     return found
 
 
-def _no_match_error(argument: str, pattern: str, root: str, files: list[str], claimed: int) -> EnsembleError:
+def _no_match_error(argument: str, pattern: str, root: str, files: list[str], claimed: int) -> NoMatchingFilesError:
     if files:
         shown = ", ".join(repr(f) for f in files[:5])
         more = f" ({len(files)} files in all)" if len(files) > 5 else ""
@@ -219,7 +219,7 @@ def _no_match_error(argument: str, pattern: str, root: str, files: list[str], cl
         if claimed
         else ""
     )
-    return EnsembleError(
+    return NoMatchingFilesError(
         f"no file under {root!r} matches the `{argument}` pattern {pattern!r}; {seen}{note}. "
         "Check the pattern (placeholders {case}, {algorithm}, {modality}; sub-folders allowed)."
     )

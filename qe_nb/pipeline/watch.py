@@ -64,7 +64,7 @@ import pandas as pd
 import xarray as xr
 
 from qe_nb.data.ensemble import open_ensemble
-from qe_nb.exceptions import EnsembleError, InputError, QeNbError, QeNbWarning
+from qe_nb.exceptions import EnsembleError, InputError, NoMatchingFilesError, QeNbError, QeNbWarning
 
 __all__ = ["DEFAULT_MASKS", "FolderWatcher", "WatchSummary", "watch_folder", "assessment_row", "stored_assessments"]
 
@@ -327,9 +327,9 @@ class FolderWatcher:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", QeNbWarning)  # e.g. "takes ['reference'] for algorithms"
                 ens = open_ensemble(self.folder, masks=self.masks, labels=self.labels)
+        except NoMatchingFilesError:  # nothing matches yet
+            return None
         except EnsembleError as exc:
-            if str(exc).startswith("no file under"):  # open_ensemble's words for "nothing matches yet"
-                return None
             if strict:
                 raise
             if str(exc) != self._last_problem:
