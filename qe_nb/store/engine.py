@@ -37,7 +37,7 @@ from sqlalchemy.exc import ArgumentError
 from qe_nb.exceptions import InputError
 from qe_nb.store.errors import StoreError
 
-__all__ = ["WRITE", "open_engine"]
+__all__ = ["WRITE", "open_engine", "file_identity"]
 
 #: Execution option that makes a SQLite transaction start with ``BEGIN IMMEDIATE``.
 WRITE = "qe_nb_write"
@@ -92,7 +92,11 @@ def _parse(path_or_url: str | os.PathLike) -> URL:
     )
 
 
-def _identity(path: str) -> tuple[int, int] | None:
+def file_identity(path: str | os.PathLike | None) -> tuple[int, int] | None:
+    """(device, inode) of a database file, or None when there is none: a file deleted, moved or
+    replaced since it was opened has another (or none)."""
+    if path is None:
+        return None
     try:
         info = os.stat(path)
     except OSError:
@@ -115,13 +119,13 @@ def _configure_sqlite(engine: Engine, timeout: float, path: str, display: str) -
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
-        record.info[_FILE_KEY] = _identity(path)
+        record.info[_FILE_KEY] = file_identity(path)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(WRITE, False)
         opened = connection.connection.info.get(_FILE_KEY)
-        if opened is not None and _identity(path) != opened:
+        if opened is not None and file_identity(path) != opened:
             raise StoreError(
                 f"review database {display!r} is gone: the file was deleted, moved or replaced while the "
                 f"store was open, so nothing was {'written' if immediate else 'read'}; restore the file or "

@@ -10,7 +10,6 @@ verdict not saved yet, who has which case open, and the periodic refresh.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 
 from qe_nb.core.verdicts import VERDICTS
 from qe_nb.exceptions import InputError
+from qe_nb.store.engine import file_identity
 
 if TYPE_CHECKING:
     from qe_nb.store.review import ReviewStore
@@ -62,7 +62,7 @@ class ReviewSession:
         self.pending: dict[str, Any] | None = None
         self._opened_at: dict[str, float] = {}
         self._file = _sqlite_file(str(store.url)) if getattr(store, "backend", "") == "sqlite" else None
-        self._inode = _inode(self._file)
+        self._inode = file_identity(self._file)
 
     @property
     def reviewer(self) -> str:
@@ -170,7 +170,7 @@ class ReviewSession:
         """
         if self._file is None or self._inode is None:
             return
-        now = _inode(self._file)
+        now = file_identity(self._file)
         if now != self._inode:
             from qe_nb.store import StoreError
 
@@ -184,15 +184,6 @@ def _sqlite_file(url: str) -> Path | None:
     if not url.startswith("sqlite:///"):
         return None
     return Path(unquote(url[len("sqlite:///"):]))
-
-
-def _inode(path: Path | None) -> tuple[int, int] | None:
-    """(device, inode) of ``path``, or None when it does not exist."""
-    try:
-        stat = os.stat(path) if path is not None else None
-    except OSError:
-        return None
-    return None if stat is None else (stat.st_dev, stat.st_ino)
 
 
 class PeriodicRefresh:
