@@ -9,18 +9,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from qe_nb.exceptions import InputError
 
-__all__ = ["VERDICTS", "POSITIVE_VERDICTS", "verdict_frame", "check_positive"]
+__all__ = ["VERDICTS", "POSITIVE_VERDICTS", "check_verdict", "verdict_frame", "check_positive"]
 
 VERDICTS: tuple[str, ...] = ("accept", "needs correction", "reject")
 """The verdicts a reviewer can record, in the order of the app's buttons."""
 
 POSITIVE_VERDICTS: tuple[str, ...] = ("reject", "needs correction")
 """The verdicts that count as a failed segmentation (the positives a risk should rank first)."""
+
+
+def check_verdict(verdict: Any, name: str = "verdict") -> str:
+    """``verdict`` when it is one of :data:`VERDICTS`, else InputError naming ``name``.
+
+    Examples
+    --------
+    >>> check_verdict("reject")
+    'reject'
+    """
+    if not isinstance(verdict, str) or verdict not in VERDICTS:
+        raise InputError(f"Unknown `{name}` {verdict!r}; expected one of {list(VERDICTS)}.")
+    return verdict
 
 
 def check_positive(positive: str | Sequence[str], *, name: str = "positive") -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qe_nb.core.verdicts import VERDICTS
+from qe_nb.core.verdicts import check_verdict
 from qe_nb.exceptions import InputError
 
 __all__ = [
@@ -76,13 +76,6 @@ def check_text(value: Any, name: str, *, empty: bool = True, optional: bool = Fa
     except UnicodeEncodeError as exc:
         raise InputError(f"`{name}` is not valid Unicode ({exc.reason}); got {value!r}.") from exc
     return value
-
-
-def check_verdict(verdict: Any) -> str:
-    """``verdict`` when it is one of :data:`qe_nb.core.verdicts.VERDICTS`, else InputError."""
-    if not isinstance(verdict, str) or verdict not in VERDICTS:
-        raise InputError(f"Unknown `verdict` {verdict!r}; expected one of {list(VERDICTS)}.")
-    return verdict
 
 
 def check_number(value: Any, name: str, *, minimum: float | None = None, integer: bool = False) -> Any:

@@ -19,11 +19,11 @@ import warnings
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from qe_nb.core.verdicts import VERDICTS
+from qe_nb.core.verdicts import VERDICTS, check_verdict
 from qe_nb.exceptions import InputError
 
 if TYPE_CHECKING:
@@ -181,12 +181,6 @@ def _empty_verdicts() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in VERDICT_COLUMNS})
 
 
-def _check_verdict(verdict: Any, name: str = "verdict") -> str:
-    if not isinstance(verdict, str) or verdict not in VERDICTS:
-        raise InputError(f"Unknown `{name}` {verdict!r}; expected one of {list(VERDICTS)}.")
-    return verdict
-
-
 def read_verdicts(path: str | os.PathLike) -> pd.DataFrame:
     """Read a verdict CSV file; a missing file is an empty table.
 
@@ -272,7 +266,7 @@ def write_verdicts(path: str | os.PathLike, verdicts: pd.DataFrame) -> Path:
             f"`verdicts` must be a DataFrame with the columns {list(VERDICT_COLUMNS)}; got {got}."
         )
     for verdict in verdicts["verdict"]:
-        _check_verdict(verdict)
+        check_verdict(verdict)
     path = Path(os.fspath(path))
     with atomic_write(path, "w", newline="") as fh:
         verdicts[list(VERDICT_COLUMNS)].to_csv(fh, index=False)
@@ -323,7 +317,7 @@ def record_verdict(
     ...
     qe_nb.exceptions.InputError: Unknown `verdict` 'maybe'; expected one of ['accept', 'needs correction', 'reject'].
     """
-    verdict = _check_verdict(verdict)
+    verdict = check_verdict(verdict)
     if not isinstance(case, str) or not case:
         raise InputError(f"`case` must be a non-empty str (a case id); got {case!r}.")
     if not isinstance(note, str):
